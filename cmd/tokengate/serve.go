@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/internal/config"
+)
+
+// serverFlags are the flags serve and demo share; they override the configuration file.
+type serverFlags struct {
+	grpcAddr, httpAddr, logLevel, logFormat string
+}
+
+func (f *serverFlags) register(fs *pflag.FlagSet, grpcDefault, httpDefault string) {
+	fs.StringVar(&f.grpcAddr, "grpc-addr", grpcDefault, "ext_authz gRPC listen address (overrides server.grpc_addr)")
+	fs.StringVar(&f.httpAddr, "http-addr", httpDefault, "HTTP listen address (overrides server.http_addr)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+}
+
+func (f *serverFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, usageErrorf("--log-level: %q is not one of debug, info, warn, error", f.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(f.logFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageErrorf("--log-format: %q is not text or json", f.logFormat)
+}
+
+// cmdServe runs the servers until SIGTERM or SIGINT (drain, exit 0); SIGHUP reloads.
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	var sf serverFlags
+	sf.register(fs, "", "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usageErrorf("serve: --config is required")
+	}
+	logger, err := sf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	a, err := app.New(ctx, app.Options{
+		ConfigPath: *path, GRPCAddr: sf.grpcAddr, HTTPAddr: sf.httpAddr,
+		Logger: logger, Signals: true,
+	})
+	if err != nil {
+		return configError(err, stderr)
+	}
+	return a.Run(ctx)
+}
+
+// cmdValidate prints every problem as `field.path: message` and exits 2 when there is any.
+func cmdValidate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("validate", stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usageErrorf("validate: --config is required")
+	}
+	if _, err := config.Load(*path, os.LookupEnv); err != nil {
+		return configError(err, stdout)
+	}
+	fmt.Fprintf(stdout, "%s: valid\n", *path)
+	return nil
+}
+
+// configError prints a configuration's problems one per line and makes the exit status 2;
+// other errors (a port in use, …) are runtime failures.
+func configError(err error, w io.Writer) error {
+	var ce *config.Errors
+	if errors.As(err, &ce) {
+		fmt.Fprintln(w, ce.Error())
+		return silentUsage{}
+	}
+	return err
+}

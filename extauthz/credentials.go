@@ -1,0 +1,88 @@
+package extauthz
+
+import (
+	"encoding/base64"
+	"net/url"
+	"strings"
+)
+
+// credential is what the caller presented in its Authorization header.
+type credential struct {
+	scheme string // lower-case: "bearer", "basic", or another scheme
+	value  string // the token68 / credentials after the scheme
+}
+
+// credentialError is a syntactically unusable Authorization header: RFC 6750 §3.1 answers it
+// with 400 invalid_request.
+type credentialError string
+
+func (e credentialError) Error() string { return string(e) }
+
+// parseAuthorization reads one Authorization header value. Envoy joins repeated headers with
+// commas, so a comma means the caller sent two credentials, which is refused rather than
+// guessing which one counts (RFC 6750 §3.1 "multiple methods"). present is false when there is
+// no credential at all.
+func parseAuthorization(values []string) (c credential, present bool, err error) {
+	var nonEmpty []string
+	for _, v := range values {
+		if strings.TrimSpace(v) != "" {
+			nonEmpty = append(nonEmpty, v)
+		}
+	}
+	switch len(nonEmpty) {
+	case 0:
+		return credential{}, false, nil
+	case 1:
+	default:
+		return credential{}, true, credentialError("more than one credential was sent")
+	}
+	v := strings.TrimSpace(nonEmpty[0])
+	if strings.Contains(v, ",") {
+		return credential{}, true, credentialError("more than one credential was sent")
+	}
+	name, rest, _ := strings.Cut(v, " ")
+	c = credential{scheme: strings.ToLower(name), value: strings.TrimLeft(rest, " ")}
+	if c.value == "" {
+		return c, true, credentialError("the credential is empty")
+	}
+	if strings.ContainsAny(c.value, " \t") {
+		return c, true, credentialError("the credential is malformed")
+	}
+	return c, true, nil
+}
+
+// tokenInQuery reports whether the URI carries an access token (RFC 6750 §2.3). tokengate does
+// not accept it: a token in a URI ends up in access logs and Referer headers, and a second
+// credential beside the header would be ambiguous.
+func tokenInQuery(path string) bool {
+	_, query, ok := strings.Cut(path, "?")
+	if !ok || !strings.Contains(query, "access_token") {
+		return false
+	}
+	values, err := url.ParseQuery(query)
+	if err != nil {
+		return true // a malformed query that mentions access_token is refused, not guessed at
+	}
+	_, has := values["access_token"]
+	return has
+}
+
+// basicCredentials decodes RFC 7617 Basic credentials. As in RFC 6749 §2.3.1 the client id and
+// secret are form-urlencoded inside the Basic value, so both are unescaped.
+func basicCredentials(value string) (id, secret string, err error) {
+	raw, decErr := base64.StdEncoding.DecodeString(value)
+	if decErr != nil {
+		return "", "", credentialError("the Basic credentials are malformed")
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	if !ok || user == "" {
+		return "", "", credentialError("the Basic credentials are malformed")
+	}
+	if id, err = url.QueryUnescape(user); err != nil {
+		return "", "", credentialError("the Basic credentials are malformed")
+	}
+	if secret, err = url.QueryUnescape(pass); err != nil {
+		return "", "", credentialError("the Basic credentials are malformed")
+	}
+	return id, secret, nil
+}

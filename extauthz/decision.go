@@ -1,0 +1,138 @@
+package extauthz
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// Body error codes of SPEC section 5. The first three are RFC 6750 §3.1 error codes and are
+// also written into WWW-Authenticate; the others appear only in the JSON body.
+const (
+	errInvalidRequest   = "invalid_request"
+	errInvalidToken     = "invalid_token"
+	errInsufficientScop = "insufficient_scope"
+	errInvalidClient    = "invalid_client"
+	errUnauthorized     = "unauthorized"
+	errAccessDenied     = "access_denied"
+	errUnavailable      = "temporarily_unavailable"
+)
+
+// realm is the RFC 6750 §3 / RFC 7617 realm of every challenge.
+const realm = `realm="tokengate"`
+
+// HeaderValue is one request header the gateway sets (overwriting) before forwarding upstream.
+type HeaderValue struct {
+	Name  string // lower-case
+	Value string
+}
+
+// Decision is the transport-neutral outcome of one authorization request.
+type Decision struct {
+	Allowed bool
+
+	// Denial (Allowed == false).
+	Status          int    // HTTP status for the client: 400, 401, 403 or 503
+	WWWAuthenticate string // challenge, or "" for none
+	Error           string // body "error"
+	Description     string // body "error_description"; fixed texts only, never a token or secret
+
+	// Allow (Allowed == true).
+	SetHeaders    []HeaderValue // each overwrites (OVERWRITE_IF_EXISTS_OR_ADD)
+	RemoveHeaders []string      // lower-case names; never one that is also set
+	// Passthrough is true when the caller's Authorization goes upstream untouched; forward-auth
+	// then answers it back so gateways that copy response headers keep it.
+	Passthrough bool
+	// Metadata for access logs: sub, iss, client_id, scope, route (only non-empty values).
+	Metadata map[string]string
+
+	// For logs and metrics; never sent to the client.
+	Route     string // "" when no route was selected
+	Reason    string // why it was denied, for the log line
+	TokenHash string // short hash of the caller's credential, for correlating log lines
+}
+
+// Body is the JSON body of a denial: {"error":"…","error_description":"…"}.
+func (d *Decision) Body() string {
+	b, err := json.Marshal(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{d.Error, d.Description})
+	if err != nil { // cannot happen for two strings; keep a valid body regardless
+		return `{"error":"temporarily_unavailable","error_description":"internal error"}`
+	}
+	return string(b)
+}
+
+// scheme names the credential a route takes, which decides the challenge of a 401.
+type scheme int
+
+const (
+	schemeBearer scheme = iota
+	schemeBasic
+)
+
+func (s scheme) challenge(attrs ...string) string {
+	name := "Bearer"
+	if s == schemeBasic {
+		name = "Basic"
+	}
+	return name + " " + strings.Join(append([]string{realm}, attrs...), ", ")
+}
+
+// missingCredentials: RFC 6750 §3.1, a request without authentication gets a challenge with no
+// error code.
+func missingCredentials(s scheme, reason string) Decision {
+	return Decision{Status: http.StatusUnauthorized, WWWAuthenticate: s.challenge(),
+		Error: errUnauthorized, Description: "credentials are required", Reason: reason}
+}
+
+// invalidRequest: an empty token, two credentials or a malformed header (RFC 6750 §3.1).
+func invalidRequest(s scheme, description string) Decision {
+	return Decision{Status: http.StatusBadRequest,
+		WWWAuthenticate: s.challenge(`error="invalid_request"`),
+		Error:           errInvalidRequest, Description: description, Reason: description}
+}
+
+// invalidToken: the token failed verification. description must be one of the fixed texts of
+// the verifier, so it is safe to quote.
+func invalidToken(description string) Decision {
+	return Decision{Status: http.StatusUnauthorized,
+		WWWAuthenticate: schemeBearer.challenge(`error="invalid_token"`, `error_description="`+quoteSafe(description)+`"`),
+		Error:           errInvalidToken, Description: description, Reason: description}
+}
+
+// invalidClient: an IdP refused the caller's own (exchanged) credentials (SPEC section 5).
+func invalidClient() Decision {
+	return Decision{Status: http.StatusUnauthorized, WWWAuthenticate: schemeBasic.challenge(),
+		Error: errInvalidClient, Description: "client credentials were rejected", Reason: "exchanged credentials rejected"}
+}
+
+// insufficientScope names every scope the route requires (RFC 6750 §3.1).
+func insufficientScope(required []string) Decision {
+	scope := strings.Join(required, " ")
+	return Decision{Status: http.StatusForbidden,
+		WWWAuthenticate: schemeBearer.challenge(`error="insufficient_scope"`, `scope="`+quoteSafe(scope)+`"`),
+		Error:           errInsufficientScop, Description: "the token lacks a required scope", Reason: "missing scope"}
+}
+
+func accessDenied(description string) Decision {
+	return Decision{Status: http.StatusForbidden, Error: errAccessDenied, Description: description, Reason: description}
+}
+
+func unavailable(description, reason string) Decision {
+	return Decision{Status: http.StatusServiceUnavailable, Error: errUnavailable, Description: description, Reason: reason}
+}
+
+// quoteSafe keeps a value legal inside an RFC 7230 quoted-string as RFC 6750 §3 restricts it
+// (%x20-21 / %x23-5B / %x5D-7E): anything else is dropped.
+func quoteSafe(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c <= 0x7e && c != '"' && c != '\\' {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

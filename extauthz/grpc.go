@@ -1,0 +1,147 @@
+package extauthz
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Decider is what the transports need: one decision per request.
+type Decider interface {
+	Decide(ctx context.Context, req Request) Decision
+}
+
+// CheckServer implements envoy.service.auth.v3.Authorization over a Decider.
+type CheckServer struct {
+	authv3.UnimplementedAuthorizationServer
+	decider Decider
+	logger  *slog.Logger
+}
+
+// NewCheckServer returns the gRPC Authorization service for d.
+func NewCheckServer(d Decider, logger *slog.Logger) *CheckServer {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &CheckServer{decider: d, logger: logger}
+}
+
+// Check never returns an RPC error: every request gets a CheckResponse, and a failure inside
+// tokengate is a 503 denial (fail closed), because Envoy treats an RPC error as a broken server
+// and answers with status_on_error instead of our decision.
+func (s *CheckServer) Check(ctx context.Context, in *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.logger.ErrorContext(ctx, "check panicked; denying", slog.Any("panic", v))
+			d := unavailable("the authorization server failed", "internal error")
+			resp = CheckResponseFor(&d)
+		}
+	}()
+	d := s.decider.Decide(ctx, RequestFromCheck(in))
+	return CheckResponseFor(&d), nil
+}
+
+// RequestFromCheck extracts what the decision needs from Envoy's attributes. Envoy sends
+// headers either as a map (lower-case keys, repeated values joined with commas) or, with
+// encode_raw_headers, as a header_map list in which a repeated header appears twice.
+func RequestFromCheck(in *authv3.CheckRequest) Request {
+	attrs := in.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	req := Request{
+		RouteName: attrs.GetContextExtensions()["route"],
+		Authority: h.GetHost(),
+		Path:      h.GetPath(),
+		Method:    h.GetMethod(),
+	}
+	if hm := h.GetHeaderMap(); hm != nil {
+		for _, hv := range hm.GetHeaders() {
+			v := hv.GetValue()
+			if len(hv.GetRawValue()) > 0 {
+				v = string(hv.GetRawValue())
+			}
+			switch strings.ToLower(hv.GetKey()) {
+			case "authorization":
+				req.Authorization = append(req.Authorization, v)
+			case ":authority":
+				if req.Authority == "" {
+					req.Authority = v
+				}
+			}
+		}
+	} else {
+		headers := h.GetHeaders()
+		if v, ok := headers["authorization"]; ok {
+			req.Authorization = []string{v}
+		}
+		if req.Authority == "" {
+			req.Authority = headers[":authority"]
+		}
+	}
+	return req
+}
+
+// CheckResponseFor renders a decision as Envoy expects it (SPEC section 5).
+func CheckResponseFor(d *Decision) *authv3.CheckResponse {
+	if !d.Allowed {
+		headers := []*corev3.HeaderValueOption{header("content-type", "application/json")}
+		if d.WWWAuthenticate != "" {
+			headers = append(headers, header("www-authenticate", d.WWWAuthenticate))
+		}
+		return &authv3.CheckResponse{
+			Status: &rpcstatus.Status{Code: int32(grpcCode(d.Status))},
+			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+				// Always explicit: Envoy answers 403 for a denial without a status.
+				Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+				Headers: headers,
+				Body:    d.Body(),
+			}},
+		}
+	}
+	ok := &authv3.OkHttpResponse{}
+	for _, hv := range d.SetHeaders {
+		ok.Headers = append(ok.Headers, header(hv.Name, hv.Value))
+	}
+	ok.HeadersToRemove = append(ok.HeadersToRemove, d.RemoveHeaders...)
+	resp := &authv3.CheckResponse{
+		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+	}
+	if len(d.Metadata) > 0 {
+		fields := make(map[string]*structpb.Value, len(d.Metadata))
+		for k, v := range d.Metadata {
+			fields[k] = structpb.NewStringValue(v)
+		}
+		resp.DynamicMetadata = &structpb.Struct{Fields: fields}
+	}
+	return resp
+}
+
+// header overwrites: OVERWRITE_IF_EXISTS_OR_ADD is honoured by every Envoy version, unlike the
+// deprecated `append` flag whose default differs between the ok and denied responses.
+func header(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, Value: v},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+func grpcCode(status int) code.Code {
+	switch status {
+	case 400:
+		return code.Code_INVALID_ARGUMENT
+	case 401:
+		return code.Code_UNAUTHENTICATED
+	case 403:
+		return code.Code_PERMISSION_DENIED
+	case 503:
+		return code.Code_UNAVAILABLE
+	}
+	return code.Code_PERMISSION_DENIED
+}

@@ -1,0 +1,163 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/tokengate/tokengate/extauthz"
+	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/upstream"
+	"github.com/tokengate/tokengate/internal/verify"
+	"github.com/tokengate/tokengate/issuer"
+)
+
+// build turns a validated configuration into a state. prev (may be nil) is the state being
+// replaced: providers whose settings did not change keep their key caches.
+func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*state, error) {
+	st := &state{}
+	var minter extauthz.Minter
+	if cfg.Issuer != nil {
+		iss, err := issuer.New(issuerConfig(cfg.Issuer), issuer.Options{Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now})
+		if err != nil {
+			return nil, fmt.Errorf("issuer: %w", err)
+		}
+		st.issuer = iss
+		st.issuerMux = http.NewServeMux()
+		iss.Register(st.issuerMux)
+		minter = newIssuerMinter(iss)
+	}
+
+	var providers []verify.Provider
+	for _, p := range cfg.Providers {
+		vp := verify.Provider{
+			Name: p.Name, Issuer: p.Issuer, JWKSURI: p.JWKSURI, Discovery: p.Discovery,
+			Audiences: p.Audiences, Algorithms: p.Algorithms,
+			ClockSkew: p.ClockSkew.Std(), RefreshInterval: p.RefreshInterval.Std(),
+			MaxTokenLifetime: p.MaxTokenLifetime.Std(), RequireTyp: p.RequireTyp,
+		}
+		if p.IsSelf() {
+			if st.issuer == nil { // config validation refuses this; keep the guard for wiring bugs
+				return nil, fmt.Errorf("provider %s: issuer: self needs the issuer section", p.Name)
+			}
+			vp.Issuer = st.issuer.IssuerURL()
+			vp.JWKSURI, vp.Discovery = "", false
+			vp.StaticJWKS = st.issuer.PublicJWKS()
+		}
+		providers = append(providers, vp)
+	}
+	var prevVerifier *verify.Verifier
+	if prev != nil {
+		prevVerifier = prev.verifier
+	}
+	v, err := verify.New(ctx, verify.Options{
+		Providers: providers, CacheSize: cfg.Cache.VerifiedTokens, MaxTokenBytes: cfg.Server.MaxTokenBytes,
+		HTTPClient: a.opts.HTTPClient, AllowHTTP: cfg.Server.AllowHTTPURLs,
+		Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now, Previous: prevVerifier,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("providers: %w", err)
+	}
+	st.verifier = v
+
+	routes := make([]extauthz.Route, 0, len(cfg.Routes))
+	for _, r := range cfg.Routes {
+		routes = append(routes, route(r))
+	}
+	deps := extauthz.Deps{
+		Verifier: v, Tokens: a.tokens, MaxTokenBytes: cfg.Server.MaxTokenBytes,
+		Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now,
+	}
+	if minter != nil {
+		deps.Minter = minter
+	}
+	authz, err := extauthz.New(routes, deps)
+	if err != nil {
+		v.Close()
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	st.authorizer = authz
+	return st, nil
+}
+
+func issuerConfig(c *config.Issuer) issuer.Config {
+	ic := issuer.Config{IssuerURL: c.IssuerURL, TokenTTL: c.TokenTTL.Std()}
+	for _, k := range c.SigningKeys {
+		ic.Keys = append(ic.Keys, issuer.KeyConfig{Kid: k.Kid, Alg: k.Alg, PEM: k.KeyData, Generate: k.Generate})
+	}
+	for _, cl := range c.Clients {
+		ic.Clients = append(ic.Clients, issuer.Client{
+			ID: cl.ClientID, SecretHashes: cl.SecretHashes, Scopes: cl.Scopes, DefaultScopes: cl.DefaultScopes,
+			Audiences: cl.Audiences, TokenTTL: cl.TokenTTL.Std(), SigningKey: cl.SigningKey, Claims: cl.Claims,
+		})
+	}
+	return ic
+}
+
+// route maps one validated configuration route onto the authorizer's terms.
+func route(r config.Route) extauthz.Route {
+	out := extauthz.Route{
+		Name: r.Name, Authority: r.Match.Authority, PathPrefix: r.Match.PathPrefix, Methods: r.Match.Methods,
+		ForwardClaims: r.ForwardClaims,
+	}
+	switch r.Authenticate.Mode() {
+	case config.AuthJWT:
+		j := r.Authenticate.JWT
+		out.Auth, out.Providers, out.Scopes, out.Claims = extauthz.AuthJWT, j.Providers, j.Scopes, j.Claims
+	case config.AuthClientCredentials:
+		c := r.Authenticate.ClientCredentials
+		out.Auth = extauthz.AuthClientCredentials
+		out.Exchange = upstream.ClientCredentials{
+			TokenURL: c.TokenURL, Scopes: c.Scopes, Audience: c.Audience, EndpointParams: c.EndpointParams,
+			AuthStyle: c.AuthStyle, Timeout: c.Timeout.Std(), DefaultTTL: c.DefaultTTL.Std(),
+		}
+	default:
+		out.Auth = extauthz.AuthNone
+	}
+	switch r.Upstream.Mode() {
+	case config.UpstreamMint:
+		m := r.Upstream.Mint
+		out.Upstream = extauthz.UpstreamMint
+		out.Mint = extauthz.MintSpec{Audience: m.Audience, Scopes: m.Scopes, TTL: m.TTL.Std()}
+	case config.UpstreamFetch:
+		f := r.Upstream.Fetch
+		out.Upstream = extauthz.UpstreamFetch
+		out.Fetch = upstream.ClientCredentials{
+			TokenURL: f.TokenURL, ClientID: f.ClientID, ClientSecret: f.ResolvedSecret, Scopes: f.Scopes,
+			Audience: f.Audience, EndpointParams: f.EndpointParams, AuthStyle: f.AuthStyle,
+			Timeout: f.Timeout.Std(), DefaultTTL: f.DefaultTTL.Std(),
+		}
+	case config.UpstreamExchanged:
+		out.Upstream = extauthz.UpstreamExchanged
+	case config.UpstreamPassthrough:
+		out.Upstream = extauthz.UpstreamPassthrough
+	default:
+		out.Upstream = extauthz.UpstreamRemove
+	}
+	return out
+}
+
+// newTokenCache builds the upstream-token cache, which lives as long as the process: a reload
+// keeps every cached token (their keys name everything that selects them).
+func (a *App) newTokenCache(ctx context.Context, cfg *config.Config) (*upstream.Cache, error) {
+	opts := upstream.Options{
+		Size: cfg.Cache.UpstreamTokens, HTTPClient: a.opts.HTTPClient, Logger: a.logger,
+		Metrics: a.metrics, Now: a.opts.Now, AllowHTTP: cfg.Server.AllowHTTPURLs,
+	}
+	if cfg.Cache.Redis != nil {
+		store, err := newRedisStore(ctx, cfg.Cache.Redis, a.logger, a.metrics)
+		if err != nil {
+			return nil, fmt.Errorf("cache.redis: %w", err)
+		}
+		opts.Store = store
+	}
+	return upstream.NewCache(opts), nil
+}
+
+var errNoRedis = errors.New("the shared Redis cache is not available in this build")
+
+func newRedisStore(ctx context.Context, r *config.Redis, logger *slog.Logger, m any) (upstream.Store, error) {
+	return nil, errNoRedis
+}

@@ -1,0 +1,370 @@
+package jose
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// DefaultMaxTokenBytes is the token size cap Parse applies when called with
+// maxBytes <= 0 (SPEC §3 server.max_token_bytes default).
+const DefaultMaxTokenBytes = 8192
+
+// forbiddenHeaders are protected-header parameters whose presence rejects a
+// token before any key lookup (ErrForbiddenHeader):
+//   - crit (RFC 7515 §4.1.11): we understand no extension, and jwx v2 does not
+//     enforce it (SECURITY-NOTES §0.G; PyJWT CVE-2026-32597);
+//   - b64 (RFC 7797): unencoded payloads change what is signed;
+//   - zip, enc and the other JWE parameters (RFC 7516 §4.1, §9): a JWS never
+//     carries them; CVE-2022-39227 mixed the two;
+//   - jwk, jku, x5u, x5c (RFC 7515 §4.1.2–4.1.6; RFC 8725 §3.10): keys or key
+//     URLs chosen by the token's author (CVE-2018-0114, SSRF).
+//
+// x5t and x5t#S256 (certificate thumbprints, RFC 7515 §4.1.7–4.1.8) are NOT
+// in this list: Microsoft Entra ID and AD FS put x5t in every token next to
+// kid, and a thumbprint can neither supply nor locate a key here (keys are
+// selected by kid only, jwx receives exactly one key). They must still be
+// base64url strings; see checkHeader.
+var forbiddenHeaders = []string{
+	"crit", "b64", "zip", "enc", "jwk", "jku", "x5u", "x5c",
+	"epk", "apu", "apv", "iv", "tag", "p2s", "p2c",
+}
+
+// thumbprintHeaders are tolerated but never used.
+var thumbprintHeaders = []string{"x5t", "x5t#S256"}
+
+// Unverified is a compact JWS that passed every structural check of Parse but
+// whose signature has NOT been verified. Nothing it returns may be trusted
+// except for routing (Issuer) and key selection (KeyID, Algorithm).
+type Unverified struct {
+	token   string
+	alg     string
+	kid     string
+	hasKid  bool
+	typ     string
+	sigLen  int
+	payload []byte
+	claims  *Claims
+}
+
+// Claims is the decoded JWT Claims Set (RFC 7519 §4) with the registered
+// claims typed. It is returned only by a successful Verify.
+type Claims struct {
+	Issuer, Subject, ID string
+	// Audience holds "aud" as a string or array of strings (RFC 7519 §4.1.3);
+	// any other JSON type makes the token malformed. [] and "" are kept
+	// ([] / [""]) for the caller to reject.
+	Audience []string
+	// Expiry, NotBefore and IssuedAt hold exp/nbf/iat (RFC 7519 §2
+	// NumericDate, seconds with an optional fraction). The zero time.Time
+	// means absent; see the Has* fields. A value <= 0 (e.g. "exp":0 or -1)
+	// is kept as that instant (at or before 1970-01-01T00:00:00Z) with Has*
+	// true, so that callers can reject it: jwx treats exp:0 as absent
+	// (SECURITY-NOTES §0.C). Use ValidTime to test a NumericDate.
+	Expiry, NotBefore, IssuedAt          time.Time
+	HasExpiry, HasNotBefore, HasIssuedAt bool
+	// Raw holds every claim; numbers are json.Number.
+	Raw map[string]any
+}
+
+// ValidTime reports whether a NumericDate read into Claims is present and
+// strictly after the Unix epoch, the only values a verifier should accept
+// for exp (and, when present, for nbf and iat).
+func ValidTime(present bool, t time.Time) bool {
+	return present && t.After(time.Unix(0, 0))
+}
+
+// maxNumericDate is 2^53: beyond it float64 stops being exact and other
+// parsers (JavaScript, int64 readers with 2^63) disagree about the value.
+const maxNumericDate = 1 << 53
+
+// Parse performs every check that needs no key, in an order that keeps work
+// bounded for hostile input: the length cap and the dot count come before any
+// split or decode (SECURITY-NOTES §0.F, CVE-2025-30204 class), each segment
+// must be canonical unpadded base64url (§0.E: jwx would accept several
+// spellings of one token), the header and payload must be valid UTF-8 JSON
+// objects without duplicate member names and within a depth bound (RFC 8725
+// §3.7; parser differentials), the header alg must be an asymmetric JWS
+// algorithm (never none or HS*, RFC 8725 §3.1), kid a short printable-ASCII
+// string, and no forbidden header parameter may appear (§0.G). The
+// registered claims are type-checked here too, so that Issuer can route the
+// token before any key lookup. JSON serialization (RFC 7515 §7.2) is not a
+// compact token and fails the dot count (§0.D).
+//
+// maxBytes <= 0 means DefaultMaxTokenBytes.
+func Parse(token string, maxBytes int) (*Unverified, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxTokenBytes
+	}
+	if len(token) == 0 {
+		return nil, fail(ErrMalformed, "empty token")
+	}
+	if len(token) > maxBytes {
+		return nil, fail(ErrMalformed, "token too large")
+	}
+	// Exactly two dots, found without splitting (no allocation).
+	d1 := strings.IndexByte(token, '.')
+	if d1 < 0 {
+		return nil, fail(ErrMalformed, "not three dot-separated segments")
+	}
+	d2 := d1 + 1 + strings.IndexByte(token[d1+1:], '.')
+	if d2 == d1 || strings.IndexByte(token[d2+1:], '.') >= 0 {
+		return nil, fail(ErrMalformed, "not three dot-separated segments")
+	}
+	hSeg, pSeg, sSeg := token[:d1], token[d1+1:d2], token[d2+1:]
+	if !isBase64URL(hSeg) || !isBase64URL(pSeg) || !isBase64URL(sSeg) {
+		return nil, fail(ErrMalformed, "segment is not unpadded base64url")
+	}
+	enc := base64.RawURLEncoding.Strict()
+	hdrBytes, err := enc.DecodeString(hSeg)
+	if err != nil {
+		return nil, fail(ErrMalformed, "header is not canonical base64url")
+	}
+	payload, err := enc.DecodeString(pSeg)
+	if err != nil {
+		return nil, fail(ErrMalformed, "payload is not canonical base64url")
+	}
+	// The signature is decoded by jwx later; here we only insist on the one
+	// canonical spelling (non-zero trailing bits are another spelling).
+	sigLen := enc.DecodedLen(len(sSeg))
+	if _, err := enc.Decode(make([]byte, sigLen), []byte(sSeg)); err != nil {
+		return nil, fail(ErrMalformed, "signature is not canonical base64url")
+	}
+
+	hdr, reason := decodeStrictObject(hdrBytes)
+	if reason != "" {
+		return nil, fail(ErrMalformed, "header: "+reason)
+	}
+	u := &Unverified{token: token, payload: payload, sigLen: sigLen}
+	if err := u.checkHeader(hdr); err != nil {
+		return nil, err
+	}
+
+	raw, reason := decodeStrictObject(payload)
+	if reason != "" {
+		return nil, fail(ErrMalformed, "payload: "+reason)
+	}
+	claims, reason := parseClaims(raw)
+	if reason != "" {
+		return nil, fail(ErrMalformed, reason)
+	}
+	u.claims = claims
+	return u, nil
+}
+
+// isBase64URL reports whether s is a non-empty string of the base64url
+// alphabet (RFC 4648 §5) without padding, of a length some input encodes to.
+func isBase64URL(s string) bool {
+	if len(s) == 0 || len(s)%4 == 1 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (u *Unverified) checkHeader(hdr map[string]any) error {
+	for _, name := range forbiddenHeaders {
+		if _, ok := hdr[name]; ok {
+			return fail(ErrForbiddenHeader, "forbidden header parameter")
+		}
+	}
+	for _, name := range thumbprintHeaders {
+		if v, ok := hdr[name]; ok {
+			if s, isStr := v.(string); !isStr || !isBase64URL(s) {
+				return fail(ErrMalformed, "certificate thumbprint is not base64url")
+			}
+		}
+	}
+	algV, ok := hdr["alg"]
+	if !ok {
+		return fail(ErrMalformed, "header has no alg")
+	}
+	alg, ok := algV.(string)
+	if !ok {
+		return fail(ErrMalformed, "header alg is not a string")
+	}
+	if _, known := verifyAlgs[alg]; !known {
+		// none (any case), "", HS*, unknown and JWE algorithms.
+		return fail(ErrUnsupportedAlg, "unsupported alg")
+	}
+	u.alg = alg
+	if v, ok := hdr["kid"]; ok {
+		kid, isStr := v.(string)
+		if !isStr || !validKeyID(kid) {
+			return fail(ErrMalformed, "header kid is not a short printable string")
+		}
+		u.kid, u.hasKid = kid, true
+	}
+	for _, name := range []string{"typ", "cty"} {
+		if v, ok := hdr[name]; ok {
+			s, isStr := v.(string)
+			if !isStr {
+				return fail(ErrMalformed, "header typ or cty is not a string")
+			}
+			if name == "typ" {
+				u.typ = s
+			}
+		}
+	}
+	return nil
+}
+
+func parseClaims(raw map[string]any) (*Claims, string) {
+	c := &Claims{Raw: raw}
+	for name, dst := range map[string]*string{"iss": &c.Issuer, "sub": &c.Subject, "jti": &c.ID} {
+		if v, ok := raw[name]; ok {
+			s, isStr := v.(string)
+			if !isStr {
+				return nil, "claim iss, sub or jti is not a string"
+			}
+			*dst = s
+		}
+	}
+	if v, ok := raw["aud"]; ok {
+		switch a := v.(type) {
+		case string:
+			c.Audience = []string{a}
+		case []any:
+			c.Audience = make([]string, 0, len(a))
+			for _, e := range a {
+				s, isStr := e.(string)
+				if !isStr {
+					return nil, "claim aud is not a string or an array of strings"
+				}
+				c.Audience = append(c.Audience, s)
+			}
+		default:
+			return nil, "claim aud is not a string or an array of strings"
+		}
+	}
+	for _, nd := range []struct {
+		name string
+		t    *time.Time
+		has  *bool
+	}{
+		{"exp", &c.Expiry, &c.HasExpiry},
+		{"nbf", &c.NotBefore, &c.HasNotBefore},
+		{"iat", &c.IssuedAt, &c.HasIssuedAt},
+	} {
+		v, ok := raw[nd.name]
+		if !ok {
+			continue
+		}
+		t, reason := numericDate(v)
+		if reason != "" {
+			return nil, reason
+		}
+		*nd.t, *nd.has = t, true
+	}
+	return c, ""
+}
+
+// numericDate reads an RFC 7519 §2 NumericDate: a JSON number (never a string
+// or an RFC 3339 date, which jwx would accept), finite and with |v| < 2^53.
+// Values <= 0 are returned as they are for the caller to reject.
+func numericDate(v any) (time.Time, string) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return time.Time{}, "NumericDate claim is not a JSON number"
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || math.Abs(f) >= maxNumericDate {
+		return time.Time{}, "NumericDate claim is out of range"
+	}
+	sec := math.Floor(f)
+	nsec := math.Round((f - sec) * 1e9)
+	return time.Unix(int64(sec), int64(nsec)).UTC(), ""
+}
+
+// Issuer returns the unverified "iss" claim, for choosing which provider's
+// keys to verify with (RFC 8725 §3.8: the caller must still compare the
+// verified iss with that provider's issuer).
+func (u *Unverified) Issuer() string { return u.claims.Issuer }
+
+// KeyID returns the header kid ("" when absent).
+func (u *Unverified) KeyID() string { return u.kid }
+
+// HasKeyID reports whether the header carries a kid.
+func (u *Unverified) HasKeyID() bool { return u.hasKid }
+
+// Algorithm returns the header alg, already known to be an asymmetric JWS
+// algorithm this package supports.
+func (u *Unverified) Algorithm() string { return u.alg }
+
+// Type returns the header typ ("" when absent).
+func (u *Unverified) Type() string { return u.typ }
+
+// fixedSigLen is the signature size the algorithm dictates regardless of the
+// key: R||S for ECDSA (RFC 7518 §3.4; DER is not JWS), 64 bytes for Ed25519
+// (RFC 8032 §5.1.6). RSA signatures are checked by jwx against the modulus.
+var fixedSigLen = map[string]int{"ES256": 64, "ES384": 96, "ES512": 132, "EdDSA": 64}
+
+// Verify checks the signature with exactly one key of ks and returns the
+// claims. The header alg must be in allowed and fit the key: equal to the
+// key's alg, or, for a key published without alg, one of the allowed
+// algorithms of its key type and curve (SPEC §7; jwx v2 would verify with
+// the JWK's alg whatever the header says, SECURITY-NOTES §0.A). The key is
+// the one named by kid; a token without kid is accepted only when exactly one
+// key of the set fits the alg. jwx then verifies with that one key and alg.
+//
+// Verify checks no claim values (exp, aud, iss…): that is the caller's job.
+func (u *Unverified) Verify(ks *KeySet, allowed []string) (*Claims, error) {
+	if u == nil || u.claims == nil {
+		return nil, fail(ErrMalformed, "token was not parsed")
+	}
+	if !slices.Contains(allowed, u.alg) {
+		return nil, fail(ErrUnsupportedAlg, "alg not in the allow-list")
+	}
+	if ks == nil || len(ks.keys) == 0 {
+		return nil, fail(ErrUnknownKey, "no keys")
+	}
+	var key *verifyKey
+	if u.hasKid {
+		i, ok := ks.byKid[u.kid]
+		if !ok {
+			return nil, fail(ErrUnknownKey, "unknown kid")
+		}
+		key = &ks.keys[i]
+		if !key.fits(u.alg) {
+			return nil, fail(ErrUnsupportedAlg, "alg does not match the key")
+		}
+	} else {
+		for i := range ks.keys {
+			if ks.keys[i].fits(u.alg) {
+				if key != nil {
+					return nil, fail(ErrUnknownKey, "no kid and several keys fit the alg")
+				}
+				key = &ks.keys[i]
+			}
+		}
+		if key == nil {
+			return nil, fail(ErrUnknownKey, "no key fits the alg")
+		}
+	}
+	if n, ok := fixedSigLen[u.alg]; ok && u.sigLen != n {
+		return nil, fail(ErrBadSignature, "signature has the wrong length")
+	}
+	payload, err := jws.Verify([]byte(u.token), jws.WithCompact(), jws.WithKey(jwa.SignatureAlgorithm(u.alg), key.pub))
+	if err != nil {
+		return nil, fail(ErrBadSignature, "signature does not verify")
+	}
+	if !bytes.Equal(payload, u.payload) {
+		// Cannot happen for the canonical input Parse admits; guards
+		// against a parser differential with jwx.
+		return nil, fail(ErrBadSignature, "verified payload differs")
+	}
+	return u.claims, nil
+}

@@ -1,0 +1,150 @@
+// Package metrics holds tokengate's Prometheus collectors. One *Metrics is built per process
+// (never a package-level registry) and handed to every component; a nil *Metrics records
+// nothing, so tests and tools may pass nil.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check results, the values of the `result` label of tokengate_check_total (SPEC section 8).
+const (
+	ResultAllowed     = "allowed"
+	ResultDenied      = "denied"
+	ResultUnavailable = "unavailable"
+)
+
+// Metrics is the set of collectors named in SPEC section 8, plus a few of our own.
+// Its methods are safe for concurrent use and do nothing on a nil receiver.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	checks         *prometheus.CounterVec
+	checkDuration  prometheus.Histogram
+	jwksRefresh    *prometheus.CounterVec
+	upstreamTokens *prometheus.CounterVec
+	tokensIssued   *prometheus.CounterVec
+	cacheHits      *prometheus.CounterVec
+	cacheMisses    *prometheus.CounterVec
+	redisOps       *prometheus.CounterVec
+	configReloads  *prometheus.CounterVec
+}
+
+// New builds the collectors on a fresh registry that also carries the Go and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_check_total", Help: "Authorization decisions by route and result.",
+		}, []string{"route", "result"}),
+		checkDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tokengate_check_duration_seconds",
+			Help:    "Time to decide one authorization request.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		jwksRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_jwks_refresh_total", Help: "JWKS fetches by provider and result.",
+		}, []string{"provider", "result"}),
+		upstreamTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_upstream_token_requests_total", Help: "Upstream token acquisitions (mint, IdP fetch or exchange) by route, mode and result.",
+		}, []string{"route", "mode", "result"}),
+		tokensIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_tokens_issued_total", Help: "Access tokens issued by the token endpoint, by client.",
+		}, []string{"client_id"}),
+		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_cache_hits_total", Help: "Cache hits by cache.",
+		}, []string{"cache"}),
+		cacheMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_cache_misses_total", Help: "Cache misses by cache.",
+		}, []string{"cache"}),
+		redisOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_redis_operations_total", Help: "Shared-cache (Redis) operations by operation and result.",
+		}, []string{"op", "result"}),
+		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_config_reloads_total", Help: "Configuration reloads by result.",
+		}, []string{"result"}),
+	}
+	m.reg.MustRegister(m.checks, m.checkDuration, m.jwksRefresh, m.upstreamTokens, m.tokensIssued,
+		m.cacheHits, m.cacheMisses, m.redisOps, m.configReloads,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is the registry the collectors live on (for tests that gather).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Check records one decision and how long it took.
+func (m *Metrics) Check(route, result string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.checks.WithLabelValues(route, result).Inc()
+	m.checkDuration.Observe(took.Seconds())
+}
+
+// JWKSRefresh records one JWKS fetch; result is "success" or "error".
+func (m *Metrics) JWKSRefresh(provider, result string) {
+	if m == nil {
+		return
+	}
+	m.jwksRefresh.WithLabelValues(provider, result).Inc()
+}
+
+// UpstreamToken records one acquisition of an upstream token; mode is mint, fetch or exchange;
+// result is a short word such as "success", "error", "rejected".
+func (m *Metrics) UpstreamToken(route, mode, result string) {
+	if m == nil {
+		return
+	}
+	m.upstreamTokens.WithLabelValues(route, mode, result).Inc()
+}
+
+// TokenIssued records one token issued by the token endpoint.
+func (m *Metrics) TokenIssued(clientID string) {
+	if m == nil {
+		return
+	}
+	m.tokensIssued.WithLabelValues(clientID).Inc()
+}
+
+// CacheHit records a hit in the named cache ("verified_tokens", "upstream_tokens", "redis", …).
+func (m *Metrics) CacheHit(cache string) {
+	if m == nil {
+		return
+	}
+	m.cacheHits.WithLabelValues(cache).Inc()
+}
+
+// CacheMiss records a miss in the named cache.
+func (m *Metrics) CacheMiss(cache string) {
+	if m == nil {
+		return
+	}
+	m.cacheMisses.WithLabelValues(cache).Inc()
+}
+
+// RedisOp records one shared-cache operation ("get", "set", "lock", "lock_wait", …) and its result.
+func (m *Metrics) RedisOp(op, result string) {
+	if m == nil {
+		return
+	}
+	m.redisOps.WithLabelValues(op, result).Inc()
+}
+
+// ConfigReload records one configuration reload; result is "success" or "error".
+func (m *Metrics) ConfigReload(result string) {
+	if m == nil {
+		return
+	}
+	m.configReloads.WithLabelValues(result).Inc()
+}

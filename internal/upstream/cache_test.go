@@ -1,0 +1,475 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/metrics"
+)
+
+// Row 25: a cold cache and many concurrent callers make exactly one IdP call, and all of them get
+// the same token.
+func TestConcurrentColdKeyOneIdPCall(t *testing.T) {
+	for _, n := range []int{200, 1000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			i := newIDP(t)
+			release := make(chan struct{})
+			i.set(func(w http.ResponseWriter, r *http.Request, k int64) {
+				<-release // hold the answer until every caller is waiting
+				i.okHandler(100)(w, r, k)
+			})
+			c := newTestCache(t, newClock(), nil)
+			cc := baseCC(i)
+			cc.Timeout = 10 * time.Second
+			var wg sync.WaitGroup
+			var started atomic.Int64
+			toks := make([]string, n)
+			errs := make([]error, n)
+			for j := range n {
+				wg.Go(func() {
+					started.Add(1)
+					tok, err := c.Fetch(bg, "r", cc)
+					toks[j], errs[j] = tok.AccessToken, err
+				})
+			}
+			waitFor(t, "callers to start", 5*time.Second, func() bool { return started.Load() == int64(n) && i.n() == 1 })
+			close(release)
+			wg.Wait()
+			for j := range n {
+				if errs[j] != nil || toks[j] != "tok-1" {
+					t.Fatalf("caller %d: %q %v", j, toks[j], errs[j])
+				}
+			}
+			if i.n() != 1 {
+				t.Fatalf("IdP calls = %d, want 1", i.n())
+			}
+		})
+	}
+}
+
+// A caller that gives up (its ctx canceled) does not fail the others: the IdP call is detached.
+func TestCanceledCallerDoesNotFailOthers(t *testing.T) {
+	i := newIDP(t)
+	release := make(chan struct{})
+	i.set(func(w http.ResponseWriter, r *http.Request, n int64) {
+		<-release
+		i.okHandler(100)(w, r, n)
+	})
+	c := newTestCache(t, newClock(), nil)
+	cc := baseCC(i)
+	cc.Timeout = 5 * time.Second
+	ctx, cancel := context.WithCancel(bg)
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := c.Fetch(ctx, "r", cc)
+		firstDone <- err
+	}()
+	waitFor(t, "the IdP call", 5*time.Second, func() bool { return i.n() == 1 })
+	second := make(chan error, 1)
+	go func() {
+		_, err := c.Fetch(bg, "r", cc)
+		second <- err
+	}()
+	cancel()
+	if err := <-firstDone; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("canceled caller: %v", err)
+	}
+	close(release)
+	if err := <-second; err != nil {
+		t.Fatalf("second caller failed: %v", err)
+	}
+	if i.n() != 1 {
+		t.Fatalf("IdP calls %d", i.n())
+	}
+}
+
+// A steady stream of requests across the refresh point: the token is renewed before expiry in
+// the background, no request waits for the IdP (it hangs while the first refresh is held), and
+// no request ever sees an expired token or one in its last 10 %.
+func TestSteadyStreamAcrossRefresh(t *testing.T) {
+	i := newIDP(t)
+	const life = 100 * time.Second
+	hold := make(chan struct{})
+	i.set(func(w http.ResponseWriter, r *http.Request, n int64) {
+		if n == 2 {
+			<-hold // the first refresh is slow
+		}
+		i.okHandler(int(life/time.Second))(w, r, n)
+	})
+	clk := newClock()
+	c := newTestCache(t, clk, nil)
+	cc := baseCC(i)
+	cc.Timeout = 2 * time.Second
+	key := CredentialsKey(ModeFetch, cc)
+	check := func(step string) Token {
+		t.Helper()
+		start := time.Now()
+		tok, err := c.Fetch(bg, "r", cc)
+		if took := time.Since(start); took > 200*time.Millisecond {
+			t.Fatalf("%s: a request waited %v", step, took)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		now := clk.Now()
+		if !now.Before(staleAt(tok)) {
+			t.Fatalf("%s: served a token in its last 10%% (now %v, expiry %v)", step, now.Sub(tok.IssuedAt), tok.Expiry.Sub(tok.IssuedAt))
+		}
+		return tok
+	}
+	first := check("cold")
+	// Just past the latest refresh point (83 %): the refresh starts; the IdP is held, and every
+	// request still gets the current token at once — no reuseTokenSource-style blocking.
+	clk.Advance(84 * time.Second)
+	for k := range 50 {
+		if tok := check(fmt.Sprint("held refresh ", k)); tok != first {
+			t.Fatal("token changed while the refresh is held")
+		}
+	}
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() { check("concurrent during refresh") })
+	}
+	wg.Wait()
+	waitFor(t, "the refresh request", 5*time.Second, func() bool { return i.n() == 2 })
+	close(hold)
+	idle(t, c, key)
+	second := check("after refresh")
+	if second.AccessToken != "tok-2" || !second.Expiry.After(first.Expiry) {
+		t.Fatalf("not renewed: %+v", second)
+	}
+	// Now a request every second for 10 lifetimes; the IdP answers at once.
+	for s := range 1000 {
+		clk.Advance(time.Second)
+		check(fmt.Sprint("second ", s))
+		idle(t, c, key)
+	}
+	// ~80 % of 100 s per token: 1000 s → about 12 refreshes (jitter ±3 %), never one per request.
+	if n := i.n(); n < 12 || n > 16 {
+		t.Fatalf("IdP calls = %d over 1000 s of 100 s tokens", n)
+	}
+}
+
+// In the last 10 % of the lifetime a request waits (at most the timeout) for the refresh; when the
+// IdP hangs it still gets the valid cached token after the timeout, never an error.
+func TestStaleWindowWaitsBoundedThenServesCached(t *testing.T) {
+	i := newIDP(t)
+	clk := newClock()
+	c := newTestCache(t, clk, nil)
+	cc := baseCC(i)
+	cc.Timeout = 150 * time.Millisecond
+	first, err := c.Fetch(bg, "r", cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i.set(i.hang)
+	clk.Advance(95 * time.Second) // last 10 s of 100 s
+	start := time.Now()
+	tok, err := c.Fetch(bg, "r", cc)
+	took := time.Since(start)
+	if err != nil || tok != first {
+		t.Fatalf("got %+v %v, want the cached token", tok, err)
+	}
+	if took < 100*time.Millisecond || took > time.Second {
+		t.Fatalf("waited %v, want about the 150 ms timeout", took)
+	}
+	// The failure put the key in backoff: the next request does not wait at all.
+	start = time.Now()
+	if tok, err := c.Fetch(bg, "r", cc); err != nil || tok != first || time.Since(start) > 50*time.Millisecond {
+		t.Fatalf("in backoff: %v %v", err, time.Since(start))
+	}
+	// With a fast IdP again and the backoff over, the stale window refreshes synchronously.
+	i.set(i.okHandler(100))
+	clk.Advance(2 * time.Second)
+	tok, err = c.Fetch(bg, "r", cc)
+	if err != nil || tok.AccessToken == first.AccessToken {
+		t.Fatalf("stale window: %+v %v", tok, err)
+	}
+}
+
+// Row 26: the IdP fails (500, 429 + Retry-After, hangs, closes the connection). While a cached
+// token is valid every call succeeds; retries are paced by backoff (counted at the IdP); after
+// expiry, and on a cold key, calls fail with ErrUnavailable within the timeout.
+func TestIdPFailures(t *testing.T) {
+	faults := []struct {
+		name  string
+		h     func(i *idp) func(w http.ResponseWriter, r *http.Request, n int64)
+		retry time.Duration // Retry-After sent
+	}{
+		{name: "500", h: func(*idp) func(http.ResponseWriter, *http.Request, int64) {
+			return func(w http.ResponseWriter, r *http.Request, n int64) {
+				http.Error(w, "internal", http.StatusInternalServerError)
+			}
+		}},
+		{name: "429 with Retry-After", retry: 20 * time.Second, h: func(*idp) func(http.ResponseWriter, *http.Request, int64) {
+			return func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Set("Retry-After", "20")
+				writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "slow_down"})
+			}
+		}},
+		{name: "hang", h: func(i *idp) func(http.ResponseWriter, *http.Request, int64) { return i.hang }},
+		{name: "connection closed", h: func(*idp) func(http.ResponseWriter, *http.Request, int64) {
+			return func(w http.ResponseWriter, r *http.Request, n int64) {
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if err == nil {
+					conn.Close()
+				}
+			}
+		}},
+	}
+	const timeout = 200 * time.Millisecond
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			i := newIDP(t)
+			clk := newClock()
+			c := newTestCache(t, clk, nil) // backoff 1 s doubling to 8 s
+			cc := baseCC(i)
+			cc.Timeout = timeout
+			tok, err := c.Fetch(bg, "r", cc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i.set(f.h(i))
+			// From the refresh point to expiry, one request per second: all served from cache.
+			clk.Advance(79 * time.Second)
+			for s := 79; s < 100; s++ {
+				start := time.Now()
+				got, err := c.Fetch(bg, "r", cc)
+				if err != nil || got != tok {
+					t.Fatalf("t=%ds: %v (token changed: %v)", s, err, got != tok)
+				}
+				if took := time.Since(start); took > timeout+300*time.Millisecond {
+					t.Fatalf("t=%ds: took %v", s, took)
+				}
+				idle(t, c, CredentialsKey(ModeFetch, cc))
+				clk.Advance(time.Second)
+			}
+			attempts := i.n() - 1
+			// 21 s of requests: without backoff that is 21 attempts. With 1,2,4,8 s (+≤20 %)
+			// it is at most 5; with Retry-After 20 s at most 2.
+			maxAttempts := int64(5)
+			if f.retry > 0 {
+				maxAttempts = 2
+			}
+			if attempts < 1 || attempts > maxAttempts {
+				t.Fatalf("IdP attempts while failing = %d, want 1..%d", attempts, maxAttempts)
+			}
+			// Expired and the IdP still failing: ErrUnavailable, quickly.
+			clk.Advance(30 * time.Second) // past any backoff
+			start := time.Now()
+			_, err = c.Fetch(bg, "r", cc)
+			if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrRejected) {
+				t.Fatalf("after expiry: %v", err)
+			}
+			if took := time.Since(start); took > timeout+300*time.Millisecond {
+				t.Fatalf("after expiry took %v", took)
+			}
+			// Immediately again: in backoff, no IdP call, still ErrUnavailable, at once.
+			before := i.n()
+			start = time.Now()
+			if _, err := c.Fetch(bg, "r", cc); !errors.Is(err, ErrUnavailable) || i.n() != before || time.Since(start) > 50*time.Millisecond {
+				t.Fatalf("in backoff: %v, calls %d→%d, %v", err, before, i.n(), time.Since(start))
+			}
+			// Cold key (another client) with the failing IdP.
+			cold := cc
+			cold.ClientID = "other"
+			start = time.Now()
+			if _, err := c.Fetch(bg, "r", cold); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("cold: %v", err)
+			}
+			if took := time.Since(start); took > timeout+300*time.Millisecond {
+				t.Fatalf("cold took %v", took)
+			}
+			// Recovery after the backoff.
+			i.set(i.okHandler(100))
+			clk.Advance(25 * time.Second)
+			if got, err := c.Fetch(bg, "r", cc); err != nil || got == tok {
+				t.Fatalf("recovery: %v", err)
+			}
+		})
+	}
+}
+
+// Retry-After is honoured: no new attempt before it passes, one right after.
+func TestRetryAfterHonoured(t *testing.T) {
+	i := newIDP(t)
+	i.set(func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Retry-After", "30")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	})
+	clk := newClock()
+	c := newTestCache(t, clk, nil)
+	cc := baseCC(i)
+	var ue *Error
+	if _, err := c.Fetch(bg, "r", cc); !errors.As(err, &ue) || ue.Status != 503 || ue.RetryAfter != 30*time.Second {
+		t.Fatalf("err %+v", err)
+	}
+	for s := 0; s < 29; s++ {
+		clk.Advance(time.Second)
+		_, _ = c.Fetch(bg, "r", cc)
+	}
+	if i.n() != 1 {
+		t.Fatalf("IdP called %d times within Retry-After", i.n())
+	}
+	clk.Advance(2 * time.Second)
+	_, _ = c.Fetch(bg, "r", cc)
+	if i.n() != 2 {
+		t.Fatalf("IdP calls after Retry-After = %d, want 2", i.n())
+	}
+}
+
+// Backoff grows exponentially: counted at the IdP over simulated time on a cold key.
+func TestBackoffExponential(t *testing.T) {
+	i := newIDP(t)
+	i.set(func(w http.ResponseWriter, r *http.Request, n int64) { http.Error(w, "x", 500) })
+	clk := newClock()
+	c := newTestCache(t, clk, func(o *Options) { o.BackoffMax = time.Hour })
+	cc := baseCC(i)
+	// Request every 100 ms for 64 s: retries at ~1, 2, 4, 8, 16, 32 s gaps (+≤20 %) → 6-7 calls.
+	for range 640 {
+		_, _ = c.Fetch(bg, "r", cc)
+		clk.Advance(100 * time.Millisecond)
+	}
+	if n := i.n(); n < 5 || n > 7 {
+		t.Fatalf("IdP calls = %d, want ~6", n)
+	}
+}
+
+// Keys: any selecting field differs → a different key (and a different token); the order of
+// scopes or parameter names does not matter.
+func TestKeysDiffer(t *testing.T) {
+	base := ClientCredentials{TokenURL: "https://idp/t", ClientID: "a", ClientSecret: "s", Scopes: []string{"x", "y"}, Audience: "aud",
+		EndpointParams: map[string][]string{"resource": {"r1", "r2"}, "tenant": {"t"}}}
+	k0 := CredentialsKey(ModeFetch, base)
+	differ := map[string]func(*ClientCredentials){
+		"token url":   func(c *ClientCredentials) { c.TokenURL = "https://idp/t2" },
+		"client id":   func(c *ClientCredentials) { c.ClientID = "b" },
+		"secret":      func(c *ClientCredentials) { c.ClientSecret = "s2" },
+		"scopes":      func(c *ClientCredentials) { c.Scopes = []string{"x"} },
+		"scope added": func(c *ClientCredentials) { c.Scopes = []string{"x", "y", "z"} },
+		"audience":    func(c *ClientCredentials) { c.Audience = "aud2" },
+		"param value": func(c *ClientCredentials) {
+			c.EndpointParams = map[string][]string{"resource": {"r1"}, "tenant": {"t"}}
+		},
+		"param order": func(c *ClientCredentials) {
+			c.EndpointParams = map[string][]string{"resource": {"r2", "r1"}, "tenant": {"t"}}
+		},
+		"param name": func(c *ClientCredentials) {
+			c.EndpointParams = map[string][]string{"resource": {"r1", "r2"}, "tenant2": {"t"}}
+		},
+		"auth style":    func(c *ClientCredentials) { c.AuthStyle = AuthStyleBody },
+		"field shift":   func(c *ClientCredentials) { c.ClientID, c.ClientSecret = "as", "" },
+		"scope vs aud":  func(c *ClientCredentials) { c.Scopes, c.Audience = []string{"x", "y", "aud"}, "" },
+		"params remove": func(c *ClientCredentials) { c.EndpointParams = nil },
+	}
+	for name, mod := range differ {
+		cc := base
+		mod(&cc)
+		if CredentialsKey(ModeFetch, cc) == k0 {
+			t.Errorf("%s: same key", name)
+		}
+	}
+	if CredentialsKey(ModeExchange, base) == k0 {
+		t.Error("mode: same key")
+	}
+	same := base
+	same.Scopes = []string{"y", "x", "x"}
+	same.EndpointParams = map[string][]string{"tenant": {"t"}, "resource": {"r1", "r2"}}
+	same.AuthStyle = AuthStyleBasic
+	if CredentialsKey(ModeFetch, same) != k0 {
+		t.Error("scope order / duplicate or explicit default style changed the key")
+	}
+	if strings.Contains(string(k0), "s") && strings.Contains(string(k0), base.ClientSecret+base.Audience) {
+		t.Error("key holds the secret")
+	}
+	if MintKey("r", "k") == MintKey("r2", "k") || MintKey("r", "k") == MintKey("r", "k2") {
+		t.Error("mint keys collide")
+	}
+
+	// Live: two routes differing only in audience get different tokens from two IdP calls.
+	i := newIDP(t)
+	c := newTestCache(t, newClock(), nil)
+	a, b := baseCC(i), baseCC(i)
+	a.Audience, b.Audience = "one", "two"
+	ta, err1 := c.Fetch(bg, "ra", a)
+	tb, err2 := c.Fetch(bg, "rb", b)
+	if err1 != nil || err2 != nil || ta == tb || i.n() != 2 {
+		t.Fatalf("%v %v same=%v calls=%d", err1, err2, ta == tb, i.n())
+	}
+	// The same credentials on another route share the token.
+	if tc, err := c.Fetch(bg, "rc", a); err != nil || tc != ta || i.n() != 2 {
+		t.Fatalf("shared: %v", err)
+	}
+}
+
+func TestMint(t *testing.T) {
+	clk := newClock()
+	m := metrics.New()
+	c := newTestCache(t, clk, func(o *Options) { o.Metrics = m })
+	var calls atomic.Int64
+	release := make(chan struct{})
+	mint := func(ctx context.Context) (Token, error) {
+		n := calls.Add(1)
+		if n == 1 {
+			<-release
+		}
+		now := clk.Now()
+		return Token{AccessToken: fmt.Sprintf("minted-%d", n), IssuedAt: now, Expiry: now.Add(5 * time.Minute)}, nil
+	}
+	var wg sync.WaitGroup
+	toks := make([]Token, 50)
+	for j := range 50 {
+		wg.Go(func() { toks[j], _ = c.Mint(bg, "billing", "sub=alice", 5*time.Second, mint) })
+	}
+	waitFor(t, "mint call", 5*time.Second, func() bool { return calls.Load() == 1 })
+	close(release)
+	wg.Wait()
+	for _, tok := range toks {
+		if tok.AccessToken != "minted-1" {
+			t.Fatalf("token %q", tok.AccessToken)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("mint calls %d", calls.Load())
+	}
+	// Another key mints again.
+	if tok, _ := c.Mint(bg, "billing", "sub=bob", 0, mint); tok.AccessToken != "minted-2" {
+		t.Fatalf("bob %q", tok.AccessToken)
+	}
+	// Refresh ahead.
+	clk.Advance(250 * time.Second) // 83 % of 5 min
+	if tok, _ := c.Mint(bg, "billing", "sub=alice", 0, mint); tok.AccessToken != "minted-1" {
+		t.Fatalf("refresh ahead served %q", tok.AccessToken)
+	}
+	idle(t, c, MintKey("billing", "sub=alice"))
+	if tok, _ := c.Mint(bg, "billing", "sub=alice", 0, mint); tok.AccessToken != "minted-3" {
+		t.Fatalf("after refresh %q", tok.AccessToken)
+	}
+	// A failing mint: ErrUnavailable, the cause unwraps; a panicking mint does not crash.
+	boom := errors.New("no signing key")
+	_, err := c.Mint(bg, "billing", "sub=carol", 0, func(context.Context) (Token, error) { return Token{}, boom })
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, boom) {
+		t.Fatalf("mint error %v", err)
+	}
+	_, err = c.Mint(bg, "billing", "sub=dave", 0, func(context.Context) (Token, error) { panic("bug") })
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("panic: %v", err)
+	}
+	// An already-expired minted token is not served.
+	_, err = c.Mint(bg, "billing", "sub=erin", 0, func(context.Context) (Token, error) {
+		return Token{AccessToken: "x", Expiry: clk.Now().Add(-time.Second)}, nil
+	})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("expired mint: %v", err)
+	}
+	if got := counter(t, m, "tokengate_upstream_token_requests_total", map[string]string{"route": "billing", "mode": "mint", "result": "success"}); got != 3 {
+		t.Fatalf("mint successes counted %v, want 3", got)
+	}
+}

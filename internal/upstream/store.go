@@ -1,0 +1,28 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+)
+
+// Store is a second-level token cache shared by the replicas of a fleet (Redis, package
+// redisstore). The Cache consults it only when its in-process layer misses or refreshes a fetch
+// or exchange token, never on a local hit, so a slow store never slows the hot path.
+//
+// key is a Key: a SHA-256 digest of what selects the token, never a secret. Implementations
+// must bound every call by their own timeout as well as ctx, and may fail fast (ErrStoreDown)
+// while the backend is known to be down; any error makes the Cache fetch locally.
+type Store interface {
+	// Load returns the token shared under key; ok is false when there is none.
+	Load(ctx context.Context, key Key) (tok Token, ok bool, err error)
+	// Save shares tok under key until tok.Expiry.
+	Save(ctx context.Context, key Key, tok Token) error
+	// TryLock tries to make this replica the one that fetches key for the whole fleet. When
+	// held is true the caller must call unlock when done (after Save); the lock is a lease that
+	// the implementation keeps alive until unlock and that lapses on its own if this replica
+	// dies, so the others can take over. held false with a nil error: another replica holds it.
+	TryLock(ctx context.Context, key Key) (unlock func(), held bool, err error)
+}
+
+// ErrStoreDown is returned by Store implementations that fail fast during an outage.
+var ErrStoreDown = errors.New("upstream: shared token store unavailable")

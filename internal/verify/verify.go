@@ -1,0 +1,512 @@
+// Package verify verifies the Bearer JWTs presented to the ext_authz server (RFC 6750, RFC 7519,
+// RFC 9068) against the key sets of the configured providers.
+//
+// Verification happens in this order, cheapest and most discriminating first, so that a token
+// that will fail anyway never triggers a JWKS fetch: size; structure (jose.Parse: segments,
+// base64url, JSON, forbidden header parameters); provider selection by the token's
+// (still untrusted) iss among the route's providers; the provider's alg allow-list and typ;
+// key lookup in THAT provider's set only (RFC 8725 §3.8: two IdPs may publish the same kid);
+// signature (jose); then our own claim checks (exp, nbf, iat, lifetime, iss, aud), since jwx
+// treats a zero exp as absent (SECURITY-NOTES 0.C).
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/jwks"
+	"github.com/tokengate/tokengate/internal/metrics"
+)
+
+// Defaults applied to zero values.
+const (
+	DefaultMaxTokenBytes    = 8192
+	DefaultMaxTokenLifetime = 24 * time.Hour
+	DefaultRefreshInterval  = jwks.DefaultRefreshInterval
+)
+
+// DefaultAlgorithms is the allow-list of a provider that names none (SPEC section 3).
+var DefaultAlgorithms = []string{"RS256", "ES256", "PS256", "EdDSA"}
+
+const cacheName = "verified_tokens"
+
+// Provider is one trusted token issuer.
+type Provider struct {
+	Name, Issuer string // Issuer: the exact iss of its tokens (for `issuer: self`, the issuer URL)
+	JWKSURI      string // remote keys: a JWK Set URL, or
+	Discovery    bool   // Issuer + /.well-known/openid-configuration names it; or
+	StaticJWKS   []byte // in-process keys (the built-in issuer): no HTTP
+	Audiences    []string
+	Algorithms   []string
+	ClockSkew    time.Duration
+	// RefreshInterval: JWKS refresh period (default 15m); MaxTokenLifetime: exp-iat, or exp-now
+	// without iat, above it is refused (default 24h).
+	RefreshInterval, MaxTokenLifetime time.Duration
+	RequireTyp                        string
+}
+
+// Options configure a Verifier.
+type Options struct {
+	Providers     []Provider
+	CacheSize     int // verified-token LRU entries; 0 disables the cache
+	MaxTokenBytes int // default 8192
+	HTTPClient    *http.Client
+	AllowHTTP     bool
+	Logger        *slog.Logger
+	Metrics       *metrics.Metrics
+	Now           func() time.Time
+	// Previous is the Verifier this one replaces on a configuration reload: the key sources
+	// of providers whose key settings are unchanged are taken over (no refetch), and
+	// Previous.Close no longer stops them.
+	Previous *Verifier
+
+	// tune adjusts the options of remote key sources (tests only).
+	tune func(*jwks.Options)
+}
+
+// Principal is the verified caller. It is shared with the verified-token cache: read only.
+type Principal struct {
+	Provider, Issuer, Subject, ClientID string
+	Scopes                              []string
+	Expiry, IssuedAt                    time.Time
+	Claims                              map[string]any
+	TokenHash                           string // first 16 hex chars of sha256(token), for logs
+	ID                                  string // jti
+}
+
+// Verifier verifies tokens; safe for concurrent use.
+type Verifier struct {
+	providers map[string]*provider
+	order     []*provider
+	maxBytes  int
+	now       func() time.Time
+	log       *slog.Logger
+	metrics   *metrics.Metrics
+	cache     *lru.Cache[[sha256.Size]byte, *cached]
+
+	mu    sync.Mutex
+	owned map[*provider]bool // sources this Verifier must close
+
+	signatureChecks atomic.Int64 // tests: proves cache hits skip signature work
+}
+
+type provider struct {
+	cfg       Provider
+	algs      []string
+	audiences map[string]bool
+	key       sourceKey
+	src       jwks.Source
+}
+
+// sourceKey holds every setting a key source depends on: equal keys share a source on reload.
+type sourceKey struct {
+	name, issuer, jwksURI string
+	discovery, allowHTTP  bool
+	refresh               time.Duration
+	static                [sha256.Size]byte
+	isStatic              bool
+	client                *http.Client
+}
+
+type cached struct {
+	p     *Principal
+	until time.Time // exp + skew: past it the entry is a miss
+}
+
+// New checks the options, builds the key sources and starts their first fetch in the
+// background; it never waits for the network. ctx provides values only (see jwks.NewRemote).
+func New(ctx context.Context, opts Options) (*Verifier, error) {
+	v := &Verifier{
+		providers: make(map[string]*provider, len(opts.Providers)),
+		maxBytes:  opts.MaxTokenBytes,
+		now:       opts.Now,
+		log:       opts.Logger,
+		metrics:   opts.Metrics,
+		owned:     make(map[*provider]bool),
+	}
+	if v.maxBytes == 0 {
+		v.maxBytes = DefaultMaxTokenBytes
+	}
+	if v.maxBytes < 0 || opts.CacheSize < 0 {
+		return nil, errors.New("verify: negative size")
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	if v.log == nil {
+		v.log = slog.New(slog.DiscardHandler)
+	}
+	for i := range opts.Providers {
+		p, err := newProvider(opts.Providers[i], opts)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := v.providers[p.cfg.Name]; dup {
+			return nil, fmt.Errorf("verify: provider %s: duplicate name", p.cfg.Name)
+		}
+		v.providers[p.cfg.Name] = p
+		v.order = append(v.order, p)
+	}
+	if opts.CacheSize > 0 {
+		c, err := lru.New[[sha256.Size]byte, *cached](opts.CacheSize)
+		if err != nil {
+			return nil, fmt.Errorf("verify: cache: %w", err)
+		}
+		v.cache = c
+	}
+	// Key sources last, once nothing else can fail but a source itself.
+	taken := map[*provider]*provider{} // ours -> previous's, to give back on failure
+	fail := func(err error) (*Verifier, error) {
+		for _, p := range v.order {
+			if prev, ok := taken[p]; ok {
+				opts.Previous.giveBack(prev)
+			} else if p.src != nil {
+				p.src.Close()
+			}
+		}
+		return nil, err
+	}
+	for _, p := range v.order {
+		if prev := opts.Previous.take(p.key); prev != nil {
+			p.src = prev.src
+			taken[p] = prev
+			v.owned[p] = true
+			continue
+		}
+		src, err := newSource(ctx, p, opts, v.now)
+		if err != nil {
+			return fail(err)
+		}
+		p.src = src
+		v.owned[p] = true
+	}
+	return v, nil
+}
+
+func newProvider(cfg Provider, opts Options) (*provider, error) {
+	cfg.Audiences = slices.Clone(cfg.Audiences)
+	cfg.Algorithms = slices.Clone(cfg.Algorithms)
+	cfg.StaticJWKS = bytes.Clone(cfg.StaticJWKS)
+	name := cfg.Name
+	if name == "" {
+		return nil, errors.New("verify: provider without a name")
+	}
+	if cfg.Issuer == "" {
+		return nil, fmt.Errorf("verify: provider %s: issuer is required", name)
+	}
+	sources := 0
+	for _, set := range []bool{cfg.JWKSURI != "", cfg.Discovery, cfg.StaticJWKS != nil} {
+		if set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return nil, fmt.Errorf("verify: provider %s: exactly one of jwks_uri, discovery and static keys is required", name)
+	}
+	static := cfg.StaticJWKS != nil
+	if len(cfg.Audiences) == 0 && !static {
+		// An external IdP serves many audiences: accepting any would accept tokens minted for
+		// other services (RFC 9068 §4, RFC 8725 §3.9).
+		return nil, fmt.Errorf("verify: provider %s: audiences are required", name)
+	}
+	aud := make(map[string]bool, len(cfg.Audiences))
+	for _, a := range cfg.Audiences {
+		if a == "" {
+			return nil, fmt.Errorf("verify: provider %s: empty audience", name)
+		}
+		aud[a] = true
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = slices.Clone(DefaultAlgorithms)
+	}
+	for _, a := range cfg.Algorithms {
+		if !jose.IsVerificationAlgorithm(a) {
+			return nil, fmt.Errorf("verify: provider %s: algorithm %q is not supported", name, a)
+		}
+	}
+	if cfg.ClockSkew < 0 || cfg.RefreshInterval < 0 || cfg.MaxTokenLifetime < 0 {
+		return nil, fmt.Errorf("verify: provider %s: negative duration", name)
+	}
+	if cfg.RefreshInterval == 0 {
+		cfg.RefreshInterval = DefaultRefreshInterval
+	}
+	if cfg.MaxTokenLifetime == 0 {
+		cfg.MaxTokenLifetime = DefaultMaxTokenLifetime
+	}
+	p := &provider{cfg: cfg, algs: cfg.Algorithms, audiences: aud}
+	p.key = sourceKey{name: name, issuer: cfg.Issuer, isStatic: static}
+	if static {
+		p.key.static = sha256.Sum256(cfg.StaticJWKS)
+	} else {
+		p.key.jwksURI, p.key.discovery = cfg.JWKSURI, cfg.Discovery
+		p.key.allowHTTP, p.key.refresh, p.key.client = opts.AllowHTTP, cfg.RefreshInterval, opts.HTTPClient
+	}
+	return p, nil
+}
+
+func newSource(ctx context.Context, p *provider, opts Options, now func() time.Time) (jwks.Source, error) {
+	if p.key.isStatic {
+		src, dropped, err := jwks.NewStatic(p.cfg.StaticJWKS)
+		if err != nil {
+			return nil, fmt.Errorf("verify: provider %s: static keys: %w", p.cfg.Name, err)
+		}
+		if len(dropped) > 0 && opts.Logger != nil {
+			opts.Logger.Warn("static keys dropped", "provider", p.cfg.Name, "reasons", dropped)
+		}
+		return src, nil
+	}
+	jo := jwks.Options{
+		Name: p.cfg.Name, Issuer: p.cfg.Issuer, JWKSURI: p.cfg.JWKSURI, Discovery: p.cfg.Discovery,
+		RefreshInterval: p.cfg.RefreshInterval, HTTPClient: opts.HTTPClient, AllowHTTP: opts.AllowHTTP,
+		Logger: opts.Logger, Metrics: opts.Metrics, Now: now,
+	}
+	if opts.tune != nil {
+		opts.tune(&jo)
+	}
+	src, err := jwks.NewRemote(ctx, jo)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	return src, nil
+}
+
+// take hands over the source of the provider with key k, if v still owns one.
+func (v *Verifier) take(k sourceKey) *provider {
+	if v == nil {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for p, own := range v.owned {
+		if own && p.key == k {
+			v.owned[p] = false
+			return p
+		}
+	}
+	return nil
+}
+
+func (v *Verifier) giveBack(p *provider) {
+	v.mu.Lock()
+	v.owned[p] = true
+	v.mu.Unlock()
+}
+
+// Close stops the key sources this Verifier still owns (not those taken over by a successor).
+func (v *Verifier) Close() {
+	v.mu.Lock()
+	var stop []jwks.Source
+	for p, own := range v.owned {
+		if own {
+			stop = append(stop, p.src)
+			v.owned[p] = false
+		}
+	}
+	v.mu.Unlock()
+	for _, s := range stop {
+		s.Close()
+	}
+}
+
+// Missing lists, for /readyz, the providers whose keys have never loaded.
+func (v *Verifier) Missing() []string {
+	var out []string
+	for _, p := range v.order {
+		if p.src.Keys() == nil {
+			out = append(out, "provider "+p.cfg.Name+": keys not loaded")
+		}
+	}
+	return out
+}
+
+// WaitReady returns nil once every provider's keys have loaded, or ctx's error.
+func (v *Verifier) WaitReady(ctx context.Context) error {
+	for _, p := range v.order {
+		select {
+		case <-p.src.Ready():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Verify verifies token for a route that trusts the named providers. Errors are *Error.
+func (v *Verifier) Verify(ctx context.Context, token string, providers []string) (*Principal, error) {
+	if len(token) > v.maxBytes {
+		return nil, invalid(DescTooLarge, nil)
+	}
+	if token == "" {
+		return nil, invalid(DescMalformed, nil)
+	}
+	sum := sha256.Sum256([]byte(token))
+	now := v.now()
+	if v.cache != nil {
+		if e, ok := v.cache.Get(sum); ok {
+			if !now.Before(e.until) {
+				v.cache.Remove(sum)
+			} else if slices.Contains(providers, e.p.Provider) {
+				v.metrics.CacheHit(cacheName)
+				return e.p, nil
+			}
+		}
+		v.metrics.CacheMiss(cacheName)
+	}
+	u, err := jose.Parse(token, v.maxBytes)
+	if err != nil {
+		return nil, joseError(err)
+	}
+	// Provider selection by the untrusted iss; it is checked again on the verified claims.
+	var candidates []*provider
+	for _, name := range providers {
+		if p := v.providers[name]; p != nil && p.cfg.Issuer == u.Issuer() && !slices.Contains(candidates, p) {
+			candidates = append(candidates, p)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil, invalid(DescIssuer, nil)
+	}
+	var first *Error
+	for _, p := range candidates {
+		pr, e := v.verifyWith(ctx, p, u, now)
+		if e == nil {
+			pr.TokenHash = hex.EncodeToString(sum[:8])
+			if v.cache != nil {
+				v.cache.Add(sum, &cached{p: pr, until: pr.Expiry.Add(p.cfg.ClockSkew)})
+			}
+			return pr, nil
+		}
+		if first == nil {
+			first = e
+		}
+	}
+	return nil, first
+}
+
+// verifyWith verifies u with one provider's settings and keys.
+func (v *Verifier) verifyWith(ctx context.Context, p *provider, u *jose.Unverified, now time.Time) (*Principal, *Error) {
+	if !slices.Contains(p.algs, u.Algorithm()) {
+		return nil, invalid(DescAlgorithm, jose.ErrUnsupportedAlg)
+	}
+	if p.cfg.RequireTyp != "" && !typMatches(u.Type(), p.cfg.RequireTyp) {
+		return nil, invalid(DescType, nil)
+	}
+	ks := p.src.Lookup(ctx, u.KeyID())
+	if ks == nil {
+		return nil, &Error{Kind: KindUnavailable, Description: DescUnavailable, Err: ctx.Err()}
+	}
+	v.signatureChecks.Add(1)
+	c, err := u.Verify(ks, p.algs)
+	if err != nil {
+		return nil, joseError(err)
+	}
+	if e := checkClaims(p, c, now); e != nil {
+		return nil, e
+	}
+	return principal(p, c), nil
+}
+
+// typMatches compares a header typ with the required one as RFC 7515 §4.1.9 says: media
+// types are case-insensitive and "application/" may be omitted (RFC 9068 §2.1 "at+jwt").
+func typMatches(got, want string) bool {
+	norm := func(s string) string {
+		s = strings.ToLower(s)
+		return strings.TrimPrefix(s, "application/")
+	}
+	return got != "" && norm(got) == norm(want)
+}
+
+// checkClaims applies the time, issuer and audience rules to verified claims.
+func checkClaims(p *provider, c *jose.Claims, now time.Time) *Error {
+	skew := p.cfg.ClockSkew
+	// RFC 7519 §4.1.4, stricter than jwx (which treats 0 as absent): exp is required and must
+	// be a positive time not yet past (within the skew).
+	if !c.HasExpiry {
+		return invalid(DescNoExpiry, nil)
+	}
+	if c.Expiry.Unix() <= 0 || !now.Before(c.Expiry.Add(skew)) {
+		return invalid(DescExpired, nil)
+	}
+	if c.HasNotBefore && c.NotBefore.After(now.Add(skew)) { // RFC 7519 §4.1.5
+		return invalid(DescNotYetValid, nil)
+	}
+	if c.HasIssuedAt && c.IssuedAt.After(now.Add(skew)) {
+		return invalid(DescIssuedFuture, nil)
+	}
+	// A long-lived token (or one whose iat is far in the past, e.g. negative) is refused, as
+	// Envoy's jwt_authn max_lifetime does.
+	start := now
+	if c.HasIssuedAt {
+		start = c.IssuedAt
+	}
+	if c.Expiry.Sub(start) > p.cfg.MaxTokenLifetime {
+		return invalid(DescLifetime, nil)
+	}
+	if c.Issuer != p.cfg.Issuer { // RFC 7519 §4.1.1, exact
+		return invalid(DescIssuer, nil)
+	}
+	if len(p.audiences) > 0 && !slices.ContainsFunc(c.Audience, func(a string) bool { return p.audiences[a] }) {
+		// RFC 7519 §4.1.3; a missing, [] or "" aud never matches (CVE-2020-26160).
+		return invalid(DescAudience, nil)
+	}
+	return nil
+}
+
+func principal(p *provider, c *jose.Claims) *Principal {
+	pr := &Principal{
+		Provider: p.cfg.Name,
+		Issuer:   c.Issuer,
+		Subject:  c.Subject,
+		ID:       c.ID,
+		Expiry:   c.Expiry,
+		Claims:   c.Raw,
+	}
+	if c.HasIssuedAt {
+		pr.IssuedAt = c.IssuedAt
+	}
+	if s, ok := c.Raw["client_id"].(string); ok && s != "" { // RFC 9068 §2.2
+		pr.ClientID = s
+	} else if s, ok := c.Raw["azp"].(string); ok {
+		pr.ClientID = s
+	}
+	if s, ok := scopes(c.Raw["scope"]); ok { // RFC 8693 §4.2: space-separated string
+		pr.Scopes = s
+	} else if s, ok := scopes(c.Raw["scp"]); ok { // Okta (array), Azure AD (string)
+		pr.Scopes = s
+	}
+	return pr
+}
+
+// scopes reads a scope claim: a space-separated string or an array of strings. Anything else
+// yields no scopes (ok=false), so that required scopes fail closed.
+func scopes(v any) ([]string, bool) {
+	switch s := v.(type) {
+	case string:
+		return strings.Fields(s), true
+	case []any:
+		out := make([]string, 0, len(s))
+		for _, e := range s {
+			str, ok := e.(string)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, strings.Fields(str)...)
+		}
+		return out, true
+	}
+	return nil, false
+}

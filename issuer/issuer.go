@@ -1,0 +1,431 @@
+// Package issuer makes tokengate an OAuth 2.0 authorization server for the client-credentials
+// grant (RFC 6749 §4.4): a token endpoint, a JWKS, token introspection (RFC 7662) and
+// authorization-server metadata (RFC 8414), issuing JWT access tokens in the RFC 9068 profile.
+// It also signs the tokens of `mint` routes (Mint), with the same keys and the same `iss`.
+//
+// Every signing and verification goes through internal/jose; this package never touches a JOSE
+// library directly. An *Issuer is immutable after New except for its failed-authentication
+// limiter, and is safe for concurrent use.
+package issuer
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/metrics"
+)
+
+// DefaultTokenTTL is the lifetime of an access token when neither the issuer nor the client
+// configures one.
+const DefaultTokenTTL = time.Hour
+
+// Defaults of the failed-authentication limiter (see Options).
+const (
+	DefaultFailureBurst      = 10
+	DefaultFailureInterval   = time.Second
+	DefaultIPFailureBurst    = 100
+	DefaultIPFailureInterval = 100 * time.Millisecond
+	DefaultLimiterSize       = 10000
+)
+
+// MaxBodyBytes caps the request body of the token and introspection endpoints; a larger body is
+// answered 413 before it is parsed (RFC 6749 §3.2 leaves the size to the server).
+const MaxBodyBytes = 64 << 10
+
+// minCompares is the number of digest comparisons every authentication performs at least, so a
+// client with one secret, a client with two (rotation) and an unknown client do the same work.
+const minCompares = 2
+
+// reservedClaims are the claims the issuer sets itself (RFC 9068 §2.2, RFC 7519 §4.1) plus
+// "active", which RFC 7662 puts next to the claims in an introspection answer. Static claims of a
+// client may not use these names; extra claims given to Mint never replace them.
+var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "active"}
+
+// KeyConfig is one signing key. PEM holds the key file's bytes: PEM (PKCS#8, PKCS#1, SEC1) or a
+// private JWK. Generate makes an ephemeral key instead (development only: its tokens stop
+// verifying when the process restarts, so New logs a warning).
+type KeyConfig struct {
+	Kid, Alg string
+	PEM      []byte
+	Generate bool
+}
+
+// Client is one registered OAuth client.
+type Client struct {
+	ID string
+	// SecretHashes are the SHA-256 digests of the accepted secrets; several during a rotation.
+	// Secrets themselves are never kept (SECURITY-NOTES §2: a fast hash, because secrets are
+	// ≥128-bit random values and bcrypt would be a CPU DoS at token-endpoint rates).
+	SecretHashes [][32]byte
+	// Scopes the client may ask for; DefaultScopes are granted when it names none (a subset of
+	// Scopes). Audiences it may ask for (RFC 8707); the first is the default, at least one is
+	// required because RFC 9068 §2.2 makes `aud` mandatory.
+	Scopes, DefaultScopes, Audiences []string
+	// TokenTTL overrides Config.TokenTTL when positive.
+	TokenTTL time.Duration
+	// SigningKey names (by kid) the configured key that signs this client's tokens, as Otoroshi's
+	// per-apikey `jwt-sign-keypair`; empty means the active (first) key.
+	SigningKey string
+	// Claims are static claims added to every token of this client. Their names may not be
+	// registered claims (New refuses them) and their values must be JSON.
+	Claims map[string]any
+}
+
+// Config is the issuer's configuration (SPEC section 3, `issuer`).
+type Config struct {
+	// IssuerURL is the `iss` of every token and the base of the endpoints in the metadata.
+	IssuerURL string
+	// TokenTTL is the default access-token lifetime (DefaultTokenTTL when zero).
+	TokenTTL time.Duration
+	// Keys are the signing keys: the first signs, every one is published in the JWKS.
+	Keys    []KeyConfig
+	Clients []Client
+}
+
+// Options are the runtime dependencies of an Issuer. Zero values pick the defaults.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+	Now     func() time.Time
+
+	// FailureBurst failed authentications per client_id are allowed at once, then one more per
+	// FailureInterval (a token bucket; RFC 6749 §2.3.1 requires brute-force protection).
+	FailureBurst    int
+	FailureInterval time.Duration
+	// IPFailureBurst / IPFailureInterval are the same per remote IP (the socket peer; forwarded
+	// headers are not trusted). Behind a proxy every client shares the proxy's bucket, hence the
+	// more generous default. A negative IPFailureBurst disables the per-IP bucket.
+	IPFailureBurst    int
+	IPFailureInterval time.Duration
+	// LimiterSize bounds the number of buckets of each limiter (an LRU).
+	LimiterSize int
+}
+
+// client is the validated, frozen form of a Client.
+type client struct {
+	id            string
+	hashes        [][32]byte
+	scopes        []string
+	defaultScopes []string
+	audiences     []string
+	ttl           time.Duration
+	key           *jose.SigningKey
+	claims        map[string]any // frozen JSON copy; never mutated after New
+}
+
+// Issuer is the authorization server. Build it with New.
+type Issuer struct {
+	issuerURL string
+	base      string // issuerURL without a trailing slash, for endpoint URLs
+	ttl       time.Duration
+	keys      []*jose.SigningKey
+	kids      []string
+	jwks      []byte
+	keySet    *jose.KeySet
+	algs      []string
+	clients   map[string]*client
+	audiences []string
+	scopes    []string
+	metadata  []byte
+
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	now     func() time.Time
+
+	dummy   [32]byte                    // digest compared for an unknown client
+	compare func(a, b []byte) int       // subtle.ConstantTimeCompare; a field so a test can count calls
+	limitID *limiter                    // failed authentications per client_id
+	limitIP *limiter                    // failed authentications per remote IP (nil: disabled)
+	random  func(b []byte) (int, error) // crypto/rand.Read
+}
+
+// New validates cfg, loads or generates the signing keys and builds the issuer.
+func New(cfg Config, opts Options) (*Issuer, error) {
+	i := &Issuer{
+		issuerURL: cfg.IssuerURL,
+		base:      strings.TrimRight(cfg.IssuerURL, "/"),
+		ttl:       cfg.TokenTTL,
+		clients:   make(map[string]*client, len(cfg.Clients)),
+		log:       opts.Logger,
+		metrics:   opts.Metrics,
+		now:       opts.Now,
+		compare:   subtle.ConstantTimeCompare,
+		random:    rand.Read,
+	}
+	if i.log == nil {
+		i.log = slog.New(slog.DiscardHandler)
+	}
+	if i.now == nil {
+		i.now = time.Now
+	}
+	if err := validateIssuerURL(cfg.IssuerURL); err != nil {
+		return nil, err
+	}
+	switch {
+	case i.ttl == 0:
+		i.ttl = DefaultTokenTTL
+	case i.ttl < time.Second:
+		return nil, fmt.Errorf("issuer: token_ttl %s: must be at least 1s", cfg.TokenTTL)
+	}
+	if err := i.loadKeys(cfg.Keys); err != nil {
+		return nil, err
+	}
+	for n, c := range cfg.Clients {
+		if err := i.addClient(n, c); err != nil {
+			return nil, err
+		}
+	}
+	i.audiences = i.union(func(c *client) []string { return c.audiences })
+	i.scopes = i.union(func(c *client) []string { return c.scopes })
+	meta, err := i.buildMetadata()
+	if err != nil {
+		return nil, err
+	}
+	i.metadata = meta
+	if _, err := i.random(i.dummy[:]); err != nil {
+		return nil, fmt.Errorf("issuer: random: %w", err)
+	}
+	i.limitID = newLimiter(orInt(opts.FailureBurst, DefaultFailureBurst),
+		orDuration(opts.FailureInterval, DefaultFailureInterval), orInt(opts.LimiterSize, DefaultLimiterSize))
+	if opts.IPFailureBurst >= 0 {
+		i.limitIP = newLimiter(orInt(opts.IPFailureBurst, DefaultIPFailureBurst),
+			orDuration(opts.IPFailureInterval, DefaultIPFailureInterval), orInt(opts.LimiterSize, DefaultLimiterSize))
+	}
+	return i, nil
+}
+
+func orInt(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+func orDuration(v, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// validateIssuerURL applies RFC 8414 §2: an absolute URL with no query or fragment. Plain http is
+// accepted (demo and loopback set-ups); config validation decides whether it is allowed.
+func validateIssuerURL(s string) error {
+	if s == "" {
+		return errors.New("issuer: issuer_url: required")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("issuer: issuer_url: not a URL: %w", err)
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return errors.New("issuer: issuer_url: scheme must be https (or http)")
+	case u.Host == "":
+		return errors.New("issuer: issuer_url: host required")
+	case u.User != nil:
+		return errors.New("issuer: issuer_url: must not contain user information")
+	case u.RawQuery != "" || u.ForceQuery:
+		return errors.New("issuer: issuer_url: must not contain a query (RFC 8414 §2)")
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return errors.New("issuer: issuer_url: must not contain a fragment (RFC 8414 §2)")
+	}
+	return nil
+}
+
+func (i *Issuer) loadKeys(cfgs []KeyConfig) error {
+	if len(cfgs) == 0 {
+		return errors.New("issuer: signing_keys: at least one key required")
+	}
+	for n, kc := range cfgs {
+		var (
+			k   *jose.SigningKey
+			err error
+		)
+		switch {
+		case kc.Generate && len(kc.PEM) > 0:
+			return fmt.Errorf("issuer: signing_keys[%d]: generate and a key file are exclusive", n)
+		case kc.Generate:
+			k, err = jose.GenerateKey(kc.Alg, kc.Kid)
+			if err == nil {
+				i.log.Warn("issuer: EPHEMERAL SIGNING KEY generated at start-up (generate: true); "+
+					"tokens it signs stop verifying when tokengate restarts and replicas do not share it; "+
+					"for development only, use a key file in production",
+					"kid", k.KeyID(), "alg", k.Algorithm())
+			}
+		default:
+			k, err = jose.LoadSigningKey(kc.PEM, kc.Alg, kc.Kid)
+		}
+		if err != nil {
+			return fmt.Errorf("issuer: signing_keys[%d]: %w", n, err)
+		}
+		if slices.Contains(i.kids, k.KeyID()) {
+			return fmt.Errorf("issuer: signing_keys[%d]: duplicate kid %q", n, k.KeyID())
+		}
+		i.keys = append(i.keys, k)
+		i.kids = append(i.kids, k.KeyID())
+		if !slices.Contains(i.algs, k.Algorithm()) {
+			i.algs = append(i.algs, k.Algorithm())
+		}
+	}
+	jwks, err := jose.PublicJWKS(i.keys)
+	if err != nil {
+		return fmt.Errorf("issuer: publishing keys: %w", err)
+	}
+	i.jwks = jwks
+	// Introspection verifies against exactly what is published, so "signed by a published key"
+	// means the same thing to us as to any resource server reading /.well-known/jwks.json.
+	ks, dropped, err := jose.ParseKeySet(jwks)
+	if err != nil {
+		return fmt.Errorf("issuer: reading back published keys: %w", err)
+	}
+	if len(dropped) > 0 || ks.Len() != len(i.keys) {
+		return fmt.Errorf("issuer: published key set dropped keys: %s", strings.Join(dropped, "; "))
+	}
+	i.keySet = ks
+	return nil
+}
+
+func (i *Issuer) addClient(n int, c Client) error {
+	where := fmt.Sprintf("issuer: clients[%d]", n)
+	if c.ID == "" {
+		return fmt.Errorf("%s: client_id required", where)
+	}
+	if !utf8.ValidString(c.ID) || strings.ContainsFunc(c.ID, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("%s: client_id must be UTF-8 without control characters", where)
+	}
+	where = fmt.Sprintf("issuer: client %q", c.ID)
+	if _, dup := i.clients[c.ID]; dup {
+		return fmt.Errorf("%s: duplicate client_id", where)
+	}
+	if len(c.SecretHashes) == 0 {
+		return fmt.Errorf("%s: at least one secret required", where)
+	}
+	if len(c.Audiences) == 0 {
+		return fmt.Errorf("%s: at least one audience required (RFC 9068 §2.2: aud is required)", where)
+	}
+	for _, a := range c.Audiences {
+		if a == "" || !utf8.ValidString(a) {
+			return fmt.Errorf("%s: audiences: empty or non-UTF-8 audience", where)
+		}
+	}
+	for _, s := range c.Scopes {
+		if !validScopeToken(s) {
+			return fmt.Errorf("%s: scopes: %q is not a scope token (RFC 6749 §3.3)", where, s)
+		}
+	}
+	for _, s := range c.DefaultScopes {
+		if !slices.Contains(c.Scopes, s) {
+			return fmt.Errorf("%s: default_scopes: %q is not one of its scopes", where, s)
+		}
+	}
+	if c.TokenTTL < 0 || (c.TokenTTL > 0 && c.TokenTTL < time.Second) {
+		return fmt.Errorf("%s: token_ttl %s: must be at least 1s", where, c.TokenTTL)
+	}
+	cl := &client{
+		id:            c.ID,
+		hashes:        slices.Clone(c.SecretHashes),
+		scopes:        dedupe(c.Scopes),
+		defaultScopes: dedupe(c.DefaultScopes),
+		audiences:     dedupe(c.Audiences),
+		ttl:           c.TokenTTL,
+		key:           i.keys[0],
+	}
+	if cl.ttl == 0 {
+		cl.ttl = i.ttl
+	}
+	if c.SigningKey != "" {
+		idx := slices.Index(i.kids, c.SigningKey)
+		if idx < 0 {
+			return fmt.Errorf("%s: signing_key %q is not a configured kid", where, c.SigningKey)
+		}
+		cl.key = i.keys[idx]
+	}
+	for name := range c.Claims {
+		if slices.Contains(reservedClaims, name) {
+			return fmt.Errorf("%s: claims: %q is set by the issuer and cannot be overridden", where, name)
+		}
+	}
+	claims, err := freezeClaims(c.Claims)
+	if err != nil {
+		return fmt.Errorf("%s: claims: %w", where, err)
+	}
+	cl.claims = claims
+	i.clients[c.ID] = cl
+	return nil
+}
+
+// union collects, sorted and without repeats, a list over every client.
+func (i *Issuer) union(f func(*client) []string) []string {
+	var out []string
+	for _, c := range i.clients {
+		out = append(out, f(c)...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func dedupe(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// IssuerURL is the `iss` of every token this issuer signs.
+func (i *Issuer) IssuerURL() string { return i.issuerURL }
+
+// PublicJWKS is the published key set ({"keys":[…]}, public parts only), for the `issuer: self`
+// provider, which verifies in process without an HTTP round trip.
+func (i *Issuer) PublicJWKS() []byte { return bytes.Clone(i.jwks) }
+
+// KeyIDs are the published kids, the active one first. A cache of minted tokens drops any token
+// whose kid is no longer among them.
+func (i *Issuer) KeyIDs() []string { return slices.Clone(i.kids) }
+
+// ActiveKeyID is the kid Mint and the token endpoint sign with (unless a client names its own).
+func (i *Issuer) ActiveKeyID() string { return i.kids[0] }
+
+// Audiences is the union of every audience a client may ask for, sorted.
+func (i *Issuer) Audiences() []string { return slices.Clone(i.audiences) }
+
+// Register mounts the endpoints of SPEC section 6 on mux. The token and introspection paths are
+// registered for every method so that a wrong method is answered by us (405 with `Allow` and the
+// no-store headers) rather than by the mux.
+func (i *Issuer) Register(mux *http.ServeMux) {
+	mux.HandleFunc(PathToken, i.serveToken)
+	mux.HandleFunc(PathIntrospect, i.serveIntrospect)
+	mux.HandleFunc(PathJWKS, i.serveJWKS)
+	mux.HandleFunc(PathMetadata, i.serveMetadata)
+	mux.HandleFunc(PathOpenIDConfiguration, i.serveMetadata)
+}
+
+// Handler is a mux with only the issuer's endpoints (tests, benchmarks, embedding).
+func (i *Issuer) Handler() http.Handler {
+	mux := http.NewServeMux()
+	i.Register(mux)
+	return mux
+}
+
+// Paths of the issuer's endpoints (SPEC section 6).
+const (
+	PathToken               = "/oauth2/token"
+	PathIntrospect          = "/oauth2/introspect"
+	PathJWKS                = "/.well-known/jwks.json"
+	PathMetadata            = "/.well-known/oauth-authorization-server"
+	PathOpenIDConfiguration = "/.well-known/openid-configuration"
+)

@@ -1,0 +1,246 @@
+package issuer
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestMint covers the `mint` route contract: claims from the request, exp = min(now+TTL,
+// NotAfter) in whole seconds, the active key and its kid returned, registered claims never
+// replaced, errors for an exp not in the future and for missing sub/aud.
+func TestMint(t *testing.T) {
+	e := newEnv(t, nil)
+	now := e.clock.Now()
+	cases := []struct {
+		name    string
+		r       MintRequest
+		wantExp time.Time
+		want    map[string]any // claims besides iss, exp, iat, jti
+		wantErr string
+	}{
+		{
+			name:    "route token",
+			r:       MintRequest{Subject: "alice", ClientID: "web", Audience: "billing", Scopes: []string{"billing.read", "billing.write"}, TTL: 5 * time.Minute},
+			wantExp: now.Add(5 * time.Minute),
+			want:    map[string]any{"sub": "alice", "client_id": "web", "aud": "billing", "scope": "billing.read billing.write"},
+		},
+		{
+			name:    "capped by the caller's exp",
+			r:       MintRequest{Subject: "alice", Audience: "billing", TTL: time.Hour, NotAfter: now.Add(90*time.Second + 700*time.Millisecond)},
+			wantExp: now.Add(90 * time.Second),
+			want:    map[string]any{"sub": "alice", "aud": "billing"},
+		},
+		{
+			name:    "NotAfter later than TTL",
+			r:       MintRequest{Subject: "alice", Audience: "billing", TTL: time.Minute, NotAfter: now.Add(time.Hour)},
+			wantExp: now.Add(time.Minute),
+			want:    map[string]any{"sub": "alice", "aud": "billing"},
+		},
+		{
+			name:    "issuer TTL by default",
+			r:       MintRequest{Subject: "alice", Audience: "billing"},
+			wantExp: now.Add(time.Hour),
+			want:    map[string]any{"sub": "alice", "aud": "billing"},
+		},
+		{
+			name: "extra claims never replace registered ones",
+			r: MintRequest{Subject: "alice", ClientID: "web", Audience: "billing", Scopes: []string{"a"}, Claims: map[string]any{
+				"iss": "evil", "sub": "root", "aud": "x", "exp": 9e15, "iat": 1, "jti": "j", "client_id": "c", "scope": "all", "nbf": 1,
+				"tenant": "acme"}},
+			wantExp: now.Add(time.Hour),
+			want:    map[string]any{"sub": "alice", "client_id": "web", "aud": "billing", "scope": "a", "tenant": "acme"},
+		},
+		{name: "NotAfter now", r: MintRequest{Subject: "a", Audience: "b", NotAfter: now}, wantErr: "expired"},
+		{name: "NotAfter within the current second", r: MintRequest{Subject: "a", Audience: "b", NotAfter: now.Add(999 * time.Millisecond)}, wantErr: "expired"},
+		{name: "NotAfter past", r: MintRequest{Subject: "a", Audience: "b", NotAfter: now.Add(-time.Hour)}, wantErr: "expired"},
+		{name: "no subject", r: MintRequest{Audience: "b"}, wantErr: "subject"},
+		{name: "no audience", r: MintRequest{Subject: "a"}, wantErr: "audience"},
+		{name: "negative TTL", r: MintRequest{Subject: "a", Audience: "b", TTL: -time.Second}, wantErr: "ttl"},
+		{name: "bad scope", r: MintRequest{Subject: "a", Audience: "b", Scopes: []string{"a b"}}, wantErr: "scope"},
+		{name: "claims not JSON", r: MintRequest{Subject: "a", Audience: "b", Claims: map[string]any{"c": make(chan int)}}, wantErr: "sign"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, exp, kid, err := e.iss.Mint(t.Context(), tc.r)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kid != "k1" || kid != e.iss.ActiveKeyID() {
+				t.Errorf("kid %q", kid)
+			}
+			if !exp.Equal(tc.wantExp) {
+				t.Errorf("expiry %v, want %v", exp, tc.wantExp)
+			}
+			u, c := e.verifyWithServedJWKS(t, tok)
+			if u.Type() != "at+jwt" || u.KeyID() != kid {
+				t.Errorf("header typ %q kid %q", u.Type(), u.KeyID())
+			}
+			if c.Issuer != e.srv.URL || !c.Expiry.Equal(tc.wantExp) || !c.IssuedAt.Equal(now) || len(c.ID) != 22 {
+				t.Errorf("iss %q exp %v iat %v jti %q", c.Issuer, c.Expiry, c.IssuedAt, c.ID)
+			}
+			got := map[string]any{}
+			for k, v := range c.Raw {
+				if k != "iss" && k != "exp" && k != "iat" && k != "jti" {
+					got[k] = v
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("claims\n got %v\nwant %v", got, tc.want)
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, _, _, err := e.iss.Mint(ctx, MintRequest{Subject: "a", Audience: "b"}); err == nil {
+		t.Error("Mint with a cancelled context succeeded")
+	}
+}
+
+// TestConcurrentUse runs the token endpoint, introspection, JWKS and Mint at once (for -race).
+func TestConcurrentUse(t *testing.T) {
+	e := newEnv(t, nil)
+	var wg sync.WaitGroup
+	errs := make(chan string, 200)
+	for n := range 8 {
+		wg.Go(func() {
+			for range 10 {
+				tok, _, _, err := e.iss.Mint(context.Background(), MintRequest{Subject: "u", Audience: "billing"})
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				res := e.do(t, req{path: PathIntrospect, contentType: formCT, basic: basicAuth(rotID, rotNew), body: introspectForm(tok)})
+				if !strings.Contains(string(res.body), `"active":true`) {
+					errs <- "introspect: " + string(res.body)
+				}
+				id, secret := svcID, svcSecret
+				if n%2 == 1 {
+					id, secret = "ghost", "x"
+				}
+				res = e.do(t, req{contentType: formCT, basic: basicAuth(id, secret), body: form("grant_type", "client_credentials")})
+				if res.status != http.StatusOK && res.status != 401 && res.status != 429 {
+					errs <- "token: " + string(res.body)
+				}
+				if res := e.do(t, req{method: http.MethodGet, path: PathJWKS}); res.status != 200 {
+					errs <- "jwks"
+				}
+				e.clock.Advance(time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Error(msg)
+	}
+}
+
+// TestNewValidation: configurations New refuses, each with a message naming the problem.
+func TestNewValidation(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"no issuer URL", func(c *Config) { c.IssuerURL = "" }, "issuer_url"},
+		{"relative issuer URL", func(c *Config) { c.IssuerURL = "/x" }, "issuer_url"},
+		{"issuer URL with query", func(c *Config) { c.IssuerURL = "https://a.example/?x=1" }, "query"},
+		{"issuer URL with fragment", func(c *Config) { c.IssuerURL = "https://a.example/#f" }, "fragment"},
+		{"issuer URL ftp", func(c *Config) { c.IssuerURL = "ftp://a.example" }, "scheme"},
+		{"sub-second TTL", func(c *Config) { c.TokenTTL = time.Millisecond }, "token_ttl"},
+		{"no keys", func(c *Config) { c.Keys = nil }, "signing_keys"},
+		{"duplicate kid", func(c *Config) { c.Keys = []KeyConfig{keyConfig("k1"), keyConfig("k1")} }, "duplicate kid"},
+		{"generate and file", func(c *Config) { c.Keys[0].Generate = true }, "exclusive"},
+		{"bad PEM", func(c *Config) { c.Keys[0].PEM = []byte("nope") }, "signing_keys[0]"},
+		{"wrong alg for key", func(c *Config) { c.Keys[0].Alg = "RS256" }, "signing_keys[0]"},
+		{"client without id", func(c *Config) { c.Clients[0].ID = "" }, "client_id required"},
+		{"client id with control char", func(c *Config) { c.Clients[0].ID = "a\nb" }, "control"},
+		{"duplicate client", func(c *Config) { c.Clients[1].ID = svcID }, "duplicate client_id"},
+		{"client without secret", func(c *Config) { c.Clients[0].SecretHashes = nil }, "secret"},
+		{"client without audience", func(c *Config) { c.Clients[0].Audiences = nil }, "audience"},
+		{"empty audience", func(c *Config) { c.Clients[0].Audiences = []string{""} }, "audience"},
+		{"bad scope", func(c *Config) { c.Clients[0].Scopes = []string{"a b"} }, "scope token"},
+		{"default scope not allowed", func(c *Config) { c.Clients[0].DefaultScopes = []string{"root"} }, "default_scopes"},
+		{"client TTL too small", func(c *Config) { c.Clients[0].TokenTTL = time.Millisecond }, "token_ttl"},
+		{"unknown signing key", func(c *Config) { c.Clients[3].SigningKey = "k9" }, "signing_key"},
+		{"reserved claim", func(c *Config) { c.Clients[0].Claims = map[string]any{"sub": "x"} }, "cannot be overridden"},
+		{"claim not JSON", func(c *Config) { c.Clients[0].Claims = map[string]any{"f": func() {}} }, "JSON"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig("https://tg.example.com")
+			tc.mutate(&cfg)
+			_, err := New(cfg, Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+	// Static claims are frozen: changing the caller's map after New changes nothing.
+	cfg := testConfig("https://tg.example.com")
+	tags := []any{"a"}
+	cfg.Clients[0].Claims = map[string]any{"tags": tags}
+	iss, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags[0] = "changed"
+	cfg.Clients[0].Claims["new"] = 1
+	if b, _ := json.Marshal(iss.clients[svcID].claims); string(b) != `{"tags":["a"]}` {
+		t.Errorf("claims not frozen: %s", b)
+	}
+}
+
+// TestHashSecret: the client_secret_hash format round-trips and rejects malformed values without
+// echoing them.
+func TestHashSecret(t *testing.T) {
+	h := HashSecret("my-secret")
+	if !strings.HasPrefix(h, "sha256:") || len(h) != 7+64 || strings.ToLower(h) != h {
+		t.Fatalf("HashSecret = %q", h)
+	}
+	// Known answer: sha256("abc").
+	if got := HashSecret("abc"); got != "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
+		t.Errorf("HashSecret(abc) = %q", got)
+	}
+	d, err := ParseSecretHash(HashSecret("abc"))
+	if err != nil || d != DigestSecret("abc") {
+		t.Fatalf("round trip: %v", err)
+	}
+	if d, err := ParseSecretHash(strings.ToUpper(HashSecret("abc")[7:])); err == nil {
+		t.Errorf("accepted a value without prefix: %x", d)
+	}
+	if d, err := ParseSecretHash("sha256:" + strings.ToUpper(HashSecret("abc")[7:])); err != nil || d != DigestSecret("abc") {
+		t.Errorf("upper-case hex: %v", err)
+	}
+	for _, bad := range []string{"", "sha256:", "sha256:abc", "SHA256:" + HashSecret("abc")[7:], "sha512:" + HashSecret("abc")[7:],
+		"sha256:" + strings.Repeat("g", 64), HashSecret("abc") + "00", " " + HashSecret("abc")} {
+		if _, err := ParseSecretHash(bad); err == nil {
+			t.Errorf("accepted %q", bad)
+		} else if len(bad) > 10 && strings.Contains(err.Error(), bad[7:]) {
+			t.Errorf("error echoes the value: %v", err)
+		}
+	}
+	// A secret stored with HashSecret authenticates.
+	cfg := testConfig("https://tg.example.com")
+	d, _ = ParseSecretHash(HashSecret("from-hash-secret"))
+	cfg.Clients[0].SecretHashes = [][32]byte{d}
+	iss, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !iss.secretMatches(iss.clients[svcID], "from-hash-secret") || iss.secretMatches(iss.clients[svcID], "from-hash-secret\n") {
+		t.Error("HashSecret digest does not authenticate exactly its secret")
+	}
+}

@@ -1,0 +1,251 @@
+package issuer
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Parameters the endpoints read. Any other parameter is ignored (RFC 6749 §3.2), and may repeat:
+// RFC 8707 `resource`, for one, is repeatable.
+var (
+	tokenParams      = []string{"grant_type", "client_id", "client_secret", "scope", "audience"}
+	introspectParams = []string{"token", "token_type_hint", "client_id", "client_secret"}
+)
+
+// readParams reads the body of a token or introspection request into the known parameters that
+// have a non-empty value (RFC 6749 §3.1: "Parameters sent without a value MUST be treated as if
+// they were omitted"). It accepts application/x-www-form-urlencoded (RFC 6749 §4.4.2) and, as
+// Otoroshi's clients send it, a JSON object whose known members are strings. A known parameter
+// present twice is invalid_request (RFC 6749 §3.2); so is a duplicate member of the JSON object,
+// known or not, since parsers disagree on which one wins.
+func readParams(w http.ResponseWriter, r *http.Request, known []string) (map[string]string, *oauthError) {
+	// RFC 6749 §2.3.1: credentials are not to be sent in the request URI; a URI ends up in logs.
+	if r.URL.RawQuery != "" {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return nil, errBadQuery
+		}
+		if q.Has("client_secret") || q.Has("client_id") {
+			return nil, errQueryCredentials
+		}
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return nil, errTooLarge
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, errTooLarge
+		}
+		return nil, errReadBody
+	}
+	cts := r.Header.Values("Content-Type")
+	if len(cts) > 1 {
+		return nil, errContentType
+	}
+	if len(cts) == 0 || strings.TrimSpace(cts[0]) == "" {
+		if len(bytes.TrimSpace(data)) == 0 {
+			return map[string]string{}, nil // e.g. `curl -X POST -u id:secret`: grant_type missing
+		}
+		return nil, errContentType
+	}
+	mt, _, err := mime.ParseMediaType(cts[0])
+	if err != nil {
+		return nil, errContentType
+	}
+	switch mt {
+	case "application/x-www-form-urlencoded":
+		return parseForm(data, known)
+	case "application/json":
+		return parseJSON(data, known)
+	default:
+		return nil, errContentType
+	}
+}
+
+func parseForm(data []byte, known []string) (map[string]string, *oauthError) {
+	vals, err := url.ParseQuery(string(data))
+	if err != nil {
+		return nil, errBadForm
+	}
+	out := make(map[string]string, len(known))
+	for _, k := range known {
+		vs := vals[k]
+		switch {
+		case len(vs) > 1:
+			return nil, errRepeated
+		case len(vs) == 0 || vs[0] == "":
+		case !utf8.ValidString(vs[0]):
+			return nil, errBadUTF8
+		default:
+			out[k] = vs[0]
+		}
+	}
+	return out, nil
+}
+
+func parseJSON(data []byte, known []string) (map[string]string, *oauthError) {
+	// encoding/json silently turns invalid UTF-8 into U+FFFD; refuse it instead.
+	if !utf8.Valid(data) {
+		return nil, errBadUTF8
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errBadJSON
+	}
+	out := make(map[string]string, len(known))
+	seen := make(map[string]struct{})
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, errBadJSON
+		}
+		name, ok := tok.(string)
+		if !ok {
+			return nil, errBadJSON
+		}
+		if _, dup := seen[name]; dup {
+			return nil, errRepeated
+		}
+		seen[name] = struct{}{}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, errBadJSON
+		}
+		if !slices.Contains(known, name) || string(raw) == "null" {
+			continue
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, errBadJSON
+		}
+		if v != "" {
+			out[name] = v
+		}
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, errBadJSON
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errBadJSON // trailing data after the object
+	}
+	return out, nil
+}
+
+// credentials are the client's claimed identity, from Basic or from the body.
+type credentials struct {
+	id, secret string
+	basic      bool // client_secret_basic
+	// unsupported: an Authorization header of another scheme, an unsupported authentication
+	// method (invalid_client, RFC 6749 §5.2).
+	unsupported bool
+}
+
+// clientCredentials finds the client credentials of a request: client_secret_basic, with the id
+// and the secret form-urlencoded inside Basic (RFC 6749 §2.3.1, so both are decoded), or
+// client_secret_post. Using both is invalid_request (RFC 6749 §2.3: one method per request); the
+// body may repeat the Basic client_id, which is no second authentication. Missing credentials are
+// not an error here: authenticate answers them invalid_client, after the request's syntax has
+// been judged.
+func clientCredentials(r *http.Request, p map[string]string) (credentials, *oauthError) {
+	auths := r.Header.Values("Authorization")
+	if len(auths) > 1 {
+		return credentials{}, errTwoAuthHeaders
+	}
+	if len(auths) == 0 {
+		return credentials{id: p["client_id"], secret: p["client_secret"]}, nil
+	}
+	scheme, rest, _ := strings.Cut(strings.TrimLeft(auths[0], " "), " ")
+	if !strings.EqualFold(scheme, "Basic") {
+		if _, ok := p["client_secret"]; ok {
+			return credentials{}, errTwoMethods
+		}
+		return credentials{unsupported: true}, nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.Trim(rest, " "))
+	if err != nil {
+		return credentials{}, errBadBasic
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	if !ok {
+		return credentials{}, errBadBasic
+	}
+	id, err1 := url.QueryUnescape(user)
+	secret, err2 := url.QueryUnescape(pass)
+	if err1 != nil || err2 != nil || !utf8.ValidString(id) || !utf8.ValidString(secret) {
+		return credentials{}, errBadBasic
+	}
+	if _, ok := p["client_secret"]; ok {
+		return credentials{}, errTwoMethods
+	}
+	if bodyID, ok := p["client_id"]; ok && bodyID != id {
+		return credentials{}, errTwoMethods
+	}
+	return credentials{id: id, secret: secret, basic: true}, nil
+}
+
+// authenticate checks the credentials against the registry, behind the failed-authentication
+// limiters. Unknown client and wrong secret take the same path (secretMatches with a nil client
+// compares against the dummy digest) and get the same answer.
+func (i *Issuer) authenticate(r *http.Request, cr credentials) (*client, *oauthError) {
+	if cr.unsupported || cr.id == "" || cr.secret == "" {
+		return nil, errClient
+	}
+	now := i.now()
+	ipKey := limiterKey('i', remoteIP(r))
+	idKey := limiterKey('c', cr.id)
+	if ok, wait := i.limitIP.take(ipKey, now); !ok {
+		i.log.Debug("issuer: client authentication refused: too many failures from this address")
+		return nil, errSlowDown(wait)
+	}
+	if ok, wait := i.limitID.take(idKey, now); !ok {
+		i.limitIP.refund(ipKey, now)
+		i.log.Debug("issuer: client authentication refused: too many failures for this client_id",
+			"client_id", logSafe(cr.id))
+		return nil, errSlowDown(wait)
+	}
+	c := i.clients[cr.id]
+	if !i.secretMatches(c, cr.secret) {
+		i.log.Info("issuer: client authentication failed", "client_id", logSafe(cr.id), "remote", remoteIP(r))
+		return nil, errClient
+	}
+	i.limitID.refund(idKey, now)
+	i.limitIP.refund(ipKey, now)
+	return c, nil
+}
+
+// remoteIP is the socket peer's address without its port. X-Forwarded-For is not trusted: any
+// client could set it and escape its bucket.
+func remoteIP(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// logSafe bounds an untrusted string before it goes into a log line.
+func logSafe(s string) string {
+	const limit = 64
+	if len(s) > limit || !utf8.ValidString(s) {
+		return strconv.QuoteToASCII(truncate(s, limit)) + "…"
+	}
+	return s
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,66 @@
+package issuer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+)
+
+// secretHashPrefix starts every client_secret_hash value (SPEC section 3).
+const secretHashPrefix = "sha256:"
+
+// HashSecret returns the `client_secret_hash` value of a secret: "sha256:" and the lower-case hex
+// SHA-256 of its bytes, as `tokengate hash-secret` prints it. The caller strips the one trailing
+// newline of a secret read from stdin or a file; HashSecret hashes exactly what it is given.
+func HashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return secretHashPrefix + hex.EncodeToString(sum[:])
+}
+
+// ParseSecretHash reads a `client_secret_hash` value ("sha256:" and 64 hex digits, either case).
+// Its error text never repeats the value.
+func ParseSecretHash(s string) ([32]byte, error) {
+	var out [32]byte
+	rest, ok := strings.CutPrefix(s, secretHashPrefix)
+	if !ok {
+		return out, errors.New(`secret hash must start with "sha256:"`)
+	}
+	if len(rest) != 2*len(out) {
+		return out, errors.New(`secret hash must be "sha256:" followed by 64 hex digits`)
+	}
+	if _, err := hex.Decode(out[:], []byte(rest)); err != nil {
+		return [32]byte{}, errors.New(`secret hash must be "sha256:" followed by 64 hex digits`)
+	}
+	return out, nil
+}
+
+// DigestSecret is the digest stored for a secret (what SecretHashes holds).
+func DigestSecret(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
+
+// secretMatches reports whether secret is one of the accepted digests of c (nil: unknown client).
+//
+// Timing: the presented secret is hashed once (its length is the caller's own), then compared
+// with subtle.ConstantTimeCompare against max(len(accepted), minCompares) fixed-size 32-byte
+// digests, the missing slots filled with i.dummy (a random digest no secret is known to match).
+// So an unknown client, a client with one secret and a client with two do the same work, and
+// which slot matched is not observable; a client with more than two secrets costs one more
+// 32-byte compare per extra secret. The remaining difference is the map lookup of the client_id,
+// which takes the same path for a present and an absent key, far below network jitter.
+func (i *Issuer) secretMatches(c *client, secret string) bool {
+	presented := sha256.Sum256([]byte(secret))
+	var accepted [][32]byte
+	if c != nil {
+		accepted = c.hashes
+	}
+	n := max(len(accepted), minCompares)
+	match := 0
+	for k := range n {
+		want := &i.dummy
+		if k < len(accepted) {
+			want = &accepted[k]
+		}
+		match |= i.compare(presented[:], want[:])
+	}
+	return match == 1 && c != nil
+}

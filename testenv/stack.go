@@ -1,0 +1,274 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/app"
+)
+
+// Demo credentials. They exist only inside the rig (the demo and the tests) and are printed by
+// `tokengate demo`: they are not secrets.
+const (
+	DemoClientID      = "demo-client"
+	DemoClientSecret  = "demo-secret-not-for-production"
+	GatewayClientID   = "tokengate-gateway"
+	GatewaySecret     = "gateway-secret-not-for-production"
+	PartnerClientID   = "partner-app"
+	PartnerSecret     = "partner-secret-not-for-production"
+	DemoIssuerURL     = "https://tokengate.demo.local"
+	DemoMintAudience  = "echo-upstream"
+	DemoFetchAudience = "https://api.partner.example"
+)
+
+// The demo's routes, as the stand-in gateway names them (Envoy's context_extensions) and the
+// path prefixes that select them. Each shows one upstream mode.
+var DemoRoutes = []GatewayRoute{
+	{Prefix: "/healthz", Disabled: true},
+	{Prefix: "/mint/", Name: "mint"},
+	{Prefix: "/fetch/", Name: "fetch"},
+	{Prefix: "/exchange/", Name: "exchange"},
+	{Prefix: "/passthrough/", Name: "passthrough"},
+	{Prefix: "/remove/", Name: "remove"},
+	{Prefix: "/public/", Name: "public"},
+	{Prefix: "/admin/", Name: "admin"},
+}
+
+// demoConfig is the configuration the rig runs. {{.IdP}} is the fake external IdP.
+const demoConfig = `# Written by tokengate's test rig (testenv). Demo credentials only.
+server:
+  grpc_addr: "{{.GRPCAddr}}"
+  http_addr: "{{.HTTPAddr}}"
+issuer:
+  issuer_url: "{{.IssuerURL}}"
+  token_ttl: 1h
+  signing_keys:
+    - kid: demo-es256
+      alg: ES256
+      generate: true
+  clients:
+    - client_id: {{.DemoClientID}}
+      client_secret: "${TOKENGATE_DEMO_SECRET}"
+      scopes: [echo.read, echo.write, admin]
+      default_scopes: [echo.read]
+      audiences: [tokengate-gateway, {{.MintAudience}}]
+      claims: {tenant: demo}
+providers:
+  - name: self
+    issuer: self
+  - name: idp
+    issuer: "{{.IdP}}"
+    jwks_uri: "{{.IdP}}/.well-known/jwks.json"
+    audiences: [api://gateway]
+routes:
+  - name: mint
+    match: {path_prefix: /mint/}
+    authenticate: {jwt: {providers: [self, idp], scopes: [echo.read]}}
+    upstream: {mint: {audience: {{.MintAudience}}, scopes: [echo.read], ttl: 5m}}
+    forward_claims: {x-subject: sub, x-scopes: scope, x-tenant: tenant}
+  - name: fetch
+    match: {path_prefix: /fetch/}
+    authenticate: {jwt: {providers: [self, idp]}}
+    upstream:
+      fetch:
+        token_url: "{{.IdP}}/oauth/token"
+        client_id: {{.GatewayClientID}}
+        client_secret: "${TOKENGATE_GATEWAY_SECRET}"
+        scopes: [orders.read]
+        audience: "{{.FetchAudience}}"
+        auth_style: basic
+  - name: exchange
+    match: {path_prefix: /exchange/}
+    authenticate:
+      client_credentials:
+        token_url: "{{.IdP}}/oauth/token"
+        scopes: [orders.read]
+    upstream: {exchanged: {}}
+  - name: passthrough
+    match: {path_prefix: /passthrough/}
+    authenticate: {jwt: {providers: [self, idp]}}
+    upstream: {passthrough: {}}
+  - name: remove
+    match: {path_prefix: /remove/}
+    authenticate: {jwt: {providers: [self, idp]}}
+    upstream: {remove: {}}
+    forward_claims: {x-subject: sub}
+  - name: public
+    match: {path_prefix: /public/}
+    authenticate: {none: {}}
+    upstream: {remove: {}}
+  - name: admin
+    match: {path_prefix: /admin/}
+    authenticate: {jwt: {providers: [self], scopes: [admin], claims: {tenant: demo}}}
+    upstream: {mint: {audience: {{.MintAudience}}, scopes: [admin]}}
+`
+
+// StackOptions configure a Stack; empty addresses listen on 127.0.0.1:0.
+type StackOptions struct {
+	GRPCAddr, HTTPAddr, GatewayAddr string
+	Logger                          *slog.Logger
+	Dir                             string // where the configuration file is written; default a temp dir
+}
+
+// Stack is the whole rig: a fake IdP, an echo upstream, tokengate itself (the real servers,
+// from internal/app) and a stand-in gateway in front of the echo upstream.
+type Stack struct {
+	IdP        *IdP
+	Echo       *Echo
+	App        *app.App
+	Gateway    *Gateway
+	ConfigPath string
+
+	cancel  context.CancelFunc
+	done    chan error
+	cleanup []func()
+}
+
+// StartStack starts the rig and returns once tokengate is ready.
+func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
+	s = &Stack{}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.IdP, err = NewIdP("", map[string]string{GatewayClientID: GatewaySecret, PartnerClientID: PartnerSecret}); err != nil {
+		return nil, fmt.Errorf("idp: %w", err)
+	}
+	s.cleanup = append(s.cleanup, s.IdP.Close)
+	if s.Echo, err = NewEcho(""); err != nil {
+		return nil, fmt.Errorf("echo: %w", err)
+	}
+	s.cleanup = append(s.cleanup, s.Echo.Close)
+
+	dir := opts.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "tokengate-rig-"); err != nil {
+			return nil, err
+		}
+		s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
+	}
+	s.ConfigPath = filepath.Join(dir, "tokengate.yaml")
+	if err := s.WriteConfig(opts.GRPCAddr, opts.HTTPAddr, ""); err != nil {
+		return nil, err
+	}
+	env := func(k string) (string, bool) {
+		switch k {
+		case "TOKENGATE_DEMO_SECRET":
+			return DemoClientSecret, true
+		case "TOKENGATE_GATEWAY_SECRET":
+			return GatewaySecret, true
+		}
+		return os.LookupEnv(k)
+	}
+	s.App, err = app.New(ctx, app.Options{ConfigPath: s.ConfigPath, Env: env, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel, s.done = cancel, make(chan error, 1)
+	go func() { s.done <- s.App.Run(runCtx) }()
+	readyCtx, readyCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer readyCancel()
+	if err := s.App.WaitReady(readyCtx); err != nil {
+		return nil, err
+	}
+	s.Gateway, err = NewGateway(GatewayOptions{
+		Addr: opts.GatewayAddr, CheckAddr: s.App.GRPCAddr(), UpstreamURL: s.Echo.URL(), Routes: DemoRoutes,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	return s, nil
+}
+
+// WriteConfig (re)writes the rig's configuration file; extra YAML is appended (it may add
+// routes only when the template ends inside `routes`). Tests use it before Reload.
+func (s *Stack) WriteConfig(grpcAddr, httpAddr, extra string) error {
+	if grpcAddr == "" {
+		grpcAddr = "127.0.0.1:0"
+	}
+	if httpAddr == "" {
+		httpAddr = "127.0.0.1:0"
+	}
+	var buf bytes.Buffer
+	t := template.Must(template.New("cfg").Parse(demoConfig))
+	if err := t.Execute(&buf, map[string]string{
+		"GRPCAddr": grpcAddr, "HTTPAddr": httpAddr, "IssuerURL": DemoIssuerURL, "IdP": s.IdP.URL(),
+		"DemoClientID": DemoClientID, "GatewayClientID": GatewayClientID,
+		"MintAudience": DemoMintAudience, "FetchAudience": DemoFetchAudience,
+	}); err != nil {
+		return err
+	}
+	buf.WriteString(extra)
+	return os.WriteFile(s.ConfigPath, buf.Bytes(), 0o600)
+}
+
+// TokenURL is tokengate's own token endpoint.
+func (s *Stack) TokenURL() string { return "http://" + s.App.HTTPAddr() + "/oauth2/token" }
+
+// ClientToken gets a token from tokengate's token endpoint for the demo client.
+func (s *Stack) ClientToken(ctx context.Context, scope string) (string, error) {
+	return FetchToken(ctx, s.TokenURL(), DemoClientID, DemoClientSecret, scope)
+}
+
+// FetchToken runs a client-credentials grant (client_secret_basic) and returns access_token.
+func FetchToken(ctx context.Context, tokenURL, id, secret, scope string) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return "", fmt.Errorf("token endpoint answered %d: %w", resp.StatusCode, err)
+	}
+	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
+		return "", fmt.Errorf("token endpoint answered %d %s", resp.StatusCode, body.Error)
+	}
+	return body.AccessToken, nil
+}
+
+// Close stops everything the stack started, tokengate first (it drains).
+func (s *Stack) Close() error {
+	var err error
+	if s.Gateway != nil {
+		s.Gateway.Close()
+	}
+	if s.cancel != nil {
+		s.cancel()
+		select {
+		case err = <-s.done:
+		case <-time.After(20 * time.Second):
+			err = errors.New("tokengate did not stop within 20s")
+		}
+	}
+	for i := len(s.cleanup) - 1; i >= 0; i-- {
+		s.cleanup[i]()
+	}
+	return err
+}

@@ -1,0 +1,26 @@
+package main
+import (
+ _ "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+ _ "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+ _ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+ _ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+ _ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+ _ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+ _ "google.golang.org/grpc"
+ _ "google.golang.org/grpc/health"
+ _ "google.golang.org/grpc/reflection"
+ _ "github.com/lestrrat-go/jwx/v2/jwt"
+ _ "github.com/lestrrat-go/jwx/v2/jwk"
+ _ "github.com/lestrrat-go/jwx/v2/jws"
+ _ "github.com/hashicorp/golang-lru/v2"
+ _ "github.com/hashicorp/golang-lru/v2/expirable"
+ _ "github.com/spf13/pflag"
+ _ "sigs.k8s.io/yaml"
+ _ "github.com/prometheus/client_golang/prometheus"
+ _ "github.com/prometheus/client_golang/prometheus/promhttp"
+ _ "github.com/prometheus/client_golang/prometheus/testutil"
+ _ "golang.org/x/oauth2/clientcredentials"
+ _ "golang.org/x/sync/singleflight"
+ _ "github.com/redis/go-redis/v9"
+)
+func main(){}
