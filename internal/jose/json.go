@@ -28,6 +28,9 @@ func decodeStrictObject(data []byte) (map[string]any, string) {
 	if !utf8.Valid(data) {
 		return nil, "invalid UTF-8"
 	}
+	if !surrogatesPaired(data) {
+		return nil, "unpaired UTF-16 surrogate escape"
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -45,6 +48,64 @@ func decodeStrictObject(data []byte) (map[string]any, string) {
 		return nil, "trailing data after JSON object"
 	}
 	return obj, ""
+}
+
+// surrogatesPaired reports whether every \uD800–\uDFFF escape in data is
+// a high surrogate immediately followed by a low one. encoding/json turns an
+// unpaired one into U+FFFD while other parsers reject it or keep it (RFC 8259
+// §8.2: "unpredictable"); refusing it removes one more parser differential.
+// Backslashes only occur inside strings in JSON, so a linear scan suffices; an
+// invalid escape is left for the JSON decoder to reject.
+func surrogatesPaired(data []byte) bool {
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		if i+1 >= len(data) || data[i+1] != 'u' {
+			i++ // skip the escaped character (may itself be a backslash)
+			continue
+		}
+		r, ok := hex4(data, i+2)
+		if !ok {
+			return true // malformed escape: the decoder reports it
+		}
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return false // low surrogate without a high one
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+11 >= len(data) || data[i+6] != '\\' || data[i+7] != 'u' {
+				return false
+			}
+			lo, ok := hex4(data, i+8)
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return false
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return true
+}
+
+func hex4(data []byte, at int) (rune, bool) {
+	if at+4 > len(data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range data[at : at+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 func readValue(dec *json.Decoder, tok json.Token, depth int) (any, string) {

@@ -292,20 +292,40 @@ func numericDate(v any) (time.Time, string) {
 // Issuer returns the unverified "iss" claim, for choosing which provider's
 // keys to verify with (RFC 8725 §3.8: the caller must still compare the
 // verified iss with that provider's issuer).
-func (u *Unverified) Issuer() string { return u.claims.Issuer }
+func (u *Unverified) Issuer() string {
+	if u == nil || u.claims == nil {
+		return ""
+	}
+	return u.claims.Issuer
+}
 
 // KeyID returns the header kid ("" when absent).
-func (u *Unverified) KeyID() string { return u.kid }
+func (u *Unverified) KeyID() string {
+	if u == nil {
+		return ""
+	}
+	return u.kid
+}
 
 // HasKeyID reports whether the header carries a kid.
-func (u *Unverified) HasKeyID() bool { return u.hasKid }
+func (u *Unverified) HasKeyID() bool { return u != nil && u.hasKid }
 
 // Algorithm returns the header alg, already known to be an asymmetric JWS
 // algorithm this package supports.
-func (u *Unverified) Algorithm() string { return u.alg }
+func (u *Unverified) Algorithm() string {
+	if u == nil {
+		return ""
+	}
+	return u.alg
+}
 
 // Type returns the header typ ("" when absent).
-func (u *Unverified) Type() string { return u.typ }
+func (u *Unverified) Type() string {
+	if u == nil {
+		return ""
+	}
+	return u.typ
+}
 
 // fixedSigLen is the signature size the algorithm dictates regardless of the
 // key: R||S for ECDSA (RFC 7518 §3.4; DER is not JWS), 64 bytes for Ed25519
@@ -366,5 +386,6 @@ func (u *Unverified) Verify(ks *KeySet, allowed []string) (*Claims, error) {
 		// against a parser differential with jwx.
 		return nil, fail(ErrBadSignature, "verified payload differs")
 	}
-	return u.claims, nil
+	c := *u.claims // a fresh struct per call; Raw is shared and must be treated as read-only
+	return &c, nil
 }

@@ -591,6 +591,12 @@ func TestStrictJSON(t *testing.T) {
 		{"invalid UTF-8 in header", `{"alg":"RS256","kid":"kid-rs256","x":"` + "\xff" + `"}`, testClaims, ErrMalformed},
 		{"invalid UTF-8 in payload", good, `{"sub":"al` + "\xc3\x28" + `ice"}`, ErrMalformed},
 		{"overlong UTF-8 in payload", good, `{"sub":"` + "\xc0\xaf" + `"}`, ErrMalformed},
+		{"lone high surrogate", good, `{"sub":"\ud800"}`, ErrMalformed},
+		{"lone low surrogate", good, `{"sub":"\udc00x"}`, ErrMalformed},
+		{"high surrogate then non-surrogate", good, `{"sub":"\ud800\u0041"}`, ErrMalformed},
+		{"surrogate in header", `{"alg":"RS256","kid":"kid-rs256","x":"\uDBFF"}`, testClaims, ErrMalformed},
+		{"surrogate pair ok", good, `{"sub":"\ud83d\ude00"}`, nil},
+		{"escaped backslash then ud800 ok", good, `{"sub":"\\ud800"}`, nil},
 		{"5000-deep arrays", good, nest(5000), ErrMalformed},
 		{"5000-deep objects", good, strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000), ErrMalformed},
 		{"depth 33", good, nest(maxJSONDepth), ErrMalformed},
@@ -640,6 +646,9 @@ func TestVerifyMisuse(t *testing.T) {
 	}
 	if _, err := (&Unverified{}).Verify(nil, nil); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("zero Unverified: %v", err)
+	}
+	if u.Issuer() != "" || u.KeyID() != "" || u.HasKeyID() || u.Algorithm() != "" || u.Type() != "" || (&Unverified{}).Issuer() != "" {
+		t.Fatal("nil/zero Unverified accessors must return zero values")
 	}
 	var ks *KeySet
 	if ks.Len() != 0 || ks.Has("x") || ks.KeyIDs() != nil {

@@ -159,9 +159,11 @@ func TestFailuresKeepLastGoodSet(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := jwkstest.NewServer(t, jwkstest.PublicSet(good))
-			e := start(t, srv, func(o *Options) { o.FetchTimeout = 200 * time.Millisecond })
+			e := start(t, srv, func(o *Options) { o.FetchTimeout = 500 * time.Millisecond })
 			e.waitReady(t)
 			before := e.r.Keys()
+			// Counted from here: on a loaded machine the start-up fetch may have timed out once.
+			errorsBefore, successBefore := e.refreshCount(t, "error"), e.refreshCount(t, "success")
 			srv.SetMode(tt.mode)
 			if tt.jwks != nil {
 				srv.SetJWKS(tt.jwks)
@@ -183,11 +185,11 @@ func TestFailuresKeepLastGoodSet(t *testing.T) {
 			if e.r.Keys() != before || !e.r.Keys().Has("good") {
 				t.Fatal("a failed refresh replaced the last good set")
 			}
-			if got := e.refreshCount(t, "error"); got != 1 {
+			if got := e.refreshCount(t, "error") - errorsBefore; got != 1 {
 				t.Fatalf("error count = %v, want 1", got)
 			}
-			if got := e.refreshCount(t, "success"); got != 1 {
-				t.Fatalf("success count = %v, want 1", got)
+			if got := e.refreshCount(t, "success") - successBefore; got != 0 {
+				t.Fatalf("success count = %v, want 0", got)
 			}
 			logs := e.logs.String()
 			if !strings.Contains(logs, "provider=corp") || !strings.Contains(logs, "jwks refresh failed") {
@@ -235,7 +237,7 @@ func TestFirstFetchFailsThenRecovers(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("did not recover within the backoff window")
 	}
-	if took := time.Since(began); took > 3*time.Second {
+	if took := time.Since(began); took > 4*time.Second {
 		t.Fatalf("recovery took %v", took)
 	}
 	if !e.r.Keys().Has("k1") {

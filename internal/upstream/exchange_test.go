@@ -214,14 +214,26 @@ func BenchmarkFetchCached(b *testing.B) {
 	if _, err := c.Fetch(bg, "partner", cc); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := c.Fetch(bg, "partner", cc); err != nil {
-				b.Fatal(err)
+	src := NewSource("partner", cc)
+	b.Run("Fetch", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := c.Fetch(bg, "partner", cc); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
+	})
+	b.Run("FetchSource", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := c.FetchSource(bg, src); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	})
 	if i.n() != 1 {
 		b.Fatalf("IdP calls %d", i.n())

@@ -147,7 +147,7 @@ func TestUnavailableThenRecovers(t *testing.T) {
 	f.srv.SetMode(jwkstest.OK)
 	began := time.Now()
 	f.ready(t)
-	if took := time.Since(began); took > 3*time.Second {
+	if took := time.Since(began); took > 4*time.Second {
 		t.Fatalf("recovered after %v, beyond the backoff window", took)
 	}
 	if m := f.v.Missing(); len(m) != 0 {
@@ -177,9 +177,13 @@ func TestJWKSDownAfterStart(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			f := newFixture(t, func(o *Options) {
 				o.CacheSize = 0 // every Verify checks the signature against the key set
-				o.tune = func(j *jwks.Options) { j.FetchTimeout = 300 * time.Millisecond }
+				o.tune = func(j *jwks.Options) { j.FetchTimeout = 500 * time.Millisecond }
 			})
 			f.ready(t)
+			errCount := func() float64 {
+				return counter(t, f.m, "tokengate_jwks_refresh_total", map[string]string{"provider": "corp", "result": "error"})
+			}
+			before := errCount() // a loaded machine may have timed out the start-up fetch once
 			mode.set(f.srv)
 			for i := range 3 {
 				f.clock.Advance(11 * time.Second)
@@ -191,7 +195,7 @@ func TestJWKSDownAfterStart(t *testing.T) {
 					t.Fatalf("round %d: valid token refused while the JWKS is down: %v", i, err)
 				}
 			}
-			if got := counter(t, f.m, "tokengate_jwks_refresh_total", map[string]string{"provider": "corp", "result": "error"}); got != 3 {
+			if got := errCount() - before; got != 3 {
 				t.Fatalf("refresh errors = %v, want 3; requests %d; logs:\n%s", got, f.srv.JWKSRequests(), f.logs)
 			}
 			if m := f.v.Missing(); len(m) != 0 {

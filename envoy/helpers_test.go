@@ -1,0 +1,322 @@
+package envoy
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/tokengate/tokengate/internal/config"
+)
+
+// readFile returns a file of this directory.
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatalf("read %s: %v", name, err)
+	}
+	return data
+}
+
+// yamlDoc decodes one YAML document into JSON-shaped Go values (map[string]any, []any, ...), as
+// sigs.k8s.io/yaml does, merge keys (<<) included.
+func yamlDoc(t *testing.T, data []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		t.Fatalf("yaml: %v", err)
+	}
+	return m
+}
+
+// yamlDocs splits a multi-document YAML file and decodes each non-empty document.
+func yamlDocs(t *testing.T, data []byte) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, part := range regexp.MustCompile(`(?m)^---[ \t]*$`).Split(string(data), -1) {
+		if strings.TrimSpace(stripComments(part)) == "" {
+			continue
+		}
+		out = append(out, yamlDoc(t, []byte(part)))
+	}
+	return out
+}
+
+func stripComments(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
+
+// dig walks a JSON-shaped value along map keys (string) and list indices (int). It fails the test
+// when the path does not exist, so a broken-copy case can never silently mutate nothing.
+func dig(t *testing.T, v any, path ...any) any {
+	t.Helper()
+	for i, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				t.Fatalf("dig %v: element %d is %T, not a map", path, i, v)
+			}
+			if v, ok = m[k]; !ok {
+				t.Fatalf("dig %v: no key %q", path, k)
+			}
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				t.Fatalf("dig %v: element %d is not a list with index %d", path, i, k)
+			}
+			v = l[k]
+		default:
+			t.Fatalf("dig: bad path element %T", p)
+		}
+	}
+	return v
+}
+
+func digMap(t *testing.T, v any, path ...any) map[string]any {
+	t.Helper()
+	m, ok := dig(t, v, path...).(map[string]any)
+	if !ok {
+		t.Fatalf("dig %v: not a map", path)
+	}
+	return m
+}
+
+func digList(t *testing.T, v any, path ...any) []any {
+	t.Helper()
+	l, ok := dig(t, v, path...).([]any)
+	if !ok {
+		t.Fatalf("dig %v: not a list", path)
+	}
+	return l
+}
+
+// str returns v as a string, or "".
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// deepCopy copies a JSON-shaped value, so a broken copy never alters the good document.
+func deepCopy(t *testing.T, v map[string]any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func toJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// composeVar matches the ${NAME} and ${NAME:-default} references of compose files.
+var composeVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// composeEnv returns the environment docker compose gives service of the compose file, with each
+// ${NAME:-default} at its default (what a user who sets nothing gets). `extends` is followed.
+func composeEnv(t *testing.T, file, service string) map[string]string {
+	t.Helper()
+	svc := composeService(t, file, service)
+	env := map[string]string{}
+	raw, _ := svc["environment"].(map[string]any)
+	for k, v := range raw {
+		s := fmt.Sprint(v)
+		var bad string
+		s = composeVar.ReplaceAllStringFunc(s, func(m string) string {
+			sub := composeVar.FindStringSubmatch(m)
+			if sub[2] == "" {
+				bad = sub[1]
+			}
+			return sub[3]
+		})
+		if bad != "" {
+			t.Errorf("%s: service %s: environment %s uses ${%s} without a default: `docker compose up` with nothing set would pass an empty value", file, service, k, bad)
+		}
+		env[k] = s
+	}
+	return env
+}
+
+// composeService returns one service of a compose file, following `extends` (the base's keys
+// under the extending service's own).
+func composeService(t *testing.T, file, name string) map[string]any {
+	t.Helper()
+	doc := yamlDoc(t, readFile(t, file))
+	services, _ := doc["services"].(map[string]any)
+	svc, ok := services[name].(map[string]any)
+	if !ok {
+		t.Fatalf("%s: no service %q", file, name)
+	}
+	if ext, ok := svc["extends"].(map[string]any); ok {
+		base := composeService(t, str(ext["file"]), str(ext["service"]))
+		merged := deepCopy(t, base)
+		for k, v := range svc {
+			if k != "extends" {
+				merged[k] = v
+			}
+		}
+		return merged
+	}
+	return svc
+}
+
+// envLookup turns a map into the env function config.Load takes; a name it lacks is reported
+// missing, so config.Load names it.
+func envLookup(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}
+}
+
+// loadConfig runs tokengate's own configuration loading and validation (what `tokengate
+// validate` does) on data, after replacing each key of rewrite by its value (absolute paths of a
+// container, such as /etc/tokengate/keys/, moved to a test directory).
+func loadConfig(t *testing.T, data []byte, rewrite map[string]string, env map[string]string) (*config.Config, error) {
+	t.Helper()
+	s := string(data)
+	for from, to := range rewrite {
+		s = strings.ReplaceAll(s, from, to)
+	}
+	path := filepath.Join(t.TempDir(), "tokengate.yaml")
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return config.Load(path, envLookup(env))
+}
+
+// writeTestKey writes a fresh P-256 private key (PKCS#8 PEM, what `tokengate keygen` writes) to
+// path, standing in for a key a container or a Kubernetes Secret would mount there.
+func writeTestKey(t *testing.T, path string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// selectRoute is tokengate's route selection when the gateway names no route (SPEC section 4,
+// step 2): the first route, in file order, whose match fits; the authority is compared without
+// its port, "*.example.com" matches names ending in ".example.com".
+func selectRoute(cfg *config.Config, authority, path, method string) *config.Route {
+	host := authority
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	for i := range cfg.Routes {
+		m := cfg.Routes[i].Match
+		if m.Authority != "" {
+			if suffix, ok := strings.CutPrefix(m.Authority, "*"); ok {
+				if len(host) <= len(suffix) || !strings.EqualFold(host[len(host)-len(suffix):], suffix) {
+					continue
+				}
+			} else if !strings.EqualFold(m.Authority, host) {
+				continue
+			}
+		}
+		if m.PathPrefix != "" && !strings.HasPrefix(path, m.PathPrefix) {
+			continue
+		}
+		if len(m.Methods) > 0 && !slices.ContainsFunc(m.Methods, func(s string) bool { return strings.EqualFold(s, method) }) {
+			continue
+		}
+		return &cfg.Routes[i]
+	}
+	return nil
+}
+
+// forwardClaimHeaders returns every header name any route of cfg forwards a claim in, sorted.
+func forwardClaimHeaders(cfg *config.Config) []string {
+	var hs []string
+	for _, r := range cfg.Routes {
+		for h := range r.ForwardClaims {
+			if !slices.Contains(hs, strings.ToLower(h)) {
+				hs = append(hs, strings.ToLower(h))
+			}
+		}
+	}
+	slices.Sort(hs)
+	return hs
+}
+
+// longestRouteTimeout is the longest time a Check may wait on one route of cfg for an upstream
+// token (fetch and client_credentials timeouts, defaults applied by config.Load).
+func longestRouteTimeout(cfg *config.Config) time.Duration {
+	var d time.Duration
+	for _, r := range cfg.Routes {
+		if f := r.Upstream.Fetch; f != nil {
+			d = max(d, f.Timeout.Std())
+		}
+		if cc := r.Authenticate.ClientCredentials; cc != nil {
+			d = max(d, cc.Timeout.Std())
+		}
+	}
+	return d
+}
+
+// containsFold reports whether list holds s, ignoring case (header names).
+func containsFold(list []string, s string) bool {
+	return slices.ContainsFunc(list, func(v string) bool { return strings.EqualFold(v, s) })
+}
+
+// wantError fails unless one of errs contains want.
+func wantError(t *testing.T, errs []error, want string) {
+	t.Helper()
+	for _, e := range errs {
+		if e != nil && strings.Contains(e.Error(), want) {
+			return
+		}
+	}
+	t.Errorf("no error contains %q; got %d error(s):", want, len(errs))
+	for _, e := range errs {
+		t.Errorf("  %v", e)
+	}
+}
+
+// noErrors fails with every error of errs.
+func noErrors(t *testing.T, errs []error) {
+	t.Helper()
+	for _, e := range errs {
+		t.Error(e)
+	}
+}
