@@ -26,7 +26,7 @@ var caddyfile string
 // gateway of the rig listens on inside its container.
 const (
 	shippedListenPort = "10000"
-	shippedTokengate  = "tokengate:8080"
+	shippedTokengateAddr  = "tokengate:8080"
 	shippedUpstream   = "echo:8080"
 )
 
@@ -86,7 +86,7 @@ func NginxConfig(a Addrs, dir string) (string, error) {
 		old, new string
 	}{
 		{"listen " + shippedListenPort + ";", "listen " + a.Listen + ";"},
-		{"proxy_pass http://" + shippedTokengate + "/authz;", "proxy_pass http://" + a.Tokengate + "/authz;"},
+		{"proxy_pass http://" + shippedTokengateAddr + "/authz;", "proxy_pass http://" + a.Tokengate + "/authz;"},
 		{"proxy_pass http://" + shippedUpstream + ";", "proxy_pass http://" + a.Upstream + ";"},
 		{"worker_processes auto;", "worker_processes 1;\ndaemon off;\nmaster_process off;\n" +
 			"pid " + dir + "/nginx.pid;\nerror_log " + dir + "/error.log info;"},
@@ -125,7 +125,7 @@ func Caddyfile(a Addrs) (string, error) {
 	var err error
 	steps := []struct{ old, new string }{
 		{":" + shippedListenPort + " {", site},
-		{"forward_auth " + shippedTokengate + " {", "forward_auth " + a.Tokengate + " {"},
+		{"forward_auth " + shippedTokengateAddr + " {", "forward_auth " + a.Tokengate + " {"},
 		{"reverse_proxy " + shippedUpstream + "\n", "reverse_proxy " + a.Upstream + "\n"},
 	}
 	for _, st := range steps {

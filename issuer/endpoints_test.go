@@ -307,16 +307,16 @@ func TestMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]any{
-		"issuer":                   e.srv.URL,
-		"token_endpoint":           e.srv.URL + "/oauth2/token",
-		"jwks_uri":                 e.srv.URL + "/.well-known/jwks.json",
-		"introspection_endpoint":   e.srv.URL + "/oauth2/introspect",
-		"grant_types_supported":    []any{"client_credentials"},
-		"response_types_supported": []any{},
-		"token_endpoint_auth_methods_supported":         []any{"client_secret_basic", "client_secret_post"},
+		"issuer":                                e.srv.URL,
+		"token_endpoint":                        e.srv.URL + "/oauth2/token",
+		"jwks_uri":                              e.srv.URL + "/.well-known/jwks.json",
+		"introspection_endpoint":                e.srv.URL + "/oauth2/introspect",
+		"grant_types_supported":                 []any{"client_credentials"},
+		"response_types_supported":              []any{},
+		"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
 		"introspection_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
-		"scopes_supported":                              []any{"admin", "read", "write"},
-		"access_token_signing_alg_values_supported":     []any{"ES256"},
+		"scopes_supported":                          []any{"admin", "read", "write"},
+		"access_token_signing_alg_values_supported": []any{"ES256"},
 	}
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("metadata\n got %v\nwant %v", m, want)

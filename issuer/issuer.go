@@ -104,8 +104,9 @@ type Options struct {
 	FailureBurst    int
 	FailureInterval time.Duration
 	// IPFailureBurst / IPFailureInterval are the same per remote IP (the socket peer; forwarded
-	// headers are not trusted). Behind a proxy every client shares the proxy's bucket, hence the
-	// more generous default. A negative IPFailureBurst disables the per-IP bucket.
+	// headers are not trusted), against one address spraying many client_ids. Behind a proxy
+	// every client shares the proxy's bucket, hence the more generous default, and only failures
+	// count there (a success reserves nothing). A negative IPFailureBurst disables it.
 	IPFailureBurst    int
 	IPFailureInterval time.Duration
 	// LimiterSize bounds the number of buckets of each limiter (an LRU).

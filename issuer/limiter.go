@@ -21,6 +21,11 @@ import (
 //
 // An evicted bucket comes back full. Evicting one on purpose needs LimiterSize distinct keys,
 // which the per-IP bucket throttles.
+//
+// The per-IP limiter does not reserve (allow, then fail after a wrong secret): many clients
+// behind one proxy share its address, and a reservation held during every authentication could
+// refuse legitimate bursts there. Concurrent guesses from one address can therefore exceed its
+// burst by the number in flight; the per-client_id reservation still bounds guesses at a client.
 type limiter struct {
 	mu       sync.Mutex
 	burst    float64
@@ -77,6 +82,40 @@ func (l *limiter) take(key [32]byte, now time.Time) (ok bool, wait time.Duration
 	}
 	b.tokens--
 	return true, 0
+}
+
+// allow reports whether key's bucket holds an attempt, without taking it.
+func (l *limiter) allow(key [32]byte, now time.Time) (ok bool, wait time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, found := l.buckets.Get(key)
+	if !found {
+		return true, 0
+	}
+	l.refill(b, now)
+	if b.tokens < 1 {
+		return false, time.Duration((1 - b.tokens) * float64(l.interval))
+	}
+	return true, 0
+}
+
+// fail takes one attempt from key's bucket (a failed authentication), down to zero.
+func (l *limiter) fail(key [32]byte, now time.Time) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, found := l.buckets.Get(key)
+	if !found {
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets.Add(key, b)
+	}
+	l.refill(b, now)
+	b.tokens = max(0, b.tokens-1)
 }
 
 // refund gives back the attempt reserved by take (the secret was right). A bucket evicted in

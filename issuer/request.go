@@ -205,24 +205,31 @@ func (i *Issuer) authenticate(r *http.Request, cr credentials) (*client, *oauthE
 	now := i.now()
 	ipKey := limiterKey('i', remoteIP(r))
 	idKey := limiterKey('c', cr.id)
-	if ok, wait := i.limitIP.take(ipKey, now); !ok {
+	if ok, wait := i.limitIP.allow(ipKey, now); !ok {
 		i.log.Debug("issuer: client authentication refused: too many failures from this address")
 		return nil, errSlowDown(wait)
 	}
 	if ok, wait := i.limitID.take(idKey, now); !ok {
-		i.limitIP.refund(ipKey, now)
 		i.log.Debug("issuer: client authentication refused: too many failures for this client_id",
 			"client_id", logSafe(cr.id))
 		return nil, errSlowDown(wait)
 	}
 	c := i.clients[cr.id]
 	if !i.secretMatches(c, cr.secret) {
-		i.log.Info("issuer: client authentication failed", "client_id", logSafe(cr.id), "remote", remoteIP(r))
+		i.limitIP.fail(ipKey, now)
+		i.log.Info("issuer: client authentication failed", "client_id", logSafe(cr.id),
+			"method", authMethod(cr), "remote", remoteIP(r))
 		return nil, errClient
 	}
 	i.limitID.refund(idKey, now)
-	i.limitIP.refund(ipKey, now)
 	return c, nil
+}
+
+func authMethod(cr credentials) string {
+	if cr.basic {
+		return "client_secret_basic"
+	}
+	return "client_secret_post"
 }
 
 // remoteIP is the socket peer's address without its port. X-Forwarded-For is not trusted: any

@@ -430,7 +430,7 @@ func TestFailedAuthenticationSlowdownPerIP(t *testing.T) {
 	}
 	e.clock.Advance(10 * time.Second)
 	e.getToken(t, svcID, svcSecret)
-	e.getToken(t, svcID, svcSecret) // a success gives its reservation back
+	e.getToken(t, svcID, svcSecret) // a success takes nothing from the per-IP bucket
 }
 
 // TestFailedAuthenticationConcurrent: concurrent guesses cannot exceed the burst, because an

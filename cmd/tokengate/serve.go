@@ -60,14 +60,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	cfg, err := config.Load(*path, os.LookupEnv)
+	if err != nil {
+		return configError(err, stderr)
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	a, err := app.New(ctx, app.Options{
-		ConfigPath: *path, GRPCAddr: sf.grpcAddr, HTTPAddr: sf.httpAddr,
+		ConfigPath: *path, Config: cfg, GRPCAddr: sf.grpcAddr, HTTPAddr: sf.httpAddr,
 		Logger: logger, Signals: true,
 	})
 	if err != nil {
-		return configError(err, stderr)
+		return err
 	}
 	return a.Run(ctx)
 }
@@ -89,13 +93,13 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// configError prints a configuration's problems one per line and makes the exit status 2;
-// other errors (a port in use, …) are runtime failures.
+// configError prints a configuration's problems one per line; a configuration that cannot be
+// loaded at all (a missing file) is bad configuration too: exit status 2 either way.
 func configError(err error, w io.Writer) error {
 	var ce *config.Errors
 	if errors.As(err, &ce) {
 		fmt.Fprintln(w, ce.Error())
 		return silentUsage{}
 	}
-	return err
+	return usageError{err}
 }

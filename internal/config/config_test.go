@@ -42,7 +42,7 @@ func envMap(m map[string]string) func(string) (string, bool) {
 }
 
 // testEnv is the environment of the golden files.
-func testEnv(t *testing.T) func(string) (string, bool) {
+func testEnv(t testing.TB) func(string) (string, bool) {
 	return envMap(map[string]string{
 		"PARTNER_ID":            "partner-client",
 		"CLIENT_SECRET":         testClientSecret + "-" + leakMarker,
@@ -53,7 +53,7 @@ func testEnv(t *testing.T) func(string) (string, bool) {
 }
 
 // writeTestCA writes a freshly generated self-signed certificate to a temporary file.
-func writeTestCA(t *testing.T) string {
+func writeTestCA(t testing.TB) string {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -80,7 +80,7 @@ func writeTestCA(t *testing.T) string {
 }
 
 // writeTestKey writes a freshly generated P-256 key (PKCS#8 PEM) to a temporary file.
-func writeTestKey(t *testing.T) string {
+func writeTestKey(t testing.TB) string {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

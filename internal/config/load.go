@@ -26,7 +26,7 @@ const (
 	maxConfigBytes = 4 << 20
 	// maxNodes bounds the number of YAML nodes visited, counting every expansion of an alias,
 	// so a "billion laughs" document is refused quickly.
-	maxNodes = 200_000
+	maxNodes = 100_000
 	// maxDepth bounds the nesting of free-form values (claims).
 	maxDepth = 32
 )
@@ -189,6 +189,8 @@ type walker struct {
 	overflow bool
 	// maxp is the furthest position seen in the subtree being walked.
 	maxp pos
+	// ref, when set, is the position of the alias or merge key being expanded.
+	ref *pos
 }
 
 // spend counts one node against the budget; false once it is exhausted.
@@ -204,7 +206,14 @@ func (w *walker) spend() bool {
 	return false
 }
 
-func nodePos(n *yaml.Node) pos { return pos{line: n.Line, col: n.Column} }
+// at returns the position problems about n sort at: n's own, or, inside an alias or merged
+// mapping, the position of the reference, so that problems follow the paths they land in.
+func (w *walker) at(n *yaml.Node) pos {
+	if w.ref != nil {
+		return *w.ref
+	}
+	return pos{line: n.Line, col: n.Column}
+}
 
 // fail reports a problem with the value at path and marks the path as refused.
 func (w *walker) fail(path, format string, args ...any) {
@@ -217,8 +226,26 @@ var (
 	anyType      = reflect.TypeFor[any]()
 )
 
+// invalid stands in for a refused string so that checks of the enclosing value (such as
+// "exactly one of client_secret, client_secret_file") do not report it a second time as
+// missing. A Config holding it is never returned: a refused value is always a problem.
+const invalid = "<invalid>"
+
+// placeholder returns the stand-in for a refused value of type t, if t has one.
+func placeholder(t reflect.Type) (any, bool) {
+	switch {
+	case t == durationType:
+		return nil, false
+	case t.Kind() == reflect.String:
+		return invalid, true
+	case t.Kind() == reflect.Struct, t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct:
+		return map[string]any{}, true
+	}
+	return nil, false
+}
+
 // value checks node n against type t. ok is false when there is no value to set: an absent or
-// null value, or one that was refused (a problem is then recorded).
+// null value, or one that was refused (a problem is then recorded and the path marked bad).
 func (w *walker) value(path string, n *yaml.Node, t reflect.Type, depth int) (out any, ok bool) {
 	if !w.spend() {
 		return nil, false
@@ -235,9 +262,14 @@ func (w *walker) value(path string, n *yaml.Node, t reflect.Type, depth int) (ou
 		}
 		w.active[target] = true
 		defer delete(w.active, target)
+		if w.ref == nil {
+			ref := w.at(n)
+			w.ref = &ref
+			defer func() { w.ref = nil }()
+		}
 		return w.value(path, target, t, depth)
 	}
-	w.maxp = maxPos(w.maxp, nodePos(n))
+	w.maxp = maxPos(w.maxp, w.at(n))
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		if t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
 			// `remove:` or `none:` with nothing after them mean the option is set.
@@ -379,16 +411,23 @@ func (w *walker) sliceValue(path string, n *yaml.Node, t reflect.Type, depth int
 	all := true
 	for i, c := range n.Content {
 		ip := indexPath(path, i)
-		v, ok := w.entry(ip, c, c, t.Elem(), depth+1)
-		switch {
-		case ok:
-			out = append(out, v)
-		case isNull(c):
+		v, ok := w.entry(ip, w.at(c), c, t.Elem(), depth+1)
+		if !ok && isNull(c) {
+			if t.Elem() == anyType {
+				// A null inside a free-form list is a JSON null.
+				out = append(out, nil)
+				continue
+			}
 			w.fail(ip, "must not be null")
-			all = false
-		default:
-			all = false
 		}
+		if !ok && w.p.bad[ip] {
+			v, ok = placeholder(t.Elem())
+		}
+		if !ok {
+			all = false
+			continue
+		}
+		out = append(out, v)
 	}
 	if !all {
 		// A list with a refused element is dropped whole: keeping the rest would shift indices
@@ -398,14 +437,14 @@ func (w *walker) sliceValue(path string, n *yaml.Node, t reflect.Type, depth int
 	return out, true
 }
 
-// entry walks one map entry or list element, recording where its path is in the document.
-func (w *walker) entry(path string, at, n *yaml.Node, t reflect.Type, depth int) (any, bool) {
-	start := nodePos(at)
+// entry walks one map entry or list element found at position at, recording where its path is
+// in the document.
+func (w *walker) entry(path string, at pos, n *yaml.Node, t reflect.Type, depth int) (any, bool) {
 	saved := w.maxp
-	w.maxp = start
+	w.maxp = at
 	v, ok := w.value(path, n, t, depth)
 	if _, seen := w.p.spans[path]; !seen {
-		w.p.spans[path] = span{start: start, end: w.maxp}
+		w.p.spans[path] = span{start: at, end: w.maxp}
 	}
 	w.maxp = maxPos(saved, w.maxp)
 	if ok {
@@ -415,18 +454,18 @@ func (w *walker) entry(path string, at, n *yaml.Node, t reflect.Type, depth int)
 }
 
 func isNull(n *yaml.Node) bool {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	n = deref(n)
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
 // mapEntry is one key/value pair of a mapping, after merge keys are expanded.
 type mapEntry struct {
 	key      string
-	keyNode  *yaml.Node
+	at       pos
 	value    *yaml.Node
 	isString bool
+	// merged entries are walked as if referenced from at, like an alias.
+	merged bool
 }
 
 // entries returns the pairs of mapping n with merge keys (<<) expanded as YAML defines them:
@@ -442,7 +481,10 @@ func (w *walker) entries(path string, n *yaml.Node) []mapEntry {
 			break
 		}
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			merged = append(merged, w.mergeSources(path, v)...)
+			for _, e := range w.mergeSources(path, w.at(k), v) {
+				e.at, e.merged = w.at(k), true
+				merged = append(merged, e)
+			}
 			continue
 		}
 		key, isString := keyText(k)
@@ -451,7 +493,7 @@ func (w *walker) entries(path string, n *yaml.Node) []mapEntry {
 			continue
 		}
 		seen[key] = true
-		own = append(own, mapEntry{key: key, keyNode: k, value: v, isString: isString})
+		own = append(own, mapEntry{key: key, at: w.at(k), value: v, isString: isString})
 	}
 	for _, e := range merged {
 		if !seen[e.key] {
@@ -463,7 +505,7 @@ func (w *walker) entries(path string, n *yaml.Node) []mapEntry {
 }
 
 // mergeSources returns the entries a merge key's value brings in, in priority order.
-func (w *walker) mergeSources(path string, v *yaml.Node) []mapEntry {
+func (w *walker) mergeSources(path string, at pos, v *yaml.Node) []mapEntry {
 	var srcs []*yaml.Node
 	switch deref(v).Kind {
 	case yaml.MappingNode:
@@ -482,11 +524,18 @@ func (w *walker) mergeSources(path string, v *yaml.Node) []mapEntry {
 			break
 		}
 		w.active[m] = true
+		saved := w.ref
+		w.ref = &at
 		out = append(out, w.entries(path, m)...)
+		w.ref = saved
 		delete(w.active, m)
 	}
 	if srcs == nil {
-		w.fail(keyPath(path, "<<"), "a merge key needs a mapping or a list of mappings")
+		kp := keyPath(path, "<<")
+		if _, seen := w.p.spans[kp]; !seen {
+			w.p.spans[kp] = span{start: at, end: at}
+		}
+		w.fail(kp, "a merge key needs a mapping or a list of mappings")
 		return nil
 	}
 	return out
@@ -508,9 +557,27 @@ func keyText(k *yaml.Node) (key string, isString bool) {
 	return k.Value, true
 }
 
+// walkEntry walks a merged or written entry, as if referenced from its merge key when merged.
+func (w *walker) walkEntry(path string, e mapEntry, t reflect.Type, depth int) (any, bool) {
+	if e.merged && w.ref == nil {
+		at := e.at
+		w.ref = &at
+		defer func() { w.ref = nil }()
+	}
+	v, ok := w.entry(path, e.at, e.value, t, depth)
+	if !ok && w.p.bad[path] {
+		v, ok = placeholder(t)
+	}
+	return v, ok
+}
+
 func (w *walker) structValue(path string, n *yaml.Node, t reflect.Type, depth int) (any, bool) {
 	if n.Kind != yaml.MappingNode {
-		w.fail(path, "must be a mapping")
+		if path == "" {
+			w.fail(path, "configuration must be a YAML mapping")
+		} else {
+			w.fail(path, "must be a mapping")
+		}
 		return nil, false
 	}
 	fields := jsonFields(t)
@@ -520,12 +587,12 @@ func (w *walker) structValue(path string, n *yaml.Node, t reflect.Type, depth in
 		f, known := fields[e.key]
 		if !known || !e.isString {
 			if _, seen := w.p.spans[kp]; !seen {
-				w.p.spans[kp] = span{start: nodePos(e.keyNode), end: nodePos(e.keyNode)}
+				w.p.spans[kp] = span{start: e.at, end: e.at}
 			}
 			w.p.add(kp, "unknown field")
 			continue
 		}
-		if v, ok := w.entry(kp, e.keyNode, e.value, f.Type, depth+1); ok {
+		if v, ok := w.walkEntry(kp, e, f.Type, depth+1); ok {
 			out[e.key] = v
 		}
 	}
@@ -546,7 +613,7 @@ func (w *walker) mapValue(path string, n *yaml.Node, t reflect.Type, depth int) 
 			all = false
 			continue
 		}
-		v, ok := w.entry(kp, e.keyNode, e.value, t.Elem(), depth+1)
+		v, ok := w.walkEntry(kp, e, t.Elem(), depth+1)
 		switch {
 		case ok:
 			out[e.key] = v
@@ -565,7 +632,12 @@ func (w *walker) mapValue(path string, n *yaml.Node, t reflect.Type, depth int) 
 	return out, true
 }
 
-// freeValue checks a free-form value (a claim): scalars, lists and mappings of them.
+// jsonNumber is the JSON number grammar (RFC 8259 section 6).
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// freeValue checks a free-form value (a claim): scalars, lists and mappings of them. Numbers
+// become json.Number, keeping the digits written when they are valid JSON (so large integers
+// keep their precision).
 func (w *walker) freeValue(path string, n *yaml.Node, depth int) (any, bool) {
 	if depth > maxDepth {
 		w.fail(path, "nested too deeply (more than %d levels)", maxDepth)
@@ -573,21 +645,7 @@ func (w *walker) freeValue(path string, n *yaml.Node, depth int) (any, bool) {
 	}
 	switch n.Kind {
 	case yaml.SequenceNode:
-		out := make([]any, 0, len(n.Content))
-		all := true
-		for i, c := range n.Content {
-			if isNull(c) {
-				w.entry(indexPath(path, i), c, c, anyType, depth+1)
-				out = append(out, nil)
-				continue
-			}
-			v, ok := w.entry(indexPath(path, i), c, c, anyType, depth+1)
-			if !ok {
-				all = false
-			}
-			out = append(out, v)
-		}
-		return out, all
+		return w.sliceValue(path, n, reflect.TypeFor[[]any](), depth)
 	case yaml.MappingNode:
 		return w.mapValue(path, n, reflect.TypeFor[map[string]any](), depth)
 	case yaml.ScalarNode:
@@ -599,18 +657,22 @@ func (w *walker) freeValue(path string, n *yaml.Node, depth int) (any, bool) {
 		return nil, false
 	}
 	switch n.ShortTag() {
-	case "!!int":
-		var i int64
-		if err := n.Decode(&i); err == nil {
-			return json.Number(strconv.FormatInt(i, 10)), true
+	case "!!int", "!!float":
+		if jsonNumber.MatchString(n.Value) {
+			if f, err := strconv.ParseFloat(n.Value, 64); err == nil || !math.IsInf(f, 0) {
+				return json.Number(n.Value), true
+			}
+			w.fail(path, "must be a finite number")
+			return nil, false
 		}
-		var u uint64
-		if err := n.Decode(&u); err == nil {
-			return json.Number(strconv.FormatUint(u, 10)), true
+		if n.ShortTag() == "!!int" {
+			var i int64
+			if err := n.Decode(&i); err == nil {
+				return json.Number(strconv.FormatInt(i, 10)), true
+			}
+			w.fail(path, "integer out of range")
+			return nil, false
 		}
-		w.fail(path, "integer out of range")
-		return nil, false
-	case "!!float":
 		var f float64
 		if err := n.Decode(&f); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 			w.fail(path, "must be a finite number")

@@ -79,9 +79,9 @@ func (v *validator) add(path, format string, args ...any) { v.p.add(path, format
 
 func (v *validator) server() {
 	s := &v.cfg.Server
-	v.listenAddr("server.grpc_addr", s.GRPCAddr)
-	v.listenAddr("server.http_addr", s.HTTPAddr)
-	if s.GRPCAddr == s.HTTPAddr && !strings.HasSuffix(s.GRPCAddr, ":0") {
+	okGRPC := v.listenAddr("server.grpc_addr", s.GRPCAddr)
+	okHTTP := v.listenAddr("server.http_addr", s.HTTPAddr)
+	if okGRPC && okHTTP && s.GRPCAddr == s.HTTPAddr && !strings.HasSuffix(s.GRPCAddr, ":0") {
 		v.add("server.http_addr", "must differ from server.grpc_addr")
 	}
 	if s.MaxTokenBytes < minMaxTokenBytes || s.MaxTokenBytes > maxMaxTokenBytes {
@@ -90,11 +90,13 @@ func (v *validator) server() {
 }
 
 // listenAddr checks a listen address: host:port with an optional host and a numeric port.
-func (v *validator) listenAddr(path, addr string) {
+func (v *validator) listenAddr(path, addr string) bool {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil || !validPort(port) {
 		v.add(path, "must be host:port, e.g. \":9001\" or \"127.0.0.1:9001\"")
+		return false
 	}
+	return true
 }
 
 func validPort(port string) bool {
@@ -166,7 +168,7 @@ func (v *validator) issuer(is *Issuer) {
 		if c.SigningKey != "" && kids[c.SigningKey] == "" {
 			v.add(path+".signing_key", "unknown signing key %s", quote(c.SigningKey))
 		}
-		for _, name := range sortedKeys(c.Claims) {
+		for _, name := range v.keys(path+".claims", c.Claims) {
 			if reservedClaims[name] {
 				v.add(keyPath(path+".claims", name), "reserved claim, set by the issuer")
 			} else if name == "" {
@@ -436,7 +438,7 @@ func (v *validator) upstream(path string, u *Upstream, auth string) {
 
 // exchange checks the settings shared by fetch and client_credentials.
 func (v *validator) exchange(path string, params map[string][]string, authStyle string, timeout, defaultTTL Duration) {
-	for _, k := range sortedKeys(params) {
+	for _, k := range v.keys(path+".endpoint_params", params) {
 		switch {
 		case k == "":
 			v.add(keyPath(path+".endpoint_params", k), "parameter name is required")
@@ -460,7 +462,7 @@ func (v *validator) forwardClaims(path string, fc map[string]string) map[string]
 	}
 	out := make(map[string]string, len(fc))
 	first := map[string]string{}
-	for _, h := range sortedKeys(fc) {
+	for _, h := range v.keys(path, fc) {
 		hp := keyPath(path, h)
 		lower := strings.ToLower(h)
 		switch {
@@ -668,11 +670,34 @@ func hasSpaceOrControl(s string) bool {
 	return false
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// keys returns the keys of the map at path in document order (sorted by name where the file
+// does not tell), so that for example the second of two duplicate headers is the one reported.
+func (v *validator) keys(path string, m any) []string {
+	var keys []string
+	switch m := m.(type) {
+	case map[string]any:
+		for k := range m {
+			keys = append(keys, k)
+		}
+	case map[string]string:
+		for k := range m {
+			keys = append(keys, k)
+		}
+	case map[string][]string:
+		for k := range m {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
+	slices.SortStableFunc(keys, func(a, b string) int {
+		pa, pb := v.p.spans[keyPath(path, a)].start, v.p.spans[keyPath(path, b)].start
+		switch {
+		case pa.less(pb):
+			return -1
+		case pb.less(pa):
+			return 1
+		}
+		return 0
+	})
 	return keys
 }

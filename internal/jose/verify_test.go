@@ -660,3 +660,48 @@ func TestVerifyMisuse(t *testing.T) {
 	}
 	_ = base64.RawURLEncoding
 }
+
+// KeySet and Unverified are shared by concurrent Checks (run with -race).
+func TestConcurrentVerify(t *testing.T) {
+	rs, es := testKey(t, "RS256"), testKey(t, "ES256")
+	ks := keySetOf(t, rs, es)
+	toks := []string{}
+	for _, k := range []*SigningKey{rs, es} {
+		tok, err := k.Sign(map[string]any{"sub": "s", "exp": 1900000000}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, tok)
+	}
+	u, err := Parse(toks[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		go func(i int) {
+			for j := 0; j < 20; j++ {
+				if _, err := parseVerify(toks[(i+j)%2], 0, ks, []string{"RS256", "ES256"}); err != nil {
+					done <- err
+					return
+				}
+				c, err := u.Verify(ks, []string{"RS256"}) // one Unverified, many verifiers
+				if err != nil || c.Subject != "s" {
+					done <- fmt.Errorf("shared Unverified: %v", err)
+					return
+				}
+			}
+			done <- nil
+		}(i)
+	}
+	for i := 0; i < 16; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c1, _ := u.Verify(ks, []string{"RS256"})
+	c2, _ := u.Verify(ks, []string{"RS256"})
+	if c1 == c2 {
+		t.Fatal("Verify must return a fresh Claims per call")
+	}
+}

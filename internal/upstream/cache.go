@@ -438,12 +438,16 @@ func (c *Cache) obtain(ctx context.Context, r *request, cur Token) (Token, strin
 		return t, sourceIdP, err
 	}
 	var timer *time.Timer
+	waited := false
 	for {
 		t, ok, err := c.store.Load(ctx, r.key)
 		if err != nil {
 			return local() // the store is down or slow: fetch locally
 		}
 		if ok && usable(t) {
+			if waited {
+				c.m.RedisOp("lock_wait", "shared")
+			}
 			return t, sourceShared, nil
 		}
 		unlock, held, err := c.store.TryLock(ctx, r.key)
@@ -465,6 +469,7 @@ func (c *Cache) obtain(ctx context.Context, r *request, cur Token) (Token, strin
 		}
 		// Another replica is fetching: look again shortly. If it dies, its lock lapses and the
 		// next TryLock makes us the fetcher.
+		waited = true
 		d := c.poll + rand.N(c.poll/2+1)
 		if timer == nil {
 			timer = time.NewTimer(d)
@@ -477,6 +482,7 @@ func (c *Cache) obtain(ctx context.Context, r *request, cur Token) (Token, strin
 			if c.base.Err() != nil {
 				return Token{}, "", &Error{Mode: r.mode, Reason: ReasonClosed}
 			}
+			c.m.RedisOp("lock_wait", "timeout")
 			return Token{}, "", &Error{Mode: r.mode, Reason: ReasonSharedWait}
 		case <-timer.C:
 		}

@@ -521,7 +521,7 @@ func TestReload(t *testing.T) {
 	if err := v3.WaitReady(context.Background()); err != nil || changed.JWKSRequests() != 1 {
 		t.Fatalf("new source: %v, %d requests", err, changed.JWKSRequests())
 	}
-	// A failing New gives the sources back.
+	// A failing New releases what it acquired.
 	_, err = New(context.Background(), Options{Providers: []Provider{otherProv, {Name: "bad"}}, Previous: v3})
 	if err == nil {
 		t.Fatal("accepted a bad provider")
@@ -530,11 +530,44 @@ func TestReload(t *testing.T) {
 	if err == nil {
 		t.Fatal("accepted a bad provider")
 	}
-	v3.mu.Lock()
-	owned := v3.owned[v3.providers["other"]]
-	v3.mu.Unlock()
-	if !owned {
-		t.Fatal("a failed New kept a source of Previous")
+	sh := v3.providers["other"].shared
+	sh.mu.Lock()
+	refs := sh.refs
+	sh.mu.Unlock()
+	if refs != 2 { // v2 and v3
+		t.Fatalf("refs = %d after failed reloads, want 2", refs)
+	}
+}
+
+// TestFailedReloadKeepsPreviousSources: when the successor is closed because the rest of the
+// reload failed, the previous Verifier, still serving, keeps refreshing its keys.
+func TestFailedReloadKeepsPreviousSources(t *testing.T) {
+	f := newFixture(t, nil)
+	f.ready(t)
+	v2, err := New(context.Background(), Options{Providers: []Provider{corpProvider(f.srv)}, Now: f.clock.Now, Previous: f.v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2.Close()
+	v2.Close() // idempotent: must not release twice
+	k3 := jwkstest.MustKey("ES256", "k3")
+	f.srv.SetJWKS(jwkstest.PublicSet(f.keys["k1"], k3))
+	f.clock.Advance(time.Minute)
+	if _, err := f.verify(k3.Sign(f.claims(), "")); err != nil {
+		t.Fatalf("previous Verifier lost its key refresh: %v", err)
+	}
+	if f.srv.JWKSRequests() != 2 {
+		t.Fatalf("JWKS requests = %d, want 2", f.srv.JWKSRequests())
+	}
+	// Once both closed, the source is stopped: a new generation cannot share it.
+	f.v.Close()
+	v3, err := New(context.Background(), Options{Providers: []Provider{corpProvider(f.srv)}, Now: f.clock.Now, Previous: f.v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v3.Close()
+	if v3.providers["corp"].src == f.v.providers["corp"].src {
+		t.Fatal("shared a stopped source")
 	}
 }
 

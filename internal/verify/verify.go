@@ -70,8 +70,8 @@ type Options struct {
 	Metrics       *metrics.Metrics
 	Now           func() time.Time
 	// Previous is the Verifier this one replaces on a configuration reload: the key sources
-	// of providers whose key settings are unchanged are taken over (no refetch), and
-	// Previous.Close no longer stops them.
+	// of providers whose key settings are unchanged are shared (no refetch). A shared source
+	// stops when the last Verifier using it closes, so Previous.Close does not stop it.
 	Previous *Verifier
 
 	// tune adjusts the options of remote key sources (tests only).
@@ -98,8 +98,7 @@ type Verifier struct {
 	metrics   *metrics.Metrics
 	cache     *lru.Cache[[sha256.Size]byte, *cached]
 
-	mu    sync.Mutex
-	owned map[*provider]bool // sources this Verifier must close
+	closeOnce sync.Once
 
 	signatureChecks atomic.Int64 // tests: proves cache hits skip signature work
 }
@@ -110,6 +109,39 @@ type provider struct {
 	audiences map[string]bool
 	key       sourceKey
 	src       jwks.Source
+	shared    *sharedSource
+}
+
+// sharedSource is a key source used by one or more Verifiers (a reload hands it from one
+// generation to the next). It stops when the last Verifier using it closes, so that neither
+// the old Verifier's Close after a reload nor the new one's Close after a failed reload stops
+// keys the other still serves with.
+type sharedSource struct {
+	src  jwks.Source
+	mu   sync.Mutex
+	refs int
+}
+
+// acquire adds a user unless the source has already stopped.
+func (s *sharedSource) acquire() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs == 0 {
+		return false
+	}
+	s.refs++
+	return true
+}
+
+// release drops a user and stops the source after the last one.
+func (s *sharedSource) release() {
+	s.mu.Lock()
+	s.refs--
+	last := s.refs == 0
+	s.mu.Unlock()
+	if last {
+		s.src.Close()
+	}
 }
 
 // sourceKey holds every setting a key source depends on: equal keys share a source on reload.
@@ -136,7 +168,6 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 		now:       opts.Now,
 		log:       opts.Logger,
 		metrics:   opts.Metrics,
-		owned:     make(map[*provider]bool),
 	}
 	if v.maxBytes == 0 {
 		v.maxBytes = DefaultMaxTokenBytes
@@ -169,30 +200,17 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 		v.cache = c
 	}
 	// Key sources last, once nothing else can fail but a source itself.
-	taken := map[*provider]*provider{} // ours -> previous's, to give back on failure
-	fail := func(err error) (*Verifier, error) {
-		for _, p := range v.order {
-			if prev, ok := taken[p]; ok {
-				opts.Previous.giveBack(prev)
-			} else if p.src != nil {
-				p.src.Close()
-			}
-		}
-		return nil, err
-	}
 	for _, p := range v.order {
-		if prev := opts.Previous.take(p.key); prev != nil {
-			p.src = prev.src
-			taken[p] = prev
-			v.owned[p] = true
+		if sh := opts.Previous.share(p.key); sh != nil {
+			p.shared, p.src = sh, sh.src
 			continue
 		}
-		src, err := newSource(ctx, p, opts, v.now)
+		src, err := newSource(ctx, p, opts, v.now, v.log)
 		if err != nil {
-			return fail(err)
+			v.Close() // releases what was acquired so far
+			return nil, err
 		}
-		p.src = src
-		v.owned[p] = true
+		p.shared, p.src = &sharedSource{src: src, refs: 1}, src
 	}
 	return v, nil
 }
@@ -258,21 +276,21 @@ func newProvider(cfg Provider, opts Options) (*provider, error) {
 	return p, nil
 }
 
-func newSource(ctx context.Context, p *provider, opts Options, now func() time.Time) (jwks.Source, error) {
+func newSource(ctx context.Context, p *provider, opts Options, now func() time.Time, log *slog.Logger) (jwks.Source, error) {
 	if p.key.isStatic {
 		src, dropped, err := jwks.NewStatic(p.cfg.StaticJWKS)
 		if err != nil {
 			return nil, fmt.Errorf("verify: provider %s: static keys: %w", p.cfg.Name, err)
 		}
-		if len(dropped) > 0 && opts.Logger != nil {
-			opts.Logger.Warn("static keys dropped", "provider", p.cfg.Name, "reasons", dropped)
+		if len(dropped) > 0 {
+			log.Warn("static keys dropped", "provider", p.cfg.Name, "reasons", dropped)
 		}
 		return src, nil
 	}
 	jo := jwks.Options{
 		Name: p.cfg.Name, Issuer: p.cfg.Issuer, JWKSURI: p.cfg.JWKSURI, Discovery: p.cfg.Discovery,
 		RefreshInterval: p.cfg.RefreshInterval, HTTPClient: opts.HTTPClient, AllowHTTP: opts.AllowHTTP,
-		Logger: opts.Logger, Metrics: opts.Metrics, Now: now,
+		Logger: log, Metrics: opts.Metrics, Now: now,
 	}
 	if opts.tune != nil {
 		opts.tune(&jo)
@@ -284,42 +302,29 @@ func newSource(ctx context.Context, p *provider, opts Options, now func() time.T
 	return src, nil
 }
 
-// take hands over the source of the provider with key k, if v still owns one.
-func (v *Verifier) take(k sourceKey) *provider {
+// share returns v's running key source for key k, with one more user, or nil.
+func (v *Verifier) share(k sourceKey) *sharedSource {
 	if v == nil {
 		return nil
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for p, own := range v.owned {
-		if own && p.key == k {
-			v.owned[p] = false
-			return p
+	for _, p := range v.order {
+		if p.key == k && p.shared != nil && p.shared.acquire() {
+			return p.shared
 		}
 	}
 	return nil
 }
 
-func (v *Verifier) giveBack(p *provider) {
-	v.mu.Lock()
-	v.owned[p] = true
-	v.mu.Unlock()
-}
-
-// Close stops the key sources this Verifier still owns (not those taken over by a successor).
+// Close releases this Verifier's key sources; each stops once no other Verifier (a
+// successor, or the predecessor still serving after a failed reload) uses it. Idempotent.
 func (v *Verifier) Close() {
-	v.mu.Lock()
-	var stop []jwks.Source
-	for p, own := range v.owned {
-		if own {
-			stop = append(stop, p.src)
-			v.owned[p] = false
+	v.closeOnce.Do(func() {
+		for _, p := range v.order {
+			if p.shared != nil {
+				p.shared.release()
+			}
 		}
-	}
-	v.mu.Unlock()
-	for _, s := range stop {
-		s.Close()
-	}
+	})
 }
 
 // Missing lists, for /readyz, the providers whose keys have never loaded.

@@ -1,0 +1,323 @@
+package envoy
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// composeFiles are the shipped compose files and the profiles that enable all their services.
+var composeFiles = []struct {
+	name     string
+	profiles []string
+}{
+	{"docker-compose.yaml", []string{"http", "gateways"}},
+	{"docker-compose.replicas.yaml", nil},
+}
+
+// inCI reports whether the test runs in CI (.ci/run sets CI=true), where a missing tool is a
+// failure rather than a reason to skip.
+func inCI() bool { return os.Getenv("CI") == "true" }
+
+// needTool returns the path of a gateway or tool binary; without it the test skips, or fails in
+// CI, where .ci/run installs it.
+func needTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if inCI() {
+			t.Fatalf("%s not found: CI must install it (apt-get install %s)", name, pkg)
+		}
+		t.Skipf("%s not found (apt-get install %s); CI=true makes this a failure", name, pkg)
+	}
+	return p
+}
+
+// TestComposeConfig runs `docker-compose config -q` (Debian's docker-compose package; no Docker
+// engine needed) on every compose file with all its profiles: the Compose implementation's own
+// schema and interpolation checks.
+func TestComposeConfig(t *testing.T) {
+	bin := needTool(t, "docker-compose", "docker-compose")
+	for _, f := range composeFiles {
+		t.Run(f.name, func(t *testing.T) {
+			args := []string{"-f", f.name}
+			for _, p := range f.profiles {
+				args = append(args, "--profile", p)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, append(args, "config", "-q")...)
+			// Interpolation must work with nothing set: every ${VAR} has a default.
+			cmd.Env = cleanComposeEnv()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("docker-compose %s config -q: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		})
+	}
+}
+
+// cleanComposeEnv is the test's environment without the rig's secret variables, so their
+// defaults are what gets checked.
+func cleanComposeEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !strings.HasSuffix(k, "_SECRET") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// TestComposeStructure checks in Go what `config -q` cannot: the services the README relies on,
+// pinned images, build contexts and mounted files that exist, each program reading the file
+// mounted for it, the host names of every configuration naming a service, and hardened tokengate
+// containers.
+func TestComposeStructure(t *testing.T) {
+	t.Run("docker-compose.yaml", func(t *testing.T) {
+		const file = "docker-compose.yaml"
+		checkComposeCommon(t, file)
+		for _, s := range []string{"envoy", "tokengate", "idp", "echo", "envoy-http", "nginx", "caddy", "traefik"} {
+			composeService(t, file, s)
+		}
+		wantMount(t, file, "envoy", "envoy.yaml", "/etc/envoy/envoy.yaml")
+		wantMount(t, file, "envoy-http", "envoy-http.yaml", "/etc/envoy/envoy.yaml")
+		wantMount(t, file, "tokengate", "tokengate.yaml", configArg(t, file, "tokengate", "--config"))
+		wantMount(t, file, "idp", "idp.yaml", configArg(t, file, "idp", "--config"))
+		wantMount(t, file, "nginx", "nginx/nginx.conf", "/etc/nginx/nginx.conf")
+		wantMount(t, file, "caddy", "caddy/Caddyfile", "/etc/caddy/Caddyfile")
+		wantMount(t, file, "traefik", "traefik/traefik.yml", configArg(t, file, "traefik", "--configFile"))
+		wantMount(t, file, "traefik", "traefik/dynamic.yml", traefikDynamicFile(t))
+		for svc, port := range map[string]string{"envoy": "10000", "envoy-http": "10001", "nginx": "10002", "caddy": "10003", "traefik": "10004"} {
+			wantPublished(t, file, svc, "127.0.0.1:"+port+":10000")
+		}
+		wantPublished(t, file, "tokengate", "127.0.0.1:8080:8080")
+		wantPublished(t, file, "idp", "127.0.0.1:9080:8080")
+		for _, s := range []string{"tokengate", "idp"} {
+			checkHardened(t, file, s)
+		}
+		// Every host a configuration of this rig names is a service of the compose network.
+		for _, h := range configHosts(t) {
+			if len(composeServices(t, file, h)) == 0 {
+				t.Errorf("a configuration names host %q, which is no service of %s", h, file)
+			}
+		}
+	})
+
+	t.Run("docker-compose.replicas.yaml", func(t *testing.T) {
+		const file = "docker-compose.replicas.yaml"
+		checkComposeCommon(t, file)
+		for _, s := range []string{"envoy", "idp", "echo", "redis", "keygen", "tokengate-a", "tokengate-b"} {
+			composeService(t, file, s)
+		}
+		if got := composeServices(t, file, "tokengate"); !slices.Equal(got, []string{"tokengate-a", "tokengate-b"}) {
+			t.Errorf("the name tokengate (envoy.yaml's cluster address) resolves to %v, want both replicas", got)
+		}
+		wantMount(t, file, "envoy", "envoy.yaml", "/etc/envoy/envoy.yaml")
+		keyDir := filepath.Dir(tgReplicasKeyFile(t))
+		for _, s := range []string{"tokengate-a", "tokengate-b"} {
+			wantMount(t, file, s, "tokengate-replicas.yaml", configArg(t, file, s, "--config"))
+			wantMount(t, file, s, "tokengate-keys", keyDir+":ro")
+			checkHardened(t, file, s)
+		}
+		wantMount(t, file, "keygen", "tokengate-keys", keyDir)
+		for _, h := range configHosts(t) {
+			if len(composeServices(t, file, h)) == 0 {
+				t.Errorf("a configuration names host %q, which is no service of %s", h, file)
+			}
+		}
+	})
+}
+
+// checkComposeCommon: pinned images, existing build contexts and Dockerfiles, existing bind-mount
+// sources and declared named volumes.
+func checkComposeCommon(t *testing.T, file string) {
+	t.Helper()
+	doc := yamlDoc(t, readFile(t, file))
+	services, _ := doc["services"].(map[string]any)
+	if len(services) == 0 {
+		t.Fatalf("%s: no services", file)
+	}
+	volumes, _ := doc["volumes"].(map[string]any)
+	pinned := regexp.MustCompile(`^[a-z0-9./_-]+:[A-Za-z0-9._-]+$`)
+	for name := range services {
+		svc := composeService(t, file, name)
+		image := str(svc["image"])
+		build, hasBuild := svc["build"].(map[string]any)
+		switch {
+		case hasBuild:
+			ctxDir := filepath.Join(filepath.Dir(file), str(build["context"]))
+			dockerfile := str(build["dockerfile"])
+			if dockerfile == "" {
+				dockerfile = "Dockerfile"
+			}
+			if _, err := os.Stat(filepath.Join(ctxDir, dockerfile)); err != nil {
+				t.Errorf("%s: service %s builds %s in %s: %v", file, name, dockerfile, ctxDir, err)
+			}
+		case !pinned.MatchString(image) || strings.HasSuffix(image, ":latest"):
+			t.Errorf("%s: service %s: image %q is not pinned to a tag", file, name, image)
+		}
+		if strings.HasPrefix(image, "envoyproxy/envoy") && !regexp.MustCompile(`^envoyproxy/envoy:v\d+\.\d+\.\d+$`).MatchString(image) {
+			t.Errorf("%s: service %s: Envoy image %q is not pinned to a release (vX.Y.Z)", file, name, image)
+		}
+		vols, _ := svc["volumes"].([]any)
+		for _, v := range vols {
+			src, _, _ := strings.Cut(str(v), ":")
+			switch {
+			case strings.HasPrefix(src, "./") || strings.HasPrefix(src, "../"):
+				if _, err := os.Stat(filepath.Join(filepath.Dir(file), src)); err != nil {
+					t.Errorf("%s: service %s mounts %s: %v", file, name, src, err)
+				}
+			case strings.HasPrefix(src, "/"):
+				t.Errorf("%s: service %s mounts the absolute host path %s: the rig must run from any checkout", file, name, src)
+			default:
+				if _, ok := volumes[src]; !ok {
+					t.Errorf("%s: service %s mounts volume %q, which is not declared", file, name, src)
+				}
+			}
+		}
+	}
+}
+
+// wantMount fails unless service mounts src (a path relative to this directory, or a named
+// volume) at target (optionally with ":ro"), read-only for files.
+func wantMount(t *testing.T, file, service, src, target string) {
+	t.Helper()
+	vols, _ := composeService(t, file, service)["volumes"].([]any)
+	want := "./" + src + ":" + target
+	if !strings.Contains(src, ".") && !strings.Contains(src, "/") {
+		want = src + ":" + target // named volume
+	} else if !strings.HasSuffix(target, ":ro") {
+		want += ":ro"
+	}
+	for _, v := range vols {
+		if str(v) == want {
+			return
+		}
+	}
+	t.Errorf("%s: service %s does not mount %q (volumes %v)", file, service, want, vols)
+}
+
+// configArg returns the value after flag in a service's command.
+func configArg(t *testing.T, file, service, flag string) string {
+	t.Helper()
+	args, _ := composeService(t, file, service)["command"].([]any)
+	for i, a := range args {
+		s := str(a)
+		if s == flag && i+1 < len(args) {
+			return str(args[i+1])
+		}
+		if v, ok := strings.CutPrefix(s, flag+"="); ok {
+			return v
+		}
+	}
+	t.Errorf("%s: service %s has no %s in its command %v", file, service, flag, args)
+	return ""
+}
+
+func wantPublished(t *testing.T, file, service, port string) {
+	t.Helper()
+	ports, _ := composeService(t, file, service)["ports"].([]any)
+	for _, p := range ports {
+		if str(p) == port {
+			return
+		}
+	}
+	t.Errorf("%s: service %s does not publish %s (ports %v)", file, service, port, ports)
+}
+
+// checkHardened: tokengate containers run with a read-only root and no capabilities (the image
+// itself runs as a non-root user; see TestDockerfile).
+func checkHardened(t *testing.T, file, service string) {
+	t.Helper()
+	svc := composeService(t, file, service)
+	if svc["read_only"] != true {
+		t.Errorf("%s: service %s: read_only must be true", file, service)
+	}
+	if caps, _ := svc["cap_drop"].([]any); !slices.Contains(caps, any("ALL")) {
+		t.Errorf("%s: service %s: cap_drop must hold ALL", file, service)
+	}
+}
+
+// composeServices returns the services of file reachable under host: by name or by network
+// alias, sorted.
+func composeServices(t *testing.T, file, host string) []string {
+	t.Helper()
+	doc := yamlDoc(t, readFile(t, file))
+	services, _ := doc["services"].(map[string]any)
+	var out []string
+	for name := range services {
+		if name == host {
+			out = append(out, name)
+			continue
+		}
+		nets, _ := composeService(t, file, name)["networks"].(map[string]any)
+		for _, n := range nets {
+			nm, _ := n.(map[string]any)
+			aliases, _ := nm["aliases"].([]any)
+			if slices.Contains(aliases, any(host)) {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// configHosts returns every host name the rig's configurations connect to: Envoy cluster
+// endpoints, tokengate's and the IdP's URLs, and the forward-auth examples' addresses.
+func configHosts(t *testing.T) []string {
+	t.Helper()
+	var hosts []string
+	add := func(h string) {
+		if h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	for _, f := range envoyFiles {
+		b, err := parseBootstrap(readFile(t, f.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range b.GetStaticResources().GetClusters() {
+			for _, e := range c.GetLoadAssignment().GetEndpoints() {
+				for _, lb := range e.GetLbEndpoints() {
+					add(lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress())
+				}
+			}
+		}
+	}
+	tg := shippedTokengate(t)
+	for _, p := range tg.Providers {
+		if u, err := url.Parse(p.JWKSURI); err == nil {
+			add(u.Hostname())
+		}
+	}
+	for _, r := range tg.Routes {
+		if f := r.Upstream.Fetch; f != nil {
+			u, _ := url.Parse(f.TokenURL)
+			add(u.Hostname())
+		}
+		if cc := r.Authenticate.ClientCredentials; cc != nil {
+			u, _ := url.Parse(cc.TokenURL)
+			add(u.Hostname())
+		}
+	}
+	add(shippedTokengateHost())
+	add(shippedUpstreamHost())
+	for _, a := range traefikAddresses(t) {
+		add(a)
+	}
+	return hosts
+}
+
+func shippedTokengateHost() string { h, _, _ := strings.Cut(shippedTokengateAddr, ":"); return h }
+func shippedUpstreamHost() string  { h, _, _ := strings.Cut(shippedUpstream, ":"); return h }

@@ -1,0 +1,509 @@
+// Package redisstore is the Redis-backed upstream.Store: the upstream-token cache shared by the
+// replicas of a tokengate fleet (SPEC section 7, "Redis"), so that N replicas make one IdP call
+// per token, even when they all ask at the same moment.
+//
+// Design:
+//   - Values live under KeyPrefix+"tok:"+H and locks under KeyPrefix+"lock:"+H, where H is the
+//     hex of the upstream cache key (itself a SHA-256 of what selects the token, never a secret);
+//     with an encryption key, H is an HMAC of it under a key derived from the encryption key, so
+//     key names reveal nothing that can be checked offline against guessed credentials.
+//   - A value expires with its token (PX = expiry - now).
+//   - With an encryption key (32 bytes) values are sealed with AES-256-GCM, the key name as
+//     additional data (a value cannot be moved to another key), and unsealed or plaintext values
+//     are ignored: someone with write access to Redis cannot inject a token. Without one, the
+//     token is stored in clear and a warning is logged: an upstream token is a bearer credential.
+//   - The fleet-wide single flight is a lease: SET lock owner NX PX ttl, renewed by its holder
+//     every ttl/3 while it fetches, released only by its owner (compare-and-delete script). A
+//     holder that dies stops renewing; its lease lapses and another replica takes over.
+//   - Every call has its own timeout. After a failure the store answers ErrStoreDown at once for
+//     RetryInterval (the upstream cache then fetches locally), logs the outage once, and logs
+//     again when Redis answers; readiness never depends on Redis.
+package redisstore
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/upstream"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultKeyPrefix     = "tokengate:"
+	DefaultTimeout       = 250 * time.Millisecond
+	DefaultLockTTL       = time.Second
+	DefaultRetryInterval = time.Second
+)
+
+// Options are plain connection and behaviour settings (the lead maps cache.redis to them).
+// Exactly one of Addr, SentinelAddrs (with MasterName) and ClusterAddrs is set.
+type Options struct {
+	Addr          string
+	SentinelAddrs []string
+	MasterName    string
+	ClusterAddrs  []string
+
+	Username string
+	Password string
+	DB       int
+
+	TLS        bool
+	CAFile     string // PEM bundle; empty = system roots
+	ServerName string // overrides the name checked in the server's certificate
+
+	KeyPrefix     string // default "tokengate:"
+	EncryptionKey []byte // 32 bytes (see ParseEncryptionKey); empty = values stored in clear (warned)
+
+	Timeout       time.Duration // bound on every Redis call (dial, read, write); default 250 ms
+	LockTTL       time.Duration // lease of the fetch lock; default 1 s
+	RetryInterval time.Duration // after a failure, fail fast this long before trying Redis again; default 1 s
+
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+	Now     func() time.Time // the token clock (for TTLs); default time.Now
+}
+
+// Store implements upstream.Store on Redis. Safe for concurrent use.
+type Store struct {
+	rdb       redis.UniversalClient
+	prefix    string
+	aead      cipher.AEAD // nil: plaintext
+	nameKey   []byte      // HMAC key for key names; nil: plain hex
+	timeout   time.Duration
+	lockTTL   time.Duration
+	retry     time.Duration
+	log       *slog.Logger
+	m         *metrics.Metrics
+	now       func() time.Time
+	unlockScr *redis.Script
+	renewScr  *redis.Script
+
+	mu      sync.Mutex
+	down    bool
+	retryAt time.Time // wall clock
+}
+
+var _ upstream.Store = (*Store)(nil)
+
+// New builds a Store. It does not contact Redis (readiness must not depend on it); the first
+// use does. Close releases its connections.
+func New(opts Options) (*Store, error) {
+	s := &Store{
+		prefix:  opts.KeyPrefix,
+		timeout: opts.Timeout,
+		lockTTL: opts.LockTTL,
+		retry:   opts.RetryInterval,
+		log:     opts.Logger,
+		m:       opts.Metrics,
+		now:     opts.Now,
+		// KEYS[1] lock, ARGV[1] owner: delete only our own lock.
+		unlockScr: redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`),
+		// KEYS[1] lock, ARGV[1] owner, ARGV[2] ttl ms: extend only our own lease.
+		renewScr: redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end`),
+	}
+	if s.prefix == "" {
+		s.prefix = DefaultKeyPrefix
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.lockTTL <= 0 {
+		s.lockTTL = DefaultLockTTL
+	}
+	if s.retry <= 0 {
+		s.retry = DefaultRetryInterval
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if len(opts.EncryptionKey) > 0 {
+		if len(opts.EncryptionKey) != 32 {
+			return nil, errors.New("redis: encryption key must be 32 bytes")
+		}
+		block, err := aes.NewCipher(opts.EncryptionKey)
+		if err != nil {
+			return nil, fmt.Errorf("redis: encryption key: %w", err)
+		}
+		if s.aead, err = cipher.NewGCM(block); err != nil {
+			return nil, fmt.Errorf("redis: encryption key: %w", err)
+		}
+		h := hmac.New(sha256.New, opts.EncryptionKey)
+		h.Write([]byte("tokengate redis key names v1"))
+		s.nameKey = h.Sum(nil)
+	}
+
+	uo := &redis.UniversalOptions{
+		Username:              opts.Username,
+		Password:              opts.Password,
+		DB:                    opts.DB,
+		DialTimeout:           s.timeout,
+		ReadTimeout:           s.timeout,
+		WriteTimeout:          s.timeout,
+		PoolTimeout:           s.timeout,
+		ContextTimeoutEnabled: true,
+		// One quick retry covers a pooled connection that died with a Redis restart.
+		MaxRetries:      1,
+		MinRetryBackoff: time.Millisecond,
+		MaxRetryBackoff: 10 * time.Millisecond,
+		DisableIdentity: true,
+		ClientName:      "tokengate",
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+	}
+	modes := 0
+	if opts.Addr != "" {
+		modes++
+		uo.Addrs = []string{opts.Addr}
+	}
+	if len(opts.SentinelAddrs) > 0 {
+		modes++
+		if opts.MasterName == "" {
+			return nil, errors.New("redis: sentinel_addrs needs master_name")
+		}
+		uo.Addrs = opts.SentinelAddrs
+		uo.MasterName = opts.MasterName
+	} else if opts.MasterName != "" {
+		return nil, errors.New("redis: master_name needs sentinel_addrs")
+	}
+	if len(opts.ClusterAddrs) > 0 {
+		modes++
+		uo.Addrs = opts.ClusterAddrs
+		uo.IsClusterMode = true
+		if opts.DB != 0 {
+			return nil, errors.New("redis: db must be 0 with cluster_addrs")
+		}
+	}
+	if modes != 1 {
+		return nil, errors.New("redis: set exactly one of addr, sentinel_addrs, cluster_addrs")
+	}
+	if opts.TLS {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: opts.ServerName}
+		if opts.CAFile != "" {
+			pem, err := os.ReadFile(opts.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("redis: tls ca_file: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, errors.New("redis: tls ca_file: no PEM certificate found")
+			}
+		}
+		uo.TLSConfig = tc
+	} else if opts.CAFile != "" || opts.ServerName != "" {
+		return nil, errors.New("redis: ca_file and server_name need tls enabled")
+	}
+	s.rdb = redis.NewUniversalClient(uo)
+	if s.aead == nil {
+		s.log.Warn("redis upstream-token cache without an encryption key: tokens are stored in clear; set cache.redis.encryption_key_file")
+	}
+	return s, nil
+}
+
+// ParseEncryptionKey reads a 32-byte key from the contents of encryption_key_file: 32 raw bytes,
+// or 64 hex digits, or standard/URL base64 of 32 bytes (surrounding whitespace ignored).
+func ParseEncryptionKey(data []byte) ([]byte, error) {
+	if len(data) == 32 {
+		return append([]byte(nil), data...), nil
+	}
+	s := strings.TrimSpace(string(data))
+	if len(s) == 64 {
+		if k, err := hex.DecodeString(s); err == nil {
+			return k, nil
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(s); err == nil && len(k) == 32 {
+			return k, nil
+		}
+	}
+	if len(s) == 32 {
+		return []byte(s), nil
+	}
+	return nil, errors.New("encryption key must be 32 bytes (raw, 64 hex digits or base64)")
+}
+
+// Close closes the connections. A lease held at that moment lapses on its own.
+func (s *Store) Close() error { return s.rdb.Close() }
+
+// Ping checks that Redis answers (for diagnostics; readiness does not depend on it).
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	err := s.rdb.Ping(ctx).Err()
+	s.observe("ping", err)
+	return err
+}
+
+func (s *Store) name(kind string, key upstream.Key) string {
+	if s.nameKey != nil {
+		h := hmac.New(sha256.New, s.nameKey)
+		h.Write([]byte(key))
+		return s.prefix + kind + hex.EncodeToString(h.Sum(nil))
+	}
+	return s.prefix + kind + key.Hex()
+}
+
+// Load implements upstream.Store.
+func (s *Store) Load(ctx context.Context, key upstream.Key) (upstream.Token, bool, error) {
+	if !s.allow() {
+		return upstream.Token{}, false, upstream.ErrStoreDown
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	name := s.name("tok:", key)
+	b, err := s.rdb.Get(ctx, name).Bytes()
+	if errors.Is(err, redis.Nil) {
+		s.observe("get", nil)
+		s.m.RedisOp("get", "miss")
+		s.m.CacheMiss("redis")
+		return upstream.Token{}, false, nil
+	}
+	if err != nil {
+		s.observe("get", err)
+		return upstream.Token{}, false, err
+	}
+	s.observe("get", nil)
+	tok, ok := s.decode(name, b)
+	if !ok || !s.now().Before(tok.Expiry) {
+		s.m.RedisOp("get", "miss")
+		s.m.CacheMiss("redis")
+		return upstream.Token{}, false, nil
+	}
+	s.m.RedisOp("get", "hit")
+	s.m.CacheHit("redis")
+	return tok, true, nil
+}
+
+// Save implements upstream.Store.
+func (s *Store) Save(ctx context.Context, key upstream.Key, tok upstream.Token) error {
+	ttl := tok.Expiry.Sub(s.now())
+	if ttl < time.Millisecond {
+		return nil
+	}
+	if !s.allow() {
+		return upstream.ErrStoreDown
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	name := s.name("tok:", key)
+	v, err := s.encode(name, tok)
+	if err != nil {
+		return err
+	}
+	err = s.rdb.Set(ctx, name, v, ttl).Err()
+	s.observe("set", err)
+	if err == nil {
+		s.m.RedisOp("set", "ok")
+	}
+	return err
+}
+
+// TryLock implements upstream.Store with a renewed lease.
+func (s *Store) TryLock(ctx context.Context, key upstream.Key) (func(), bool, error) {
+	if !s.allow() {
+		return nil, false, upstream.ErrStoreDown
+	}
+	var ob [16]byte
+	_, _ = rand.Read(ob[:])
+	owner := hex.EncodeToString(ob[:])
+	name := s.name("lock:", key)
+	octx, cancel := context.WithTimeout(ctx, s.timeout)
+	ok, err := s.rdb.SetNX(octx, name, owner, s.lockTTL).Result()
+	cancel()
+	s.observe("lock", err)
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		s.m.RedisOp("lock", "busy")
+		return nil, false, nil
+	}
+	s.m.RedisOp("lock", "acquired")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go s.renew(name, owner, stop, done)
+	var once sync.Once
+	unlock := func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			uctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			defer cancel()
+			n, err := s.unlockScr.Run(uctx, s.rdb, []string{name}, owner).Int()
+			s.observe("unlock", err)
+			switch {
+			case err != nil:
+			case n == 1:
+				s.m.RedisOp("unlock", "ok")
+			default:
+				s.m.RedisOp("unlock", "lost") // the lease lapsed and someone else may hold it now
+			}
+		})
+	}
+	return unlock, true, nil
+}
+
+// renew extends the lease every third of its TTL until stop, or until it is lost.
+func (s *Store) renew(name, owner string, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(s.lockTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		n, err := s.renewScr.Run(ctx, s.rdb, []string{name}, owner, s.lockTTL.Milliseconds()).Int()
+		cancel()
+		if err != nil || n != 1 {
+			s.m.RedisOp("renew", "lost")
+			return
+		}
+	}
+}
+
+// allow reports whether to try Redis now: false while an outage is being waited out.
+func (s *Store) allow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.down || !time.Now().Before(s.retryAt)
+}
+
+// observe tracks Redis health: the first failure of an outage is logged once and opens the
+// fail-fast window; the first success after it is logged once.
+func (s *Store) observe(op string, err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) {
+		s.m.RedisOp(op, "error")
+		return // the caller went away, or we are shutting down: not an outage
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.m.RedisOp(op, "error")
+		if !s.down {
+			s.down = true
+			s.log.Warn("redis unavailable: serving local tokens and fetching locally", "op", op, "error", redisErrKind(err))
+		}
+		s.retryAt = time.Now().Add(s.retry)
+		return
+	}
+	if s.down {
+		s.down = false
+		s.log.Info("redis available again: sharing upstream tokens")
+	}
+}
+
+// redisErrKind is a short, secret-free description of a Redis error for the log.
+func redisErrKind(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, upstream.ErrStoreDown):
+		return "down"
+	}
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "connection refused"):
+		return "connection refused"
+	case strings.Contains(msg, "NOAUTH"), strings.Contains(msg, "WRONGPASS"):
+		return "authentication failed"
+	case strings.Contains(msg, "EOF"), strings.Contains(msg, "reset"), strings.Contains(msg, "broken pipe"):
+		return "connection lost"
+	}
+	return "error"
+}
+
+// Value format: one version byte, then for 'p' (plain) the encoded token, for 'e' (AES-GCM)
+// a 12-byte nonce and the sealed encoded token. The encoded token is
+// expiry (8 bytes, Unix ns) | issued (8 bytes, Unix ns) | access token.
+const (
+	formatPlain  = 'p'
+	formatSealed = 'e'
+)
+
+func (s *Store) encode(name string, tok upstream.Token) ([]byte, error) {
+	raw := make([]byte, 16, 16+len(tok.AccessToken))
+	binary.BigEndian.PutUint64(raw[0:8], uint64(tok.Expiry.UnixNano()))
+	binary.BigEndian.PutUint64(raw[8:16], uint64(tok.IssuedAt.UnixNano()))
+	raw = append(raw, tok.AccessToken...)
+	if s.aead == nil {
+		return append([]byte{formatPlain}, raw...), nil
+	}
+	out := make([]byte, 1+s.aead.NonceSize(), 1+s.aead.NonceSize()+len(raw)+s.aead.Overhead())
+	out[0] = formatSealed
+	if _, err := rand.Read(out[1:]); err != nil {
+		return nil, fmt.Errorf("redis: nonce: %w", err)
+	}
+	return s.aead.Seal(out, out[1:1+s.aead.NonceSize()], raw, []byte(name)), nil
+}
+
+func (s *Store) decode(name string, b []byte) (upstream.Token, bool) {
+	if len(b) < 1 {
+		return upstream.Token{}, false
+	}
+	var raw []byte
+	switch {
+	case b[0] == formatSealed && s.aead != nil:
+		ns := s.aead.NonceSize()
+		if len(b) < 1+ns {
+			return upstream.Token{}, false
+		}
+		var err error
+		raw, err = s.aead.Open(nil, b[1:1+ns], b[1+ns:], []byte(name))
+		if err != nil {
+			return upstream.Token{}, false
+		}
+	case b[0] == formatPlain && s.aead == nil:
+		raw = b[1:]
+	default:
+		// Sealed without a key, or plaintext while we require sealed values: ignore it.
+		return upstream.Token{}, false
+	}
+	if len(raw) < 17 {
+		return upstream.Token{}, false
+	}
+	tok := upstream.Token{
+		Expiry:      time.Unix(0, int64(binary.BigEndian.Uint64(raw[0:8]))),
+		IssuedAt:    time.Unix(0, int64(binary.BigEndian.Uint64(raw[8:16]))),
+		AccessToken: string(raw[16:]),
+	}
+	if len(tok.AccessToken) > upstream.MaxAccessTokenBytes || !tok.IssuedAt.Before(tok.Expiry) {
+		return upstream.Token{}, false
+	}
+	for i := 0; i < len(tok.AccessToken); i++ {
+		if c := tok.AccessToken[i]; c < 0x20 || c > 0x7e {
+			return upstream.Token{}, false
+		}
+	}
+	return tok, true
+}
