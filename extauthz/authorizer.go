@@ -63,6 +63,9 @@ type Deps struct {
 	Tokens        TokenCache // required for mint, fetch and exchanged routes
 	Minter        Minter     // required for mint routes
 	MaxTokenBytes int        // an Authorization credential above this is refused before parsing
+	// DecisionTimeout bounds one decision when the caller set no earlier deadline (forward-auth
+	// requests carry none; Envoy's gRPC Check carries its ext_authz timeout). Default 5 s.
+	DecisionTimeout time.Duration
 	Logger        *slog.Logger
 	Metrics       *metrics.Metrics
 	Now           func() time.Time
@@ -85,6 +88,9 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 	}
 	if deps.MaxTokenBytes <= 0 {
 		deps.MaxTokenBytes = 8192
+	}
+	if deps.DecisionTimeout <= 0 {
+		deps.DecisionTimeout = 5 * time.Second
 	}
 	for _, r := range routes {
 		switch {
@@ -117,6 +123,8 @@ type caller struct {
 // decision: a denial carries its status, challenge and body (SPEC section 5).
 func (a *Authorizer) Decide(ctx context.Context, req Request) Decision {
 	start := a.deps.Now()
+	ctx, cancel := context.WithTimeout(ctx, a.deps.DecisionTimeout)
+	defer cancel()
 	d := a.decide(ctx, req)
 	result := metrics.ResultAllowed
 	switch {
@@ -139,6 +147,11 @@ func (a *Authorizer) Decide(ctx context.Context, req Request) Decision {
 }
 
 func (a *Authorizer) decide(ctx context.Context, req Request) Decision {
+	if req.RouteName == "" && !normalPath(req.Path) {
+		// Routes are chosen by path prefix: a path whose normal form differs (/public/../admin)
+		// could select one route here and reach another upstream, so it fits no route.
+		return accessDenied("the request path is not in normal form")
+	}
 	r, named := a.routes.selectRoute(req.RouteName, req.Authority, req.Path, req.Method)
 	if r == nil {
 		if named {

@@ -196,6 +196,7 @@ func TestRouteSelection(t *testing.T) {
 		{"example.com", "/", "GET", "", "jwt"}, // *.example.com does not match example.com
 		{"notexample.com", "/", "GET", "", "jwt"},
 		{"x", "/public/p", "GET", "", "public"},
+		{"x", "/public/p?q=/../x", "GET", "", "public"}, // the query is not the path
 		{"billing.example.com", "/api/a", "GET", "public", "public"},
 	}
 	for _, tc := range cases {
@@ -208,6 +209,11 @@ func TestRouteSelection(t *testing.T) {
 		if got != tc.route {
 			t.Errorf("%s %s %s (named %q): route %q, want %q (status %v)", tc.method, tc.authority, tc.path, tc.named, got, tc.route, resp.GetStatus())
 		}
+	}
+	// A path whose normal form differs fits no route: /public/../x must not take the public route.
+	for _, p := range []string{"/public/../x", "/public/./x", "/public//x", "/public/%2e%2e/x", "/public%2fx", "/public/..", "/public\\..\\x"} {
+		resp := r.check(checkReq("x", p, "GET", nil))
+		assertDecision(t, resp, forbidden)
 	}
 	// No route fits: 403.
 	empty := newRigWithRoutes(t, nil, 10)

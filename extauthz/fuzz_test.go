@@ -18,7 +18,7 @@ func isFixedDescription(d string) bool {
 		"the Basic credentials are malformed", "the token lacks a required scope",
 		"a required claim does not match", "the route is unknown", "no route matches the request",
 		"the token issuer's keys are not available", "the upstream credential is unavailable",
-		"client credentials were rejected", "the authorization server failed":
+		"client credentials were rejected", "the authorization server failed", "the request path is not in normal form":
 		return true
 	}
 	return strings.HasPrefix(d, "token ") && len(d) < 64 // the verifier's fixed texts

@@ -149,3 +149,30 @@ func hostOnly(authority string) string {
 	}
 	return strings.TrimSuffix(strings.TrimPrefix(authority, "["), "]")
 }
+
+// normalPath reports whether path (its part before '?') is already in the normal form a proxy
+// or upstream would reduce it to: no dot segments, no empty segments, no backslashes and no
+// percent-encoded dots, slashes or backslashes. Envoy sends normalized paths when its
+// http_connection_manager sets normalize_path and merge_slashes; forward-auth gateways send the
+// client's URI as it came.
+func normalPath(path string) bool {
+	p, _, _ := strings.Cut(path, "?")
+	if p == "" {
+		return true
+	}
+	if p[0] != '/' || strings.Contains(p, "//") || strings.Contains(p, "\\") {
+		return false
+	}
+	lower := strings.ToLower(p)
+	for _, enc := range []string{"%2e", "%2f", "%5c"} {
+		if strings.Contains(lower, enc) {
+			return false
+		}
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}

@@ -340,3 +340,15 @@ func TestMetadata(t *testing.T) {
 		t.Errorf("Audiences() = %v", got)
 	}
 }
+
+// TestIntrospectionActiveCannotBeFaked: a static claim named "active" does not change the answer's
+// "active" member.
+func TestIntrospectionActiveCannotBeFaked(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *Options) { c.Clients[0].Claims = map[string]any{"active": false} })
+	tok := e.getToken(t, svcID, svcSecret).AccessToken
+	res := e.do(t, req{path: PathIntrospect, contentType: formCT, basic: basicAuth(svcID, svcSecret), body: introspectForm(tok)})
+	var got map[string]any
+	if err := json.Unmarshal(res.body, &got); err != nil || got["active"] != true {
+		t.Errorf("got %s", res.body)
+	}
+}

@@ -47,10 +47,11 @@ const MaxBodyBytes = 64 << 10
 // client with one secret, a client with two (rotation) and an unknown client do the same work.
 const minCompares = 2
 
-// reservedClaims are the claims the issuer sets itself (RFC 9068 §2.2, RFC 7519 §4.1) plus
-// "active", which RFC 7662 puts next to the claims in an introspection answer. Static claims of a
-// client may not use these names; extra claims given to Mint never replace them.
-var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "active"}
+// reservedClaims are the claims the issuer sets itself (RFC 9068 §2.2, RFC 7519 §4.1), the same
+// list internal/config refuses in a client's `claims`. Static claims of a client may not use these
+// names; extra claims given to Mint never replace them. (An introspection answer sets "active"
+// after copying the claims, so a claim of that name cannot fake it either.)
+var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope"}
 
 // KeyConfig is one signing key. PEM holds the key file's bytes: PEM (PKCS#8, PKCS#1, SEC1) or a
 // private JWK. Generate makes an ephemeral key instead (development only: its tokens stop

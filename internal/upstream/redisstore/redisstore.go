@@ -168,8 +168,11 @@ func New(opts Options) (*Store, error) {
 		MaxRetries:      1,
 		MinRetryBackoff: time.Millisecond,
 		MaxRetryBackoff: 10 * time.Millisecond,
-		DisableIdentity: true,
-		ClientName:      "tokengate",
+		// Dial once per attempt: while Redis is down we fail fast and fetch locally.
+		DialerRetries:      1,
+		DialerRetryTimeout: 10 * time.Millisecond,
+		DisableIdentity:    true,
+		ClientName:         "tokengate",
 		MaintNotificationsConfig: &maintnotifications.Config{
 			Mode: maintnotifications.ModeDisabled,
 		},
@@ -221,6 +224,17 @@ func New(opts Options) (*Store, error) {
 		s.log.Warn("redis upstream-token cache without an encryption key: tokens are stored in clear; set cache.redis.encryption_key_file")
 	}
 	return s, nil
+}
+
+// LogAdapter routes go-redis's own (process-global) log lines into slog. go-redis has no
+// per-client logger; whoever owns the process may call redis.SetLogger(LogAdapter{L: logger}).
+type LogAdapter struct{ L *slog.Logger }
+
+// Printf implements go-redis's internal.Logging.
+func (a LogAdapter) Printf(ctx context.Context, format string, v ...any) {
+	if a.L != nil {
+		a.L.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
+	}
 }
 
 // ParseEncryptionKey reads a 32-byte key from the contents of encryption_key_file: 32 raw bytes,

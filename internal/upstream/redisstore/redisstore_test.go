@@ -122,6 +122,7 @@ func TestLockHolderDies(t *testing.T) {
 			clk := newClock()
 			fleet := newFleet(t, 3, rp.addr(), clk, nil) // lease 300 ms
 			cc := i.cc("holder-dies-" + how[:5])
+			cc.Timeout = 1500 * time.Millisecond
 			holderErr := make(chan error, 1)
 			go func() {
 				_, err := fleet[0].cache.Fetch(bg, "partner", cc)
@@ -164,6 +165,7 @@ func TestLockHolderDies(t *testing.T) {
 					t.Fatalf("survivor waited %v, more than the %v timeout", r.took, cc.Timeout)
 				}
 				toks = append(toks, r.tok)
+				t.Logf("survivor got a token after %v (timeout %v)", r.took.Round(time.Millisecond), cc.Timeout)
 			}
 			if toks[0] != toks[1] || toks[0] != "upstream-token-2" {
 				t.Fatalf("survivors got %q", toks)
