@@ -289,6 +289,9 @@ func (a *Authorizer) upstreamToken(ctx context.Context, r *Route, c caller) (ups
 		key := r.Name + "\x00" + a.deps.Minter.KeyEpoch()
 		if p := c.principal; p != nil {
 			req.Subject, req.ClientID, req.NotAfter = p.Subject, p.ClientID, p.Expiry
+			if req.Subject == "" { // RFC 9068 §2.2 requires sub; a client token may lack one
+				req.Subject = p.ClientID
+			}
 			// The full hash of the caller's token: two callers never share a minted token.
 			sum := sha256.Sum256([]byte(c.token))
 			key += "\x00" + hex.EncodeToString(sum[:])
