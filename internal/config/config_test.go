@@ -423,7 +423,7 @@ func TestEnvExpansion(t *testing.T) {
 		{"unset", `"${NOPE}"`, "", "cache.redis.key_prefix: environment variable NOPE is not set"},
 		{"two unset", `"${NOPE}${NOPE2}"`, "", "cache.redis.key_prefix: environment variable NOPE is not set\ncache.redis.key_prefix: environment variable NOPE2 is not set"},
 		{"unterminated", `"${A"`, "", "cache.redis.key_prefix: unterminated ${ (write $${ for a literal ${)"},
-		{"bad name", `"${A-B}"`, "", `cache.redis.key_prefix: invalid environment variable reference "${A-B}" (write $${ for a literal ${)`},
+		{"bad name", `"${A-B}"`, "", `cache.redis.key_prefix: invalid ${...} reference: a name is letters, digits and _ (write $${ for a literal ${)`},
 		{"invalid UTF-8", `"${BADUTF}"`, "", "cache.redis.key_prefix: environment variable BADUTF is not valid UTF-8"},
 	}
 	for _, tc := range tests {

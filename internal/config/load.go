@@ -740,7 +740,8 @@ func (w *walker) expand(path, s string) (string, bool) {
 		name := s[i+2 : i+end]
 		s = s[i+end+1:]
 		if !envName.MatchString(name) {
-			w.fail(path, "invalid environment variable reference %s (write $${ for a literal ${)", quote("${"+name+"}"))
+			// The text between the braces is not quoted: it may be part of an inline secret.
+			w.fail(path, "invalid ${...} reference: a name is letters, digits and _ (write $${ for a literal ${)")
 			ok = false
 			continue
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/upstream"
 )
 
@@ -551,7 +552,7 @@ func BenchmarkLocalHit(b *testing.B) {
 				r = newReplica(b, rp.addr(), clk, nil)
 				c = r.cache
 			} else {
-				c = upstream.NewCache(upstream.Options{Now: clk.Now})
+				c = upstream.NewCache(upstream.Options{Now: clk.Now, Metrics: metrics.New()}) // same metrics cost as a replica
 				defer c.Close()
 			}
 			src := upstream.NewSource("partner", cc)
