@@ -2,21 +2,27 @@
 //
 // Load and Parse turn a YAML file into a *Config in fixed steps:
 //
-//  1. the YAML is parsed into a node tree (go.yaml.in/yaml/v3, so that every key keeps its line
-//     and column and anchors, aliases and merge keys (<<) work as YAML defines them);
+//  1. the YAML is parsed into a node tree (go.yaml.in/yaml/v3, the YAML 1.2 parser, so that
+//     every key keeps its line and column, numbers written in string fields keep their text,
+//     and anchors, aliases and merge keys (<<) work as YAML defines them). As in YAML 1.2, yes,
+//     no, on and off are strings, not booleans;
 //  2. the tree is walked against the Go types of this package: every key that names no field is
 //     reported as "unknown field" with its full path, every value of the wrong shape is reported,
 //     and ${NAME} references inside string values are expanded (after parsing, so an environment
-//     value can never add YAML structure);
+//     value is inserted as text and can never add YAML structure; it is not expanded again).
+//     "$${" writes a literal "${"; any other "$" is kept. A variable that is not set is a problem
+//     naming the field. A quoted "${NAME}" may also give a boolean or integer field its value
+//     (`db: "${REDIS_DB}"`);
 //  3. the checked tree is decoded through the json tags of the types below (the tags are the YAML
 //     keys, as with sigs.k8s.io/yaml);
-//  4. defaults are applied (each is documented on its field);
-//  5. *_file secrets and keys are read, relative to the configuration file's directory;
+//  4. defaults are applied to absent keys (each is documented on its field and in defaults.go);
+//  5. *_file secrets and keys are read, relative to the configuration file's directory when not
+//     absolute, with one trailing newline stripped from secrets;
 //  6. the whole configuration is validated.
 //
 // Every problem found by any step is reported at once in a *Errors, one "path: message" line per
 // problem in document order, with paths such as routes[2].upstream.fetch.token_url. No message
-// ever contains a secret: secret values and file contents are never quoted.
+// ever contains a secret: secret values, URLs and file contents are never quoted.
 package config
 
 import (

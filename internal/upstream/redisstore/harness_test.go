@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,6 +30,8 @@ type redisProc struct {
 	bin  string
 	port int
 	dir  string
+	args func(port int) []string // nil: plain TCP on port
+	tls  *tls.Config              // how to reach it for the readiness check; nil: plain TCP
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	out  *bytes.Buffer
@@ -35,7 +39,16 @@ type redisProc struct {
 
 // startRedis starts redis-server, or skips when it is not installed — except under CI, where a
 // missing redis-server fails the test.
-func startRedis(t testing.TB) *redisProc {
+func startRedis(t testing.TB, args ...string) *redisProc {
+	t.Helper()
+	return startRedisWith(t, nil, func(port int) []string {
+		return append([]string{"--port", strconv.Itoa(port)}, args...)
+	})
+}
+
+// startRedisWith starts redis-server with the arguments args(port) (plus storage-less defaults);
+// tc, when set, is used to check it answers over TLS.
+func startRedisWith(t testing.TB, tc *tls.Config, args func(port int) []string) *redisProc {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -44,7 +57,7 @@ func startRedis(t testing.TB) *redisProc {
 		}
 		t.Skip("redis-server not installed")
 	}
-	p := &redisProc{t: t, bin: bin, dir: t.TempDir()}
+	p := &redisProc{t: t, bin: bin, dir: t.TempDir(), args: args, tls: tc}
 	var lastErr error
 	for range 5 {
 		p.port = freePort(t)
@@ -73,8 +86,9 @@ func (p *redisProc) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := &bytes.Buffer{}
-	cmd := exec.Command(p.bin, "--port", strconv.Itoa(p.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+	args := append(p.args(p.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", p.dir, "--protected-mode", "no", "--loglevel", "warning")
+	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return err
@@ -88,7 +102,7 @@ func (p *redisProc) start() error {
 			return fmt.Errorf("redis-server exited: %s", out.String())
 		default:
 		}
-		if ping(p.addr()) {
+		if ping(p.addr(), p.tls) {
 			p.cmd, p.out = cmd, out
 			return nil
 		}
@@ -108,14 +122,21 @@ func (p *redisProc) stop() {
 	}
 	_ = p.cmd.Process.Kill()
 	deadline := time.Now().Add(5 * time.Second)
-	for ping(p.addr()) && time.Now().Before(deadline) {
+	for ping(p.addr(), p.tls) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	p.cmd = nil
 }
 
-func ping(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+func ping(addr string, tc *tls.Config) bool {
+	var c net.Conn
+	var err error
+	d := &net.Dialer{Timeout: 200 * time.Millisecond}
+	if tc != nil {
+		c, err = tls.DialWithDialer(d, "tcp", addr, tc)
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return false
 	}
@@ -125,7 +146,8 @@ func ping(addr string) bool {
 		return false
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && line == "+PONG\r\n"
+	// -NOAUTH: a server with requirepass is up too.
+	return err == nil && (line == "+PONG\r\n" || strings.HasPrefix(line, "-NOAUTH"))
 }
 
 // fakeClock is the token clock shared by the replicas of a test fleet.

@@ -430,6 +430,38 @@ func TestStoredKeysAndEncryption(t *testing.T) {
 	}
 }
 
+// Username/password authentication (ACL): the right ones share; wrong ones fall back to local
+// fetching and log the outage without the password.
+func TestRedisAuth(t *testing.T) {
+	rp := startRedis(t, "--requirepass", "redis-pw-123", "--user", "tg", "on", ">tg-pw-456", "~tg-test:*", "+@all")
+	i := newIDP(t, 100)
+	clk := newClock()
+	good := newFleet(t, 2, rp.addr(), clk, func(o *Options) { o.Username, o.Password = "tg", "tg-pw-456" })
+	cc := i.cc("auth")
+	for _, r := range good {
+		if _, err := r.cache.Fetch(bg, "partner", cc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if i.n() != 1 {
+		t.Fatalf("authenticated fleet: %d IdP calls", i.n())
+	}
+	legacy := newReplica(t, rp.addr(), clk, func(o *Options) { o.Password = "redis-pw-123" }) // requirepass (default user)
+	if err := legacy.store.Ping(bg); err != nil {
+		t.Fatalf("default user: %v", err)
+	}
+	bad := newReplica(t, rp.addr(), clk, func(o *Options) { o.Username, o.Password = "tg", "wrong-pw-789" })
+	if _, err := bad.cache.Fetch(bg, "partner", cc); err != nil {
+		t.Fatalf("wrong password must fall back to a local fetch: %v", err)
+	}
+	if i.n() != 2 {
+		t.Fatalf("IdP calls %d", i.n())
+	}
+	if l := bad.log.String(); !strings.Contains(l, "redis unavailable") || strings.Contains(l, "wrong-pw-789") {
+		t.Fatalf("log: %s", l)
+	}
+}
+
 // The lock is a lease renewed by its holder and released only by its owner.
 func TestLockLease(t *testing.T) {
 	rp := startRedis(t)

@@ -1,0 +1,122 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/testenv"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tokengate.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func start(t *testing.T, path string) (*app.App, context.CancelFunc, chan error) {
+	t.Helper()
+	a, err := app.New(context.Background(), app.Options{ConfigPath: path, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return a, cancel, done
+}
+
+// TestReadinessFollowsTheProviders: /readyz is 503 and names the provider while its keys never
+// loaded, and becomes 200 once the JWKS answers (within the backoff window).
+func TestReadinessFollowsTheProviders(t *testing.T) {
+	idp, err := testenv.NewIdP("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	idp.SetDown(true)
+	a, _, _ := start(t, writeConfig(t, fmt.Sprintf(`providers:
+  - {name: corp, issuer: "%[1]s", jwks_uri: "%[1]s/.well-known/jwks.json", audiences: [x]}
+routes:
+  - {name: r, authenticate: {jwt: {providers: [corp]}}, upstream: {remove: {}}}
+`, idp.URL())))
+	get := func() (int, map[string]any) {
+		resp, err := http.Get("http://" + a.HTTPAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	code, body := get()
+	if code != http.StatusServiceUnavailable || body["status"] != "not ready" {
+		t.Fatalf("readyz = %d %v, want 503 not ready", code, body)
+	}
+	if m, _ := body["missing"].([]any); len(m) != 1 || m[0] != "provider corp: keys not loaded" {
+		t.Fatalf("missing = %v", body["missing"])
+	}
+	if resp, err := http.Get("http://" + a.HTTPAddr() + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz must stay 200 while not ready: %v", resp)
+	}
+	idp.SetDown(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code, _ := get(); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready 10 s after the JWKS came up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStopDrainsInFlightRequests: a forward-auth request waiting on a slow IdP when the server
+// is told to stop still gets its answer; Run returns nil afterwards.
+func TestStopDrainsInFlightRequests(t *testing.T) {
+	idp, err := testenv.NewIdP("", map[string]string{"gw": "gw-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	idp.SetDelay(500 * time.Millisecond)
+	a, cancel, done := start(t, writeConfig(t, fmt.Sprintf(`routes:
+  - name: f
+    authenticate: {none: {}}
+    upstream: {fetch: {token_url: "%s", client_id: gw, client_secret: gw-secret}}
+`, idp.TokenURL())))
+	result := make(chan int, 1)
+	go func() {
+		resp, err := http.Get("http://" + a.HTTPAddr() + "/authz/x")
+		if err != nil {
+			result <- -1
+			return
+		}
+		resp.Body.Close()
+		result <- resp.StatusCode
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for idp.TokenRequests.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel() // as SIGTERM does
+	if got := <-result; got != http.StatusOK {
+		t.Fatalf("in-flight request got %d, want 200", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	done <- nil // for the cleanup
+}
