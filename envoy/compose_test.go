@@ -31,6 +31,14 @@ func inCI() bool { return os.Getenv("CI") == "true" }
 func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin"} {
+		// Debian installs nginx in /usr/sbin, which a non-root PATH may lack.
+		if err != nil {
+			if _, serr := os.Stat(filepath.Join(dir, name)); serr == nil {
+				p, err = filepath.Join(dir, name), nil
+			}
+		}
+	}
 	if err != nil {
 		if inCI() {
 			t.Fatalf("%s not found: CI must install it (apt-get install %s)", name, pkg)

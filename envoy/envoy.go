@@ -25,9 +25,9 @@ var caddyfile string
 // The addresses the shipped examples use: the compose network's service names and the port every
 // gateway of the rig listens on inside its container.
 const (
-	shippedListenPort = "10000"
-	shippedTokengateAddr  = "tokengate:8080"
-	shippedUpstream   = "echo:8080"
+	shippedListenPort    = "10000"
+	shippedTokengateAddr = "tokengate:8080"
+	shippedUpstream      = "echo:8080"
 )
 
 // Addrs are where a rendered gateway example listens and whom it calls. Each is host:port.

@@ -49,6 +49,11 @@ func TestCommands(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("server: {max_token_bytes: 1}\nroutes:\n  - name: a\n    authenticate: {none: {}}\n    upstream: {remove: {}, passthrough: {}}\n    bogus: 1\n"), 0o600)
 
+	badKey := filepath.Join(dir, "badkey.yaml")
+	os.WriteFile(filepath.Join(dir, "TEST-ONLY-broken.pem"), []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), 0o600)
+	os.WriteFile(badKey, []byte("issuer:\n  issuer_url: https://x.example\n  signing_keys: [{kid: a, alg: ES256, file: TEST-ONLY-broken.pem}]\n"+
+		"  clients: [{client_id: c, client_secret: s, audiences: [x]}]\nroutes: [{name: p, authenticate: {none: {}}, upstream: {remove: {}}}]\n"), 0o600)
+
 	cases := []struct {
 		name     string
 		args     []string
@@ -63,6 +68,7 @@ func TestCommands(t *testing.T) {
 		{"validate good", []string{"validate", "--config", good}, "", 0, []string{"valid"}, nil},
 		{"validate bad lists every problem", []string{"validate", "--config", bad}, "", 2,
 			[]string{"server.max_token_bytes:", "routes[0].upstream: exactly one of mint, fetch, exchanged, passthrough, remove", "routes[0].bogus: unknown field"}, nil},
+		{"validate parses signing keys", []string{"validate", "--config", badKey}, "", 2, []string{"signing_keys[0]"}, nil},
 		{"validate missing file", []string{"validate", "--config", filepath.Join(dir, "nope.yaml")}, "", 2, nil, nil},
 		{"validate without --config", []string{"validate"}, "", 2, nil, nil},
 		{"serve bad flag", []string{"serve", "--no-such-flag"}, "", 2, nil, nil},

@@ -86,8 +86,13 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	if *path == "" {
 		return usageErrorf("validate: --config is required")
 	}
-	if _, err := config.Load(*path, os.LookupEnv); err != nil {
+	cfg, err := config.Load(*path, os.LookupEnv)
+	if err != nil {
 		return configError(err, stdout)
+	}
+	if err := app.Check(cfg); err != nil {
+		fmt.Fprintln(stdout, err)
+		return silentUsage{}
 	}
 	fmt.Fprintf(stdout, "%s: valid\n", *path)
 	return nil

@@ -161,3 +161,16 @@ var errNoRedis = errors.New("the shared Redis cache is not available in this bui
 func newRedisStore(ctx context.Context, r *config.Redis, logger *slog.Logger, m any) (upstream.Store, error) {
 	return nil, errNoRedis
 }
+
+// Check builds what a configuration needs that validation alone cannot see, without touching
+// the network: the issuer parses its signing keys (a file may look like PEM yet hold no usable
+// key). `tokengate validate` calls it after config.Load.
+func Check(cfg *config.Config) error {
+	if cfg.Issuer == nil {
+		return nil
+	}
+	if _, err := issuer.New(issuerConfig(cfg.Issuer), issuer.Options{}); err != nil {
+		return err
+	}
+	return nil
+}

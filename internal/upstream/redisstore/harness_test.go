@@ -31,7 +31,7 @@ type redisProc struct {
 	port int
 	dir  string
 	args func(port int) []string // nil: plain TCP on port
-	tls  *tls.Config              // how to reach it for the readiness check; nil: plain TCP
+	tls  *tls.Config             // how to reach it for the readiness check; nil: plain TCP
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	out  *bytes.Buffer

@@ -1,0 +1,35 @@
+package redisstore
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/upstream"
+)
+
+// FuzzDecode: a value read from Redis is untrusted input; decoding never panics, and with an
+// encryption key only values sealed under that key and name are accepted.
+func FuzzDecode(f *testing.F) {
+	plain, _ := New(Options{Addr: "127.0.0.1:1"})
+	sealed, _ := New(Options{Addr: "127.0.0.1:1", EncryptionKey: bytes.Repeat([]byte{1}, 32)})
+	defer plain.Close()
+	defer sealed.Close()
+	now := time.Unix(1_800_000_000, 0)
+	tok := upstream.Token{AccessToken: "abc.def", IssuedAt: now, Expiry: now.Add(time.Hour)}
+	p, _ := plain.encode("k", tok)
+	s, _ := sealed.encode("k", tok)
+	f.Add(p)
+	f.Add(s)
+	f.Add([]byte{})
+	f.Add([]byte{formatPlain})
+	f.Add([]byte{formatSealed, 1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, ok := plain.decode("k", b); ok && (got.AccessToken == "" || !got.IssuedAt.Before(got.Expiry)) {
+			t.Fatalf("accepted an invalid token %+v", got)
+		}
+		if got, ok := sealed.decode("k", b); ok && !bytes.Equal(b, s) {
+			t.Fatalf("accepted an unsealed or forged value: %+v", got)
+		}
+	})
+}
