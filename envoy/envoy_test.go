@@ -18,19 +18,20 @@ import (
 	"sigs.k8s.io/yaml"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	// Every "@type" of the shipped files must resolve in the global registry for protojson to
 	// unpack it; these packages register the extension types not imported by name above.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 
 	"github.com/tokengate/tokengate/internal/config"
 )
@@ -209,6 +210,14 @@ func TestEnvoyBrokenCopies(t *testing.T) {
 			want: `cluster "tokengate" is not defined in static_resources.clusters`,
 		},
 		{
+			name: "gRPC cluster without HTTP/2",
+			file: "envoy.yaml",
+			mutate: func(t *testing.T, doc map[string]any) {
+				delete(digMap(t, doc, "static_resources", "clusters", 0), "typed_extension_protocol_options")
+			},
+			want: `cluster "tokengate_grpc" does not speak HTTP/2`,
+		},
+		{
 			name: "fail open",
 			mutate: func(t *testing.T, doc map[string]any) {
 				digMap(t, doc, extAuthz...)["failure_mode_allow"] = true
@@ -343,7 +352,12 @@ type envoyModel struct {
 	extAuthz []located[*extauthzv3.ExtAuthz]
 }
 
-type clusterRef struct{ path, name string }
+// clusterRef is a cluster named by a route or a service; grpc marks gRPC services, whose
+// cluster must speak HTTP/2.
+type clusterRef struct {
+	path, name string
+	grpc       bool
+}
 
 type located[T any] struct {
 	path string
@@ -406,17 +420,17 @@ func walk(path string, m protoreflect.Message, model *envoyModel) []error {
 			errs = append(errs, fmt.Errorf("%s: negative duration %s (Envoy refuses negative durations)", path, x.AsDuration()))
 		}
 	case *corev3.GrpcService_EnvoyGrpc:
-		model.refs = append(model.refs, clusterRef{path + ".cluster_name", x.GetClusterName()})
+		model.refs = append(model.refs, clusterRef{path + ".cluster_name", x.GetClusterName(), true})
 	case *corev3.HttpUri:
-		model.refs = append(model.refs, clusterRef{path + ".cluster", x.GetCluster()})
+		model.refs = append(model.refs, clusterRef{path + ".cluster", x.GetCluster(), false})
 	case *routev3.RouteAction:
 		if x.GetClusterSpecifier() != nil {
 			if c, ok := x.GetClusterSpecifier().(*routev3.RouteAction_Cluster); ok {
-				model.refs = append(model.refs, clusterRef{path + ".cluster", c.Cluster})
+				model.refs = append(model.refs, clusterRef{path + ".cluster", c.Cluster, false})
 			}
 		}
 		for i, wc := range x.GetWeightedClusters().GetClusters() {
-			model.refs = append(model.refs, clusterRef{fmt.Sprintf("%s.weighted_clusters.clusters[%d].name", path, i), wc.GetName()})
+			model.refs = append(model.refs, clusterRef{fmt.Sprintf("%s.weighted_clusters.clusters[%d].name", path, i), wc.GetName(), false})
 		}
 	case *hcmv3.HttpConnectionManager:
 		model.hcms = append(model.hcms, located[*hcmv3.HttpConnectionManager]{path, x})
@@ -480,23 +494,42 @@ func checkAdminAndListeners(b *bootstrapv3.Bootstrap) []error {
 	return errs
 }
 
-// checkClusters: every cluster a route or a gRPC/HTTP service names exists, and each static
-// cluster's load_assignment carries its own name.
+// checkClusters: every cluster a route or a gRPC/HTTP service names exists, the cluster of a
+// gRPC service speaks HTTP/2, and each static cluster's load_assignment carries its own name.
 func checkClusters(b *bootstrapv3.Bootstrap, model *envoyModel) []error {
 	var errs []error
-	defined := map[string]bool{}
+	defined := map[string]*clusterv3.Cluster{}
 	for i, c := range b.GetStaticResources().GetClusters() {
-		defined[c.GetName()] = true
+		defined[c.GetName()] = c
 		if la := c.GetLoadAssignment(); la != nil && la.GetClusterName() != c.GetName() {
 			errs = append(errs, fmt.Errorf("static_resources.clusters[%d]: load_assignment.cluster_name %q differs from the cluster's name %q", i, la.GetClusterName(), c.GetName()))
 		}
 	}
 	for _, r := range model.refs {
-		if !defined[r.name] {
+		c, ok := defined[r.name]
+		switch {
+		case !ok:
 			errs = append(errs, fmt.Errorf("%s: cluster %q is not defined in static_resources.clusters", r.path, r.name))
+		case r.grpc && !speaksHTTP2(c):
+			errs = append(errs, fmt.Errorf("%s: cluster %q does not speak HTTP/2, which gRPC needs (typed_extension_protocol_options %s explicit_http_config.http2_protocol_options)", r.path, r.name, httpProtocolOptions))
 		}
 	}
 	return errs
+}
+
+const httpProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// speaksHTTP2 reports whether a cluster's upstream protocol is explicitly HTTP/2.
+func speaksHTTP2(c *clusterv3.Cluster) bool {
+	a, ok := c.GetTypedExtensionProtocolOptions()[httpProtocolOptions]
+	if !ok {
+		return false
+	}
+	o := &upstreamhttpv3.HttpProtocolOptions{}
+	if a.UnmarshalTo(o) != nil {
+		return false
+	}
+	return o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
 }
 
 // checkHCM checks one http_connection_manager: ext_authz before the router and the router last,

@@ -30,21 +30,22 @@ import (
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/upstream"
+	"github.com/tokengate/tokengate/internal/upstream/redisstore"
 )
 
 // Options configure an App. Either ConfigPath or Config is set.
 type Options struct {
-	ConfigPath string                         // read at start and on every reload
-	Config     *config.Config                 // an already loaded configuration (demo, tests); reload re-reads ConfigPath only
-	Env        func(string) (string, bool)    // ${NAME} lookups; default os.LookupEnv
-	GRPCAddr   string                         // overrides server.grpc_addr
-	HTTPAddr   string                         // overrides server.http_addr
-	Logger     *slog.Logger                   // default: discard
-	HTTPClient *http.Client                   // for JWKS and IdP calls; default: a hardened client
-	Signals    bool                           // Run handles SIGHUP (reload); cmd handles SIGTERM/SIGINT via ctx
-	DrainGrace time.Duration                  // how long Run waits for in-flight requests at stop; default 15 s
-	Now        func() time.Time               // clock for tests; default time.Now
-	OnReload   func(err error)                // called after each reload attempt (tests)
+	ConfigPath string                      // read at start and on every reload
+	Config     *config.Config              // an already loaded configuration (demo, tests); reload re-reads ConfigPath only
+	Env        func(string) (string, bool) // ${NAME} lookups; default os.LookupEnv
+	GRPCAddr   string                      // overrides server.grpc_addr
+	HTTPAddr   string                      // overrides server.http_addr
+	Logger     *slog.Logger                // default: discard
+	HTTPClient *http.Client                // for JWKS and IdP calls; default: a hardened client
+	Signals    bool                        // Run handles SIGHUP (reload); cmd handles SIGTERM/SIGINT via ctx
+	DrainGrace time.Duration               // how long Run waits for in-flight requests at stop; default 15 s
+	Now        func() time.Time            // clock for tests; default time.Now
+	OnReload   func(err error)             // called after each reload attempt (tests)
 }
 
 // App is one running tokengate.
@@ -54,6 +55,7 @@ type App struct {
 	metrics *metrics.Metrics
 	engine  *extauthz.Engine
 	tokens  *upstream.Cache
+	store   *redisstore.Store // nil without cache.redis
 
 	mu    sync.Mutex // serializes reloads
 	state atomic.Pointer[state]
@@ -91,7 +93,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if opts.HTTPClient == nil {
 		a.opts.HTTPClient = newHTTPClient()
 	}
-	tokens, err := a.newTokenCache(ctx, cfg)
+	tokens, err := a.newTokenCache(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +220,9 @@ func (a *App) close() {
 	}
 	if a.tokens != nil {
 		a.tokens.Close()
+	}
+	if a.store != nil {
+		_ = a.store.Close()
 	}
 	if a.grpcLis != nil {
 		_ = a.grpcLis.Close()

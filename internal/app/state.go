@@ -88,4 +88,3 @@ func newHTTPClient() *http.Client {
 		},
 	}
 }
-

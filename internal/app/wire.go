@@ -2,14 +2,14 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
+	"path/filepath"
 
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/upstream"
+	"github.com/tokengate/tokengate/internal/upstream/redisstore"
 	"github.com/tokengate/tokengate/internal/verify"
 	"github.com/tokengate/tokengate/issuer"
 )
@@ -141,25 +141,38 @@ func route(r config.Route) extauthz.Route {
 
 // newTokenCache builds the upstream-token cache, which lives as long as the process: a reload
 // keeps every cached token (their keys name everything that selects them).
-func (a *App) newTokenCache(ctx context.Context, cfg *config.Config) (*upstream.Cache, error) {
+func (a *App) newTokenCache(cfg *config.Config) (*upstream.Cache, error) {
 	opts := upstream.Options{
 		Size: cfg.Cache.UpstreamTokens, HTTPClient: a.opts.HTTPClient, Logger: a.logger,
 		Metrics: a.metrics, Now: a.opts.Now, AllowHTTP: cfg.Server.AllowHTTPURLs,
 	}
 	if cfg.Cache.Redis != nil {
-		store, err := newRedisStore(ctx, cfg.Cache.Redis, a.logger, a.metrics)
+		store, err := a.newRedisStore(cfg.Cache.Redis)
 		if err != nil {
 			return nil, fmt.Errorf("cache.redis: %w", err)
 		}
-		opts.Store = store
+		a.store, opts.Store = store, store
 	}
 	return upstream.NewCache(opts), nil
 }
 
-var errNoRedis = errors.New("the shared Redis cache is not available in this build")
-
-func newRedisStore(ctx context.Context, r *config.Redis, logger *slog.Logger, m any) (upstream.Store, error) {
-	return nil, errNoRedis
+// newRedisStore maps cache.redis onto the shared store. It contacts nothing: readiness never
+// depends on Redis, and the store falls back to local fetches while Redis is away.
+func (a *App) newRedisStore(r *config.Redis) (*redisstore.Store, error) {
+	caFile := r.TLS.CAFile
+	if caFile != "" && !filepath.IsAbs(caFile) && a.opts.ConfigPath != "" {
+		caFile = filepath.Join(filepath.Dir(a.opts.ConfigPath), caFile)
+	}
+	if len(r.EncryptionKey) == 0 {
+		a.logger.Warn("cache.redis has no encryption_key_file: upstream tokens, which are bearer credentials, are stored in Redis in clear")
+	}
+	return redisstore.New(redisstore.Options{
+		Addr: r.Addr, SentinelAddrs: r.SentinelAddrs, MasterName: r.MasterName, ClusterAddrs: r.ClusterAddrs,
+		Username: r.Username, Password: r.ResolvedPassword, DB: r.DB,
+		TLS: r.TLS.Enabled, CAFile: caFile, ServerName: r.TLS.ServerName,
+		KeyPrefix: r.KeyPrefix, EncryptionKey: r.EncryptionKey,
+		Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now,
+	})
 }
 
 // Check builds what a configuration needs that validation alone cannot see, without touching

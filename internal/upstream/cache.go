@@ -371,7 +371,11 @@ func (c *Cache) flight(r *request) func() (any, error) {
 			// A mint function that panics must not take the process down.
 			if p := recover(); p != nil {
 				c.log.Error("upstream token acquisition panicked", "route", r.route, "mode", r.mode)
-				v, err = nil, &Error{Mode: r.mode, Reason: ReasonMintFailed}
+				reason := ReasonInvalidResponse
+				if r.mode == ModeMint {
+					reason = ReasonMintFailed
+				}
+				v, err = nil, &Error{Mode: r.mode, Reason: reason}
 			}
 		}()
 		now := c.now()
