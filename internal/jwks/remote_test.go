@@ -474,11 +474,13 @@ func TestDiscovery(t *testing.T) {
 	}
 	t.Run("jwks_uri is kept until a failure", func(t *testing.T) {
 		srv := jwkstest.NewServer(t, jwkstest.PublicSet(k))
+		// Before start: the first discovery happens at once, and the test clock never fires a
+		// retry, so a document set afterwards could be missed.
+		srv.SetDiscovery(srv.URL+"/", "", jwkstest.OK)
 		e := start(t, srv, func(o *Options) {
 			o.JWKSURI, o.Discovery, o.Issuer = "", true, srv.URL+"/"
 			o.after = newSchedule().after
 		})
-		srv.SetDiscovery(srv.URL+"/", "", jwkstest.OK)
 		e.waitReady(t)
 		for _, step := range []struct {
 			mode            jwkstest.Mode
