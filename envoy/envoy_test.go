@@ -730,6 +730,7 @@ func checkHTTPService(path string, e *extauthzv3.ExtAuthz, tg *config.Config) []
 			errs = append(errs, fmt.Errorf("%s.http_service.authorization_response.allowed_upstream_headers does not copy %q upstream", path, h))
 		}
 	}
+	//lint:ignore SA1019 the deprecated field is still honoured by Envoy, so it is checked too
 	for _, lm := range []*matcherv3.ListStringMatcher{e.GetAllowedHeaders(), hs.GetAuthorizationRequest().GetAllowedHeaders()} {
 		for _, h := range forwardAuthInputs {
 			if listMatches(lm, h) {

@@ -66,9 +66,9 @@ type Deps struct {
 	// DecisionTimeout bounds one decision when the caller set no earlier deadline (forward-auth
 	// requests carry none; Envoy's gRPC Check carries its ext_authz timeout). Default 5 s.
 	DecisionTimeout time.Duration
-	Logger        *slog.Logger
-	Metrics       *metrics.Metrics
-	Now           func() time.Time
+	Logger          *slog.Logger
+	Metrics         *metrics.Metrics
+	Now             func() time.Time
 }
 
 // Authorizer decides requests for one immutable configuration. Safe for concurrent use.

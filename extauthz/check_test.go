@@ -252,6 +252,7 @@ func TestAllowedResponse(t *testing.T) {
 			t.Errorf("dynamic_metadata[%s] = %q, want %q", k, md[k].GetStringValue(), v)
 		}
 	}
+	//lint:ignore SA1019 the test asserts that the deprecated field stays empty
 	if ok.GetDynamicMetadata() != nil {
 		t.Error("the deprecated ok_response.dynamic_metadata must stay empty")
 	}

@@ -282,7 +282,11 @@ func embeddedJWKToken(t testing.TB, claims map[string]any) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, y := k.PublicKey.X.FillBytes(make([]byte, 32)), k.PublicKey.Y.FillBytes(make([]byte, 32))
+	pub, err := k.PublicKey.Bytes() // 0x04 || X || Y
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, y := pub[1:33], pub[33:]
 	header := map[string]any{"alg": "ES256", "kid": "es", "jwk": map[string]any{"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)}}
 	in := b64(header) + "." + b64(claims)
 	sum := sha256.Sum256([]byte(in))

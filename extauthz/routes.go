@@ -55,9 +55,9 @@ type Route struct {
 	Methods    []string // upper-case
 
 	Auth      AuthMode
-	Providers []string          // AuthJWT: provider names
-	Scopes    []string          // AuthJWT: all required
-	Claims    map[string]any    // AuthJWT: each must equal (compared as text, as forward_claims renders them)
+	Providers []string       // AuthJWT: provider names
+	Scopes    []string       // AuthJWT: all required
+	Claims    map[string]any // AuthJWT: each must equal (compared as text, as forward_claims renders them)
 	// AuthClientCredentials: where the caller's credentials are exchanged; ClientID and
 	// ClientSecret are filled per request from the caller's Basic header.
 	Exchange upstream.ClientCredentials

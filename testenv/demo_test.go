@@ -41,17 +41,17 @@ func TestDemoInstructionsWorkAsPrinted(t *testing.T) {
 		t.Fatalf("%d outputs for %d commands:\n%s", len(parts), n, out)
 	}
 	want := []string{
-		"", // TOKEN=…
-		`"Authorization":["Bearer eyJ`,                       // mint
-		`"Authorization":["Bearer opaque-tokengate-gateway`,  // fetch
-		`"Authorization":["Bearer opaque-partner-app`,        // exchange
-		`"Authorization":["Bearer eyJ`,                       // passthrough
-		`"X-Subject":["demo-client"]`,                        // remove (and no Authorization)
-		`"path":"/public/x"`,                                 // public
-		"401 Unauthorized",                                   // no token
-		`error="invalid_token"`,                              // bad token
-		`error="insufficient_scope"`,                         // missing scope
-		"200 OK",                                             // forward-auth
+		"",                             // TOKEN=…
+		`"Authorization":["Bearer eyJ`, // mint
+		`"Authorization":["Bearer opaque-tokengate-gateway`, // fetch
+		`"Authorization":["Bearer opaque-partner-app`,       // exchange
+		`"Authorization":["Bearer eyJ`,                      // passthrough
+		`"X-Subject":["demo-client"]`,                       // remove (and no Authorization)
+		`"path":"/public/x"`,                                // public
+		"401 Unauthorized",                                  // no token
+		`error="invalid_token"`,                             // bad token
+		`error="insufficient_scope"`,                        // missing scope
+		"200 OK",                                            // forward-auth
 	}
 	for i, w := range want {
 		if i < len(parts) && !strings.Contains(parts[i], w) {

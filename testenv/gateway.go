@@ -157,6 +157,7 @@ func ApplyOK(h http.Header, ok *authv3.OkHttpResponse) {
 	for _, hvo := range ok.GetHeaders() {
 		k, v := hvo.GetHeader().GetKey(), hvo.GetHeader().GetValue()
 		action := hvo.GetAppendAction()
+		//lint:ignore SA1019 Envoy still honours the deprecated flag, so the stand-in does too
 		if a := hvo.GetAppend(); a != nil {
 			action = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 			if a.GetValue() {

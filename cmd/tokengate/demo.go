@@ -40,4 +40,3 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintln(stdout, "\nstopping…")
 	return s.Close()
 }
-

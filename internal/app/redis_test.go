@@ -59,7 +59,7 @@ func TestReplicasShareFetchedTokensThroughRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idp.Close()
-	idp.SetDelay(100 * time.Millisecond) // a realistic IdP: concurrent cold requests overlap
+	idp.SetDelay(100 * time.Millisecond)                          // a realistic IdP: concurrent cold requests overlap
 	keyFile := writeConfig(t, "0123456789abcdef0123456789abcdef") // 32 raw bytes (test value)
 	cfg := fmt.Sprintf(`routes:
   - name: f

@@ -81,8 +81,6 @@ func (p *problems) add(path, format string, args ...any) {
 	p.list = append(p.list, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
-func (p *problems) empty() bool { return len(p.list) == 0 }
-
 // under reports whether path is anc or lies below it.
 func under(path, anc string) bool {
 	if path == anc {

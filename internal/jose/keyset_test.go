@@ -55,6 +55,7 @@ func TestParseKeySetDropsUnusableKeys(t *testing.T) {
 	}
 	// Off-curve point: y+1 (still a valid-length coordinate).
 	offCurve := jwkJSON(t, ecPub, map[string]any{"kid": "SECRET-KID-offcurve", "alg": "ES256"})
+	//lint:ignore SA1019 building an off-curve point on purpose needs the raw coordinate
 	y := new(big.Int).Add(ecPub.Y, big.NewInt(1)).FillBytes(make([]byte, 32))
 	offCurve["y"] = b64(y)
 	x25519 := map[string]any{"kty": "OKP", "crv": "X25519", "x": b64(make([]byte, 32)), "kid": "SECRET-KID-x25519"}

@@ -80,8 +80,12 @@ func (k *Key) PublicJWK() map[string]any {
 		size := (pub.Curve.Params().BitSize + 7) / 8
 		m["kty"] = "EC"
 		m["crv"] = pub.Curve.Params().Name
-		m["x"] = b64.EncodeToString(pad(pub.X.Bytes(), size))
-		m["y"] = b64.EncodeToString(pad(pub.Y.Bytes(), size))
+		point, err := pub.Bytes() // 0x04 || X || Y, each size bytes
+		if err != nil {
+			panic(fmt.Sprintf("jwkstest: %v", err))
+		}
+		m["x"] = b64.EncodeToString(point[1 : 1+size])
+		m["y"] = b64.EncodeToString(point[1+size:])
 	case *rsa.PublicKey:
 		m["kty"] = "RSA"
 		m["n"] = b64.EncodeToString(pub.N.Bytes())
