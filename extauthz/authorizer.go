@@ -27,7 +27,7 @@ type Verifier interface {
 // TokenCache obtains upstream tokens: cached, refreshed ahead of expiry, one IdP call or mint
 // for any number of concurrent requests. Implemented by *upstream.Cache.
 type TokenCache interface {
-	Fetch(ctx context.Context, route string, cc upstream.ClientCredentials) (upstream.Token, error)
+	FetchSource(ctx context.Context, s *upstream.Source) (upstream.Token, error)
 	Exchange(ctx context.Context, route string, cc upstream.ClientCredentials) (upstream.Token, error)
 	Mint(ctx context.Context, route, key string, timeout time.Duration, mint func(context.Context) (upstream.Token, error)) (upstream.Token, error)
 }
@@ -73,8 +73,9 @@ type Deps struct {
 
 // Authorizer decides requests for one immutable configuration. Safe for concurrent use.
 type Authorizer struct {
-	routes *routeTable
-	deps   Deps
+	routes  *routeTable
+	deps    Deps
+	sources map[string]*upstream.Source // fetch routes: the cache key is computed once, not per request
 }
 
 // New compiles routes; the routes must already be valid (the config package checks them), so an
@@ -108,7 +109,13 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Authorizer{routes: t, deps: deps}, nil
+	a := &Authorizer{routes: t, deps: deps, sources: map[string]*upstream.Source{}}
+	for _, r := range routes {
+		if r.Upstream == UpstreamFetch {
+			a.sources[r.Name] = upstream.NewSource(r.Name, r.Fetch)
+		}
+	}
+	return a, nil
 }
 
 // caller is who was authenticated, in the terms the upstream modes need.
@@ -123,8 +130,13 @@ type caller struct {
 // decision: a denial carries its status, challenge and body (SPEC section 5).
 func (a *Authorizer) Decide(ctx context.Context, req Request) Decision {
 	start := a.deps.Now()
-	ctx, cancel := context.WithTimeout(ctx, a.deps.DecisionTimeout)
-	defer cancel()
+	// Envoy's Check carries its ext_authz timeout; only a request with no deadline, or a later
+	// one, needs ours (a timer per request is not free on the hot path).
+	if dl, ok := ctx.Deadline(); !ok || dl.Sub(start) > a.deps.DecisionTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.deps.DecisionTimeout)
+		defer cancel()
+	}
 	d := a.decide(ctx, req)
 	result := metrics.ResultAllowed
 	switch {
@@ -192,28 +204,28 @@ func (a *Authorizer) authenticate(ctx context.Context, r *Route, req Request) (c
 	case cred.scheme != wantScheme:
 		return c, missingCredentials(want, "credentials of another scheme"), false
 	}
-	hash := shortHash(cred.value)
 	if r.Auth == AuthClientCredentials {
 		id, secret, err := basicCredentials(cred.value)
 		if err != nil {
 			d = invalidRequest(want, err.Error())
-			d.TokenHash = hash
+			d.TokenHash = shortHash(cred.value)
 			return c, d, false
 		}
-		return caller{clientID: id, secret: secret}, Decision{TokenHash: hash}, true
+		return caller{clientID: id, secret: secret}, Decision{TokenHash: shortHash(id)}, true
 	}
 
 	if len(cred.value) > a.deps.MaxTokenBytes {
 		d = invalidToken("token is too large")
-		d.TokenHash = hash
+		d.TokenHash = shortHash(cred.value)
 		return c, d, false
 	}
 	p, err := a.deps.Verifier.Verify(ctx, cred.value, r.Providers)
 	if err != nil {
 		d = verifyDenial(err)
-		d.TokenHash = hash
+		d.TokenHash = shortHash(cred.value)
 		return c, d, false
 	}
+	hash := p.TokenHash // the verifier already hashed the token
 	if missing := missingScopes(p.Scopes, r.Scopes); missing {
 		d = insufficientScope(r.Scopes)
 		d.TokenHash = hash
@@ -279,7 +291,7 @@ func (a *Authorizer) allow(ctx context.Context, r *Route, c caller, hash string)
 func (a *Authorizer) upstreamToken(ctx context.Context, r *Route, c caller) (upstream.Token, error) {
 	switch r.Upstream {
 	case UpstreamFetch:
-		return a.deps.Tokens.Fetch(ctx, r.Name, r.Fetch)
+		return a.deps.Tokens.FetchSource(ctx, a.sources[r.Name])
 	case UpstreamExchanged:
 		cc := r.Exchange
 		cc.ClientID, cc.ClientSecret = c.clientID, c.secret

@@ -37,7 +37,7 @@ func parseAuthorization(values []string) (c credential, present bool, err error)
 		return credential{}, true, credentialError("more than one credential was sent")
 	}
 	v := strings.TrimSpace(nonEmpty[0])
-	if strings.Contains(v, ",") {
+	if strings.IndexByte(v, ',') >= 0 {
 		return credential{}, true, credentialError("more than one credential was sent")
 	}
 	name, rest, _ := strings.Cut(v, " ")
@@ -45,7 +45,8 @@ func parseAuthorization(values []string) (c credential, present bool, err error)
 	if c.value == "" {
 		return c, true, credentialError("the credential is empty")
 	}
-	if strings.ContainsAny(c.value, " \t") {
+	// IndexByte rather than ContainsAny: it is vectorized, and tokens run to kilobytes.
+	if strings.IndexByte(c.value, ' ') >= 0 || strings.IndexByte(c.value, '\t') >= 0 {
 		return c, true, credentialError("the credential is malformed")
 	}
 	return c, true, nil

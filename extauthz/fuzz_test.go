@@ -2,11 +2,17 @@ package extauthz_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
 	"github.com/tokengate/tokengate/extauthz"
+	"github.com/tokengate/tokengate/internal/upstream"
 )
 
 // fixedDescriptions is every error_description a denial may carry: the fuzzer fails on any other
@@ -84,4 +90,58 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkCheckUpstream measures Checks that rewrite Authorization: a mint route with the
+// minted token cached, a mint route whose every caller token is new (cold: verify + sign), and a
+// fetch route with the IdP's token cached.
+func BenchmarkCheckUpstream(b *testing.B) {
+	r := newRig(b, 1000)
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"opaque-upstream-token","token_type":"Bearer","expires_in":3600}`))
+	}))
+	defer idp.Close()
+	tokens := upstream.NewCache(upstream.Options{Size: 100000})
+	defer tokens.Close()
+	routes := []extauthz.Route{
+		{Name: "mint", PathPrefix: "/mint/", Auth: extauthz.AuthJWT, Providers: []string{"corp"},
+			Upstream: extauthz.UpstreamMint, Mint: extauthz.MintSpec{Audience: "billing", TTL: 5 * time.Minute}},
+		{Name: "fetch", PathPrefix: "/fetch/", Auth: extauthz.AuthJWT, Providers: []string{"corp"},
+			Upstream: extauthz.UpstreamFetch, Fetch: upstream.ClientCredentials{TokenURL: idp.URL, ClientID: "gw", ClientSecret: "s"}},
+	}
+	authz, err := extauthz.New(routes, extauthz.Deps{Verifier: r.verifier, Tokens: tokens, Minter: minter{r.iss}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := extauthz.NewCheckServer(authz, nil)
+	ctx := context.Background()
+	run := func(b *testing.B, req func(i int) *authv3.CheckRequest) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			resp, _ := srv.Check(ctx, req(i))
+			if resp.GetOkResponse() == nil {
+				b.Fatalf("denied: %v", resp.GetDeniedResponse())
+			}
+			i++
+		}
+	}
+	caller := r.token("es", nil)
+	b.Run("mint_cached", func(b *testing.B) {
+		req := checkReq("x", "/mint/a", "GET", map[string]string{"authorization": "Bearer " + caller})
+		run(b, func(int) *authv3.CheckRequest { return req })
+	})
+	b.Run("mint_cold", func(b *testing.B) {
+		// A new caller token each time: verify (ES256) + sign (ES256) + cache insert.
+		reqs := make([]*authv3.CheckRequest, 0, 4096)
+		for i := range cap(reqs) {
+			reqs = append(reqs, checkReq("x", "/mint/a", "GET", map[string]string{"authorization": "Bearer " + r.token("es", map[string]any{"jti": strconv.Itoa(i)})}))
+		}
+		run(b, func(i int) *authv3.CheckRequest { return reqs[i%len(reqs)] })
+	})
+	b.Run("fetch_cached", func(b *testing.B) {
+		req := checkReq("x", "/fetch/a", "GET", map[string]string{"authorization": "Bearer " + caller})
+		run(b, func(int) *authv3.CheckRequest { return req })
+	})
 }

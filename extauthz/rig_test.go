@@ -78,14 +78,15 @@ func genKey(t testing.TB, alg, kid string) *jose.SigningKey {
 
 // rig is one Authorizer behind a real gRPC server on a loopback port.
 type rig struct {
-	t       testing.TB
-	corpURL string // the corp provider's issuer
-	deadURL string // a provider whose JWKS never answers
-	keys    map[string]*jose.SigningKey
-	jwks    *jwksServer
-	iss     *issuer.Issuer
-	authz   *extauthz.Authorizer
-	client  authv3.AuthorizationClient
+	t        testing.TB
+	corpURL  string // the corp provider's issuer
+	deadURL  string // a provider whose JWKS never answers
+	keys     map[string]*jose.SigningKey
+	jwks     *jwksServer
+	iss      *issuer.Issuer
+	verifier *verify.Verifier
+	authz    *extauthz.Authorizer
+	client   authv3.AuthorizationClient
 }
 
 // testRoutes covers every selection rule and both simple upstream modes.
@@ -144,6 +145,7 @@ func newRigWithRoutes(t testing.TB, routes []extauthz.Route, cacheSize int) *rig
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
+	r.verifier = v
 	waitFor(t, func() bool {
 		for _, m := range v.Missing() {
 			if !strings.Contains(m, "dead") {

@@ -169,10 +169,14 @@ func normalPath(path string) bool {
 			return false
 		}
 	}
-	for _, seg := range strings.Split(p[1:], "/") {
+	for rest := p[1:]; ; {
+		seg, tail, more := strings.Cut(rest, "/")
 		if seg == "." || seg == ".." {
 			return false
 		}
+		if !more {
+			return true
+		}
+		rest = tail
 	}
-	return true
 }
