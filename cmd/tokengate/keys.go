@@ -19,8 +19,15 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	alg := fs.String("alg", "ES256", "signing algorithm: ES256, ES384, RS256, RS384, RS512, PS256, EdDSA")
 	kid := fs.String("kid", "", "key id (documentation only: the kid is set in the configuration)")
 	out := fs.String("out", "", "write the key to this file (mode 0600) instead of stdout")
+	ifMissing := fs.Bool("if-missing", false, "with --out: succeed without writing when the file already exists (one-shot init containers)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *ifMissing && *out != "" {
+		if _, err := os.Stat(*out); err == nil {
+			fmt.Fprintf(stderr, "keygen: %s exists; left as it is\n", *out)
+			return nil
+		}
 	}
 	key, err := jose.GenerateKey(*alg, *kid)
 	if err != nil {

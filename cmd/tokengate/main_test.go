@@ -124,9 +124,15 @@ func TestKeygen(t *testing.T) {
 			if _, err := jose.LoadSigningKey(data, alg, "k1"); err != nil {
 				t.Fatalf("written key does not load: %v", err)
 			}
-			// Never overwrite an existing key.
+			// Never overwrite an existing key; --if-missing leaves it and succeeds.
 			if _, _, code := runCmd(t, "", "keygen", "--alg", alg, "--out", out); code == 0 {
 				t.Fatal("keygen overwrote an existing file")
+			}
+			if _, e, code := runCmd(t, "", "keygen", "--alg", alg, "--out", out, "--if-missing"); code != 0 {
+				t.Fatalf("--if-missing on an existing key: exit %d: %s", code, e)
+			}
+			if again, _ := os.ReadFile(out); !bytes.Equal(again, data) {
+				t.Fatal("--if-missing changed the existing key")
 			}
 		})
 	}
