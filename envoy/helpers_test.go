@@ -1,12 +1,7 @@
 package envoy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -213,26 +208,6 @@ func loadConfig(t *testing.T, data []byte, rewrite map[string]string, env map[st
 		t.Fatal(err)
 	}
 	return config.Load(path, envLookup(env))
-}
-
-// writeTestKey writes a fresh P-256 private key (PKCS#8 PEM, what `tokengate keygen` writes) to
-// path, standing in for a key a container or a Kubernetes Secret would mount there.
-func writeTestKey(t *testing.T, path string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // selectRoute is tokengate's route selection when the gateway names no route (SPEC section 4,

@@ -17,6 +17,7 @@ import (
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 // The Istio files are loaded into Istio's own API types (istio.io/api): the spec of each resource
@@ -205,7 +206,7 @@ func loadIstioTokengate(t *testing.T, cm k8sObject) (*config.Config, []string) {
 	for _, f := range files {
 		local := filepath.Join(dir, strings.TrimPrefix(f, "/etc/tokengate/"))
 		if strings.HasSuffix(f, ".pem") {
-			writeTestKey(t, local)
+			testkit.WriteP256Key(t, local)
 		} else {
 			if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
 				t.Fatal(err)

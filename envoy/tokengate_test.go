@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 // The rig's identities, as README.md's curl commands use them.
@@ -141,7 +142,7 @@ func TestTokengateConfigs(t *testing.T) {
 	t.Run("replicas differ only in key and cache", func(t *testing.T) {
 		dir := t.TempDir()
 		keyFile := tgReplicasKeyFile(t)
-		writeTestKey(t, filepath.Join(dir, filepath.Base(keyFile)))
+		testkit.WriteP256Key(t, filepath.Join(dir, filepath.Base(keyFile)))
 		rep, err := loadConfig(t, readFile(t, "tokengate-replicas.yaml"),
 			map[string]string{filepath.Dir(keyFile) + "/": dir + "/"},
 			composeEnv(t, "docker-compose.replicas.yaml", "tokengate-a"))

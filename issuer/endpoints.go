@@ -88,17 +88,7 @@ const maxIntrospectTokenBytes = MaxBodyBytes
 // issuer, signed by a published key, that is valid now, and {"active":false} for anything
 // else, with no reason (§2.2).
 func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request) {
-	noStore(w.Header())
-	if r.Method != http.MethodPost {
-		writeError(w, errMethod)
-		return
-	}
-	p, oe := readParams(w, r, introspectParams)
-	if oe != nil {
-		writeError(w, oe)
-		return
-	}
-	cr, oe := clientCredentials(r, p)
+	p, cr, oe := readClientRequest(w, r, introspectParams)
 	if oe != nil {
 		writeError(w, oe)
 		return

@@ -1,7 +1,6 @@
 package issuer
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -17,47 +16,8 @@ import (
 
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
-
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Now().Truncate(time.Second)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // testKeyPEMs generates each test key once per test binary (RSA generation is slow).
 var testKeyPEMs = sync.OnceValue(func() map[string][]byte {
@@ -133,14 +93,14 @@ func testConfig(issuerURL string) Config {
 type env struct {
 	iss     *Issuer
 	srv     *httptest.Server
-	clock   *fakeClock
-	logs    *syncBuffer
+	clock   *testkit.Clock
+	logs    *testkit.LogBuffer
 	metrics *metrics.Metrics
 }
 
 func newEnv(t testing.TB, mutate func(*Config, *Options)) *env {
 	t.Helper()
-	e := &env{clock: newFakeClock(), logs: &syncBuffer{}, metrics: metrics.New()}
+	e := &env{clock: testkit.NewClock(time.Now().Truncate(time.Second)), logs: &testkit.LogBuffer{}, metrics: metrics.New()}
 	var handler http.Handler = http.NotFoundHandler()
 	var mu sync.RWMutex
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -63,6 +63,23 @@ func (l *limiter) refill(b *bucket, now time.Time) {
 	}
 }
 
+// bucketAt returns key's bucket brought up to date at now; a key seen for the first time gets a
+// full one. l.mu must be held.
+func (l *limiter) bucketAt(key [32]byte, now time.Time) *bucket {
+	b, found := l.buckets.Get(key)
+	if !found {
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets.Add(key, b)
+	}
+	l.refill(b, now)
+	return b
+}
+
+// untilOne is how long b, holding less than one attempt, takes to regain one.
+func (l *limiter) untilOne(b *bucket) time.Duration {
+	return time.Duration((1 - b.tokens) * float64(l.interval))
+}
+
 // take reserves one attempt for key. When the bucket is empty it reserves nothing and says how
 // long until one attempt comes back.
 func (l *limiter) take(key [32]byte, now time.Time) (ok bool, wait time.Duration) {
@@ -71,14 +88,9 @@ func (l *limiter) take(key [32]byte, now time.Time) (ok bool, wait time.Duration
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, found := l.buckets.Get(key)
-	if !found {
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets.Add(key, b)
-	}
-	l.refill(b, now)
+	b := l.bucketAt(key, now)
 	if b.tokens < 1 {
-		return false, time.Duration((1 - b.tokens) * float64(l.interval))
+		return false, l.untilOne(b)
 	}
 	b.tokens--
 	return true, 0
@@ -97,7 +109,7 @@ func (l *limiter) allow(key [32]byte, now time.Time) (ok bool, wait time.Duratio
 	}
 	l.refill(b, now)
 	if b.tokens < 1 {
-		return false, time.Duration((1 - b.tokens) * float64(l.interval))
+		return false, l.untilOne(b)
 	}
 	return true, 0
 }
@@ -109,12 +121,7 @@ func (l *limiter) fail(key [32]byte, now time.Time) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, found := l.buckets.Get(key)
-	if !found {
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets.Add(key, b)
-	}
-	l.refill(b, now)
+	b := l.bucketAt(key, now)
 	b.tokens = max(0, b.tokens-1)
 }
 

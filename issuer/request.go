@@ -23,6 +23,26 @@ var (
 	introspectParams = []string{"token", "token_type_hint", "client_id", "client_secret"}
 )
 
+// readClientRequest is how the token and introspection endpoints begin: it marks the answer
+// no-store, accepts only POST, reads the known parameters of the body (readParams) and finds the
+// client credentials (clientCredentials), without checking them yet. Every failure is the
+// *oauthError to answer.
+func readClientRequest(w http.ResponseWriter, r *http.Request, known []string) (map[string]string, credentials, *oauthError) {
+	noStore(w.Header())
+	if r.Method != http.MethodPost {
+		return nil, credentials{}, errMethod
+	}
+	p, oe := readParams(w, r, known)
+	if oe != nil {
+		return nil, credentials{}, oe
+	}
+	cr, oe := clientCredentials(r, p)
+	if oe != nil {
+		return nil, credentials{}, oe
+	}
+	return p, cr, nil
+}
+
 // readParams reads the body of a token or introspection request into the known parameters that
 // have a non-empty value (RFC 6749 §3.1: "Parameters sent without a value MUST be treated as if
 // they were omitted"). It accepts application/x-www-form-urlencoded (RFC 6749 §4.4.2) and, as

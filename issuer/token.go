@@ -33,17 +33,7 @@ type tokenResponse struct {
 // method, URL, body size and syntax, client-authentication syntax, grant_type, then client
 // authentication (behind the limiter), then scope and audience, which depend on the client.
 func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
-	noStore(w.Header())
-	if r.Method != http.MethodPost {
-		writeError(w, errMethod)
-		return
-	}
-	p, oe := readParams(w, r, tokenParams)
-	if oe != nil {
-		writeError(w, oe)
-		return
-	}
-	cr, oe := clientCredentials(r, p)
+	p, cr, oe := readClientRequest(w, r, tokenParams)
 	if oe != nil {
 		writeError(w, oe)
 		return

@@ -23,21 +23,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/testenv"
 )
-
-// syncBuffer is an io.Writer safe for the concurrent writes of a running server's logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func runCmd(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
@@ -141,9 +129,9 @@ func TestKeygen(t *testing.T) {
 var servingRE = regexp.MustCompile(`grpc_addr"?[=:]"?([0-9.:]+)[ ,"]*http_addr"?[=:]"?([0-9.:]+)`)
 
 // startServe runs `tokengate serve` in-process and returns its addresses once it serves.
-func startServe(t *testing.T, ctx context.Context, cfgPath string, extra ...string) (grpcAddr, httpAddr string, logs *syncBuffer, done chan error) {
+func startServe(t *testing.T, ctx context.Context, cfgPath string, extra ...string) (grpcAddr, httpAddr string, logs *testkit.LogBuffer, done chan error) {
 	t.Helper()
-	logs = &syncBuffer{}
+	logs = &testkit.LogBuffer{}
 	done = make(chan error, 1)
 	args := append([]string{"serve", "--config", cfgPath, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, extra...)
 	go func() { done <- run(ctx, args, strings.NewReader(""), &bytes.Buffer{}, logs) }()
@@ -296,7 +284,7 @@ func waitReady(t *testing.T, httpAddr string) {
 	t.Fatal("not ready within 10s")
 }
 
-func waitLog(t *testing.T, logs *syncBuffer, s string, n int) {
+func waitLog(t *testing.T, logs *testkit.LogBuffer, s string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for strings.Count(logs.String(), s) < n {

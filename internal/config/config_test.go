@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/bad/*.golden from the current output")
@@ -82,18 +84,8 @@ func writeTestCA(t testing.TB) string {
 // writeTestKey writes a freshly generated P-256 key (PKCS#8 PEM) to a temporary file.
 func writeTestKey(t testing.TB) string {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := filepath.Join(t.TempDir(), "test-key.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteP256Key(t, p)
 	return p
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/jwks/jwkstest"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 func TestCheckURL(t *testing.T) {
@@ -226,7 +227,7 @@ func TestFirstFetchFailsThenRecovers(t *testing.T) {
 	if srv.WaitJWKSRequests(1, 5*time.Second) < 1 {
 		t.Fatal("no start-up fetch")
 	}
-	eventually(t, "the failed start-up fetch to be counted", func() bool { return e.refreshCount(t, "error") >= 1 })
+	testkit.WaitFor(t, "the failed start-up fetch to be counted", 10*time.Second, 5*time.Millisecond, func() bool { return e.refreshCount(t, "error") >= 1 })
 	if e.r.Keys() != nil {
 		t.Fatal("keys loaded from a failing server")
 	}

@@ -164,7 +164,7 @@ func (c *Cache) Close() {
 // Fetch returns the token for tokengate's own credentials cc (gateway level, mode "fetch").
 // Errors match ErrUnavailable (503); a refusal of the credentials also matches ErrRejected.
 func (c *Cache) Fetch(ctx context.Context, route string, cc ClientCredentials) (Token, error) {
-	return c.fetch(ctx, route, cc, CredentialsKey(ModeFetch, cc))
+	return c.byCredentials(ctx, route, ModeFetch, cc, CredentialsKey(ModeFetch, cc))
 }
 
 // Source is one fetch route's credentials with its cache key computed once, so that the hot path
@@ -185,20 +185,22 @@ func (s *Source) Key() Key { return s.key }
 
 // FetchSource is Fetch with a prepared Source.
 func (c *Cache) FetchSource(ctx context.Context, s *Source) (Token, error) {
-	return c.fetch(ctx, s.route, s.cc, s.key)
+	return c.byCredentials(ctx, s.route, ModeFetch, s.cc, s.key)
 }
 
-func (c *Cache) fetch(ctx context.Context, route string, cc ClientCredentials, key Key) (Token, error) {
+// byCredentials is Fetch and Exchange once key is known: the cached token, or one requested at
+// the IdP with cc, which may be shared through the Store.
+func (c *Cache) byCredentials(ctx context.Context, route, mode string, cc ClientCredentials, key Key) (Token, error) {
 	if tok, ok := c.fresh(key); ok {
 		return tok, nil
 	}
 	return c.get(ctx, &request{
 		route:   route,
-		mode:    ModeFetch,
+		mode:    mode,
 		key:     key,
 		timeout: cc.timeout(),
 		shared:  true,
-		acquire: func(ctx context.Context) (Token, error) { return c.requestToken(ctx, ModeFetch, cc) },
+		acquire: func(ctx context.Context) (Token, error) { return c.requestToken(ctx, mode, cc) },
 	})
 }
 
@@ -212,18 +214,7 @@ func (c *Cache) Exchange(ctx context.Context, route string, cc ClientCredentials
 		c.m.UpstreamToken(route, ModeExchange, "rejected")
 		return Token{}, &Error{Mode: ModeExchange, Reason: ReasonMissingCredentials, rejected: true}
 	}
-	key := CredentialsKey(ModeExchange, cc)
-	if tok, ok := c.fresh(key); ok {
-		return tok, nil
-	}
-	return c.get(ctx, &request{
-		route:   route,
-		mode:    ModeExchange,
-		key:     key,
-		timeout: cc.timeout(),
-		shared:  true,
-		acquire: func(ctx context.Context) (Token, error) { return c.requestToken(ctx, ModeExchange, cc) },
-	})
+	return c.byCredentials(ctx, route, ModeExchange, cc, CredentialsKey(ModeExchange, cc))
 }
 
 // Mint returns the token cached under (route, key), calling mint (tokengate's own issuer, no

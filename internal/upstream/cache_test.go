@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 // Row 25: a cold cache and many concurrent callers make exactly one IdP call, and all of them get
@@ -39,7 +40,7 @@ func TestConcurrentColdKeyOneIdPCall(t *testing.T) {
 					toks[j], errs[j] = tok.AccessToken, err
 				})
 			}
-			waitFor(t, "callers to start", 5*time.Second, func() bool { return started.Load() == int64(n) && i.n() == 1 })
+			testkit.WaitFor(t, "callers to start", 5*time.Second, 2*time.Millisecond, func() bool { return started.Load() == int64(n) && i.n() == 1 })
 			close(release)
 			wg.Wait()
 			for j := range n {
@@ -71,7 +72,7 @@ func TestCanceledCallerDoesNotFailOthers(t *testing.T) {
 		_, err := c.Fetch(ctx, "r", cc)
 		firstDone <- err
 	}()
-	waitFor(t, "the IdP call", 5*time.Second, func() bool { return i.n() == 1 })
+	testkit.WaitFor(t, "the IdP call", 5*time.Second, 2*time.Millisecond, func() bool { return i.n() == 1 })
 	second := make(chan error, 1)
 	go func() {
 		_, err := c.Fetch(bg, "r", cc)
@@ -138,7 +139,7 @@ func TestSteadyStreamAcrossRefresh(t *testing.T) {
 		wg.Go(func() { check("concurrent during refresh") })
 	}
 	wg.Wait()
-	waitFor(t, "the refresh request", 5*time.Second, func() bool { return i.n() == 2 })
+	testkit.WaitFor(t, "the refresh request", 5*time.Second, 2*time.Millisecond, func() bool { return i.n() == 2 })
 	close(hold)
 	idle(t, c, key)
 	second := check("after refresh")
@@ -428,7 +429,7 @@ func TestMint(t *testing.T) {
 	for j := range 50 {
 		wg.Go(func() { toks[j], _ = c.Mint(bg, "billing", "sub=alice", 5*time.Second, mint) })
 	}
-	waitFor(t, "mint call", 5*time.Second, func() bool { return calls.Load() == 1 })
+	testkit.WaitFor(t, "mint call", 5*time.Second, 2*time.Millisecond, func() bool { return calls.Load() == 1 })
 	close(release)
 	wg.Wait()
 	for _, tok := range toks {
@@ -469,7 +470,7 @@ func TestMint(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("expired mint: %v", err)
 	}
-	if got := counter(t, m, "tokengate_upstream_token_requests_total", map[string]string{"route": "billing", "mode": "mint", "result": "success"}); got != 3 {
+	if got := testkit.CounterValue(t, m, "tokengate_upstream_token_requests_total", map[string]string{"route": "billing", "mode": "mint", "result": "success"}); got != 3 {
 		t.Fatalf("mint successes counted %v, want 3", got)
 	}
 }

@@ -10,31 +10,8 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
-
-// counter reads one sample of a counter vector from the registry.
-func counter(t testing.TB, m *metrics.Metrics, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, metric := range mf.GetMetric() {
-			for _, lp := range metric.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue next
-				}
-			}
-			return metric.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
 
 // exchangeIDP accepts two registered clients and answers each its own token; anything else is
 // invalid_client (401, as RFC 6749 §5.2 says for Basic).
@@ -147,7 +124,7 @@ func TestExchange(t *testing.T) {
 	if !strings.Contains(logs, `"idp_error":"invalid_client"`) {
 		t.Fatalf("log lacks the IdP error code: %s", logs)
 	}
-	if got := counter(t, m, "tokengate_upstream_token_requests_total", map[string]string{"route": "legacy", "mode": "exchange", "result": "negative_cache"}); got < 20 {
+	if got := testkit.CounterValue(t, m, "tokengate_upstream_token_requests_total", map[string]string{"route": "legacy", "mode": "exchange", "result": "negative_cache"}); got < 20 {
 		t.Fatalf("negative cache hits counted %v", got)
 	}
 
@@ -168,13 +145,13 @@ func TestMetricsAndHitMiss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := counter(t, m, "tokengate_upstream_token_requests_total", map[string]string{"route": "partner", "mode": "fetch", "result": "success"}); got != 1 {
+	if got := testkit.CounterValue(t, m, "tokengate_upstream_token_requests_total", map[string]string{"route": "partner", "mode": "fetch", "result": "success"}); got != 1 {
 		t.Fatalf("success = %v", got)
 	}
-	if got := counter(t, m, "tokengate_cache_hits_total", map[string]string{"cache": "upstream_tokens"}); got != 4 {
+	if got := testkit.CounterValue(t, m, "tokengate_cache_hits_total", map[string]string{"cache": "upstream_tokens"}); got != 4 {
 		t.Fatalf("hits = %v", got)
 	}
-	if got := counter(t, m, "tokengate_cache_misses_total", map[string]string{"cache": "upstream_tokens"}); got != 1 {
+	if got := testkit.CounterValue(t, m, "tokengate_cache_misses_total", map[string]string{"cache": "upstream_tokens"}); got != 1 {
 		t.Fatalf("misses = %v", got)
 	}
 	i.set(func(w http.ResponseWriter, r *http.Request, n int64) {
@@ -182,7 +159,7 @@ func TestMetricsAndHitMiss(t *testing.T) {
 	})
 	cc.ClientID = "other"
 	_, _ = c.Fetch(bg, "partner", cc)
-	if got := counter(t, m, "tokengate_upstream_token_requests_total", map[string]string{"route": "partner", "mode": "fetch", "result": "rejected"}); got != 1 {
+	if got := testkit.CounterValue(t, m, "tokengate_upstream_token_requests_total", map[string]string{"route": "partner", "mode": "fetch", "result": "rejected"}); got != 1 {
 		t.Fatalf("rejected = %v", got)
 	}
 }

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,27 +12,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
-// fakeClock is a clock tests move by hand: no sleeping to reach a refresh point or an expiry.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Now().Truncate(time.Second)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock is a hand-moved clock starting at the current second.
+func newClock() *testkit.Clock { return testkit.NewClock(time.Now().Truncate(time.Second)) }
 
 // seen is what the IdP received in one request.
 type seen struct {
@@ -123,46 +107,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// logBuf is a goroutine-safe buffer for a slog handler.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLogger() (*slog.Logger, *logBuf) {
-	b := &logBuf{}
+func newLogger() (*slog.Logger, *testkit.LogBuffer) {
+	b := &testkit.LogBuffer{}
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // idle waits until no refresh of key is running (the IdP's latency, negligible next to a
 // token's lifetime, has passed).
 func idle(t testing.TB, c *Cache, key Key) {
 	t.Helper()
-	waitFor(t, "refresh to finish", 5*time.Second, func() bool {
+	testkit.WaitFor(t, "refresh to finish", 5*time.Second, 2*time.Millisecond, func() bool {
 		e, ok := c.tokens.Peek(key)
 		return !ok || !e.refreshing.Load()
 	})
@@ -172,7 +126,7 @@ func baseCC(i *idp) ClientCredentials {
 	return ClientCredentials{TokenURL: i.url(), ClientID: "gw", ClientSecret: "gw-secret-value", Timeout: 500 * time.Millisecond}
 }
 
-func newTestCache(t testing.TB, clk *fakeClock, mod func(*Options)) *Cache {
+func newTestCache(t testing.TB, clk *testkit.Clock, mod func(*Options)) *Cache {
 	t.Helper()
 	o := Options{Now: clk.Now, BackoffBase: time.Second, BackoffMax: 8 * time.Second}
 	if mod != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/tokengate/tokengate/internal/jwks"
 	"github.com/tokengate/tokengate/internal/jwks/jwkstest"
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 func TestNewRefusesBadProviders(t *testing.T) {
@@ -135,8 +136,8 @@ func TestDroppedKeys(t *testing.T) {
 func TestUnavailableThenRecovers(t *testing.T) {
 	f := newFixture(t, nil)
 	f.srv.SetMode(jwkstest.Status500)
-	eventually(t, "the failed start-up fetch", func() bool {
-		return counter(t, f.m, "tokengate_jwks_refresh_total", map[string]string{"provider": "corp", "result": "error"}) >= 1
+	testkit.WaitFor(t, "the failed start-up fetch", 10*time.Second, 5*time.Millisecond, func() bool {
+		return testkit.CounterValue(t, f.m, "tokengate_jwks_refresh_total", map[string]string{"provider": "corp", "result": "error"}) >= 1
 	})
 	tok := f.token("k1", f.claims())
 	_, err := f.verify(tok)
@@ -181,7 +182,7 @@ func TestJWKSDownAfterStart(t *testing.T) {
 			})
 			f.ready(t)
 			errCount := func() float64 {
-				return counter(t, f.m, "tokengate_jwks_refresh_total", map[string]string{"provider": "corp", "result": "error"})
+				return testkit.CounterValue(t, f.m, "tokengate_jwks_refresh_total", map[string]string{"provider": "corp", "result": "error"})
 			}
 			before := errCount() // a loaded machine may have timed out the start-up fetch once
 			mode.set(f.srv)
@@ -371,10 +372,10 @@ func TestSameIssuerTwoProviders(t *testing.T) {
 
 func TestVerifiedTokenCache(t *testing.T) {
 	hits := func(f *fixture) float64 {
-		return counter(t, f.m, "tokengate_cache_hits_total", map[string]string{"cache": "verified_tokens"})
+		return testkit.CounterValue(t, f.m, "tokengate_cache_hits_total", map[string]string{"cache": "verified_tokens"})
 	}
 	misses := func(f *fixture) float64 {
-		return counter(t, f.m, "tokengate_cache_misses_total", map[string]string{"cache": "verified_tokens"})
+		return testkit.CounterValue(t, f.m, "tokengate_cache_misses_total", map[string]string{"cache": "verified_tokens"})
 	}
 	t.Run("second verify does no signature work", func(t *testing.T) {
 		f := newFixture(t, nil)

@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/tokengate/tokengate/internal/jwks/jwkstest"
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 const (
@@ -24,38 +22,18 @@ const (
 	lifetime   = time.Hour
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+// newClock is a hand-moved clock at a fixed start, the same in every run.
+func newClock() *testkit.Clock { return testkit.NewClock(time.Unix(1_800_000_000, 0)) }
 
 // fixture is one provider "corp" served by a real JWKS server on 127.0.0.1.
 type fixture struct {
-	clock *fakeClock
+	clock *testkit.Clock
 	srv   *jwkstest.Server
 	keys  map[string]*jwkstest.Key
 	m     *metrics.Metrics
 	v     *Verifier
-	logs  *syncBuffer
+	logs  *testkit.LogBuffer
 }
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // corpKeys: two ES256 keys (so a token without kid is ambiguous for ES256) and one RS256.
 var corpKeys = sync.OnceValue(func() map[string]*jwkstest.Key {
@@ -77,7 +55,7 @@ func corpProvider(srv *jwkstest.Server) Provider {
 func newFixture(t testing.TB, mod func(*Options)) *fixture {
 	t.Helper()
 	keys := corpKeys()
-	f := &fixture{clock: newClock(), keys: keys, m: metrics.New(), logs: &syncBuffer{}}
+	f := &fixture{clock: newClock(), keys: keys, m: metrics.New(), logs: &testkit.LogBuffer{}}
 	f.srv = jwkstest.NewServer(t, jwkstest.PublicSet(keys["k1"], keys["k2"], keys["r1"]))
 	opts := Options{
 		Providers: []Provider{corpProvider(f.srv)},
@@ -150,44 +128,4 @@ func expectError(t testing.TB, err error, kind Kind, desc string, secrets ...str
 	}
 }
 
-func counter(t testing.TB, m *metrics.Metrics, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, mt := range mf.GetMetric() {
-			if hasLabels(mt, labels) {
-				return mt.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
-func hasLabels(m *dto.Metric, want map[string]string) bool {
-	n := 0
-	for _, l := range m.GetLabel() {
-		if v, ok := want[l.GetName()]; ok && v == l.GetValue() {
-			n++
-		}
-	}
-	return n == len(want)
-}
-
 func raw(s string) json.RawMessage { return json.RawMessage(s) }
-
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

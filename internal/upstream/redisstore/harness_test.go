@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/internal/upstream"
 )
 
@@ -150,25 +151,8 @@ func ping(addr string, tc *tls.Config) bool {
 	return err == nil && (line == "+PONG\r\n" || strings.HasPrefix(line, "-NOAUTH"))
 }
 
-// fakeClock is the token clock shared by the replicas of a test fleet.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Now().Truncate(time.Second)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock is the token clock shared by the replicas of a test fleet, moved by hand.
+func newClock() *testkit.Clock { return testkit.NewClock(time.Now().Truncate(time.Second)) }
 
 // idp is a counting token endpoint; hold makes answers wait until released.
 type idp struct {
@@ -208,35 +192,17 @@ func (i *idp) cc(clientID string) upstream.ClientCredentials {
 	return upstream.ClientCredentials{TokenURL: i.srv.URL + "/token", ClientID: clientID, ClientSecret: "s3cret-" + clientID, Scopes: []string{"orders.read"}, Timeout: 3 * time.Second}
 }
 
-// logBuf is a goroutine-safe log sink.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // replica is one tokengate process of a fleet: its own local cache, Redis connections, metrics.
 type replica struct {
 	cache *upstream.Cache
 	store *Store
 	m     *metrics.Metrics
-	log   *logBuf
+	log   *testkit.LogBuffer
 }
 
-func newReplica(t testing.TB, addr string, clk *fakeClock, mod func(*Options)) *replica {
+func newReplica(t testing.TB, addr string, clk *testkit.Clock, mod func(*Options)) *replica {
 	t.Helper()
-	r := &replica{m: metrics.New(), log: &logBuf{}}
+	r := &replica{m: metrics.New(), log: &testkit.LogBuffer{}}
 	logger := slog.New(slog.NewJSONHandler(r.log, nil))
 	o := Options{Addr: addr, KeyPrefix: "tg-test:", Timeout: 200 * time.Millisecond, LockTTL: 300 * time.Millisecond,
 		RetryInterval: 100 * time.Millisecond, Logger: logger, Metrics: r.m, Now: clk.Now}
@@ -256,48 +222,12 @@ func newReplica(t testing.TB, addr string, clk *fakeClock, mod func(*Options)) *
 	return r
 }
 
-func newFleet(t testing.TB, n int, addr string, clk *fakeClock, mod func(*Options)) []*replica {
+func newFleet(t testing.TB, n int, addr string, clk *testkit.Clock, mod func(*Options)) []*replica {
 	fleet := make([]*replica, n)
 	for k := range fleet {
 		fleet[k] = newReplica(t, addr, clk, mod)
 	}
 	return fleet
-}
-
-// counter reads one sample of a counter vector.
-func counter(t testing.TB, m *metrics.Metrics, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, metric := range mf.GetMetric() {
-			for _, lp := range metric.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue next
-				}
-			}
-			sum += metric.GetCounter().GetValue()
-		}
-	}
-	return sum
-}
-
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 var bg = context.Background()

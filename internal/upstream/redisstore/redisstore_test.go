@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/internal/upstream"
 )
 
@@ -49,10 +50,10 @@ func TestFleetSingleFlightAndRefresh(t *testing.T) {
 				}
 			}
 			// Hold the IdP until every other replica is waiting on the lock holder.
-			waitFor(t, "replicas waiting on the lock", 5*time.Second, func() bool {
+			testkit.WaitFor(t, "replicas waiting on the lock", 5*time.Second, 2*time.Millisecond, func() bool {
 				waiting := 0
 				for _, r := range fleet {
-					if counter(t, r.m, "tokengate_redis_operations_total", map[string]string{"op": "lock", "result": "busy"}) > 0 {
+					if testkit.CounterValue(t, r.m, "tokengate_redis_operations_total", map[string]string{"op": "lock", "result": "busy"}) > 0 {
 						waiting++
 					}
 				}
@@ -83,7 +84,7 @@ func TestFleetSingleFlightAndRefresh(t *testing.T) {
 					}
 				}
 				var next string
-				waitFor(t, "every replica to hold the refreshed token", 5*time.Second, func() bool {
+				testkit.WaitFor(t, "every replica to hold the refreshed token", 5*time.Second, 2*time.Millisecond, func() bool {
 					for _, r := range fleet {
 						tok, err := r.cache.Fetch(bg, "partner", cc)
 						if err != nil || tok.AccessToken == prev || (next != "" && tok.AccessToken != next) {
@@ -129,7 +130,7 @@ func TestLockHolderDies(t *testing.T) {
 				_, err := fleet[0].cache.Fetch(bg, "partner", cc)
 				holderErr <- err
 			}()
-			waitFor(t, "the holder's IdP call", 5*time.Second, func() bool { return i.n() == 1 })
+			testkit.WaitFor(t, "the holder's IdP call", 5*time.Second, 2*time.Millisecond, func() bool { return i.n() == 1 })
 			type res struct {
 				tok  string
 				err  error
@@ -143,9 +144,9 @@ func TestLockHolderDies(t *testing.T) {
 					results <- res{tok.AccessToken, err, time.Since(start)}
 				}()
 			}
-			waitFor(t, "the others to wait on the lock", 5*time.Second, func() bool {
+			testkit.WaitFor(t, "the others to wait on the lock", 5*time.Second, 2*time.Millisecond, func() bool {
 				for _, r := range fleet[1:] {
-					if counter(t, r.m, "tokengate_redis_operations_total", map[string]string{"op": "lock", "result": "busy"}) == 0 {
+					if testkit.CounterValue(t, r.m, "tokengate_redis_operations_total", map[string]string{"op": "lock", "result": "busy"}) == 0 {
 						return false
 					}
 				}
@@ -209,7 +210,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	}
 	// Past the refresh point: each replica refreshes locally (Redis cannot coordinate).
 	clk.Advance(85 * time.Second)
-	waitFor(t, "local refreshes", 5*time.Second, func() bool {
+	testkit.WaitFor(t, "local refreshes", 5*time.Second, 2*time.Millisecond, func() bool {
 		for _, r := range fleet {
 			tok, err := r.cache.Fetch(bg, "partner", cc)
 			if err != nil {
@@ -242,7 +243,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	if err := rp.start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "replicas to reconnect", 10*time.Second, func() bool {
+	testkit.WaitFor(t, "replicas to reconnect", 10*time.Second, 2*time.Millisecond, func() bool {
 		for _, r := range fleet {
 			if r.store.Ping(bg) != nil {
 				return false
@@ -593,7 +594,7 @@ func BenchmarkLocalHit(b *testing.B) {
 			}
 			var before float64
 			if r != nil {
-				before = counter(b, r.m, "tokengate_redis_operations_total", nil)
+				before = testkit.CounterValue(b, r.m, "tokengate_redis_operations_total", nil)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -606,7 +607,7 @@ func BenchmarkLocalHit(b *testing.B) {
 			})
 			b.StopTimer()
 			if r != nil {
-				if after := counter(b, r.m, "tokengate_redis_operations_total", nil); after != before {
+				if after := testkit.CounterValue(b, r.m, "tokengate_redis_operations_total", nil); after != before {
 					b.Fatalf("the hot path touched Redis: %v operations", after-before)
 				}
 			}
