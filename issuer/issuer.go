@@ -112,6 +112,11 @@ type Options struct {
 	IPFailureInterval time.Duration
 	// LimiterSize bounds the number of buckets of each limiter (an LRU).
 	LimiterSize int
+	// Previous is the issuer this one replaces on a configuration reload: its generated
+	// (ephemeral) keys whose kid and alg are unchanged are kept, so a reload does not invalidate
+	// every token they signed, and its brute-force limiters are kept, so a reload does not
+	// reset a guesser's penalty.
+	Previous *Issuer
 }
 
 // client is the validated, frozen form of a Client.
@@ -132,6 +137,7 @@ type Issuer struct {
 	base      string // issuerURL without a trailing slash, for endpoint URLs
 	ttl       time.Duration
 	keys      []*jose.SigningKey
+	ephemeral []*jose.SigningKey // the generated ones among keys (kept across reloads)
 	kids      []string
 	jwks      []byte
 	keySet    *jose.KeySet
@@ -180,7 +186,7 @@ func New(cfg Config, opts Options) (*Issuer, error) {
 	case i.ttl < time.Second:
 		return nil, fmt.Errorf("issuer: token_ttl %s: must be at least 1s", cfg.TokenTTL)
 	}
-	if err := i.loadKeys(cfg.Keys); err != nil {
+	if err := i.loadKeys(cfg.Keys, opts.Previous); err != nil {
 		return nil, err
 	}
 	for n, c := range cfg.Clients {
@@ -198,6 +204,11 @@ func New(cfg Config, opts Options) (*Issuer, error) {
 	if _, err := i.random(i.dummy[:]); err != nil {
 		return nil, fmt.Errorf("issuer: random: %w", err)
 	}
+	if prev := opts.Previous; prev != nil {
+		// The limiters' settings are not configurable from the file, so they carry over whole.
+		i.limitID, i.limitIP = prev.limitID, prev.limitIP
+		return i, nil
+	}
 	i.limitID = newLimiter(orInt(opts.FailureBurst, DefaultFailureBurst),
 		orDuration(opts.FailureInterval, DefaultFailureInterval), orInt(opts.LimiterSize, DefaultLimiterSize))
 	if opts.IPFailureBurst >= 0 {
@@ -205,6 +216,19 @@ func New(cfg Config, opts Options) (*Issuer, error) {
 			orDuration(opts.IPFailureInterval, DefaultIPFailureInterval), orInt(opts.LimiterSize, DefaultLimiterSize))
 	}
 	return i, nil
+}
+
+// generated returns i's generated key named kid for alg, or nil (also for a nil i).
+func (i *Issuer) generated(kid, alg string) *jose.SigningKey {
+	if i == nil {
+		return nil
+	}
+	for _, k := range i.ephemeral {
+		if k.KeyID() == kid && k.Algorithm() == alg {
+			return k
+		}
+	}
+	return nil
 }
 
 func orInt(v, def int) int {
@@ -246,7 +270,7 @@ func validateIssuerURL(s string) error {
 	return nil
 }
 
-func (i *Issuer) loadKeys(cfgs []KeyConfig) error {
+func (i *Issuer) loadKeys(cfgs []KeyConfig, prev *Issuer) error {
 	if len(cfgs) == 0 {
 		return errors.New("issuer: signing_keys: at least one key required")
 	}
@@ -258,6 +282,8 @@ func (i *Issuer) loadKeys(cfgs []KeyConfig) error {
 		switch {
 		case kc.Generate && len(kc.PEM) > 0:
 			return fmt.Errorf("issuer: signing_keys[%d]: generate and a key file are exclusive", n)
+		case kc.Generate && prev.generated(kc.Kid, kc.Alg) != nil:
+			k = prev.generated(kc.Kid, kc.Alg)
 		case kc.Generate:
 			k, err = jose.GenerateKey(kc.Alg, kc.Kid)
 			if err == nil {
@@ -276,6 +302,9 @@ func (i *Issuer) loadKeys(cfgs []KeyConfig) error {
 			return fmt.Errorf("issuer: signing_keys[%d]: duplicate kid %q", n, k.KeyID())
 		}
 		i.keys = append(i.keys, k)
+		if kc.Generate {
+			i.ephemeral = append(i.ephemeral, k)
+		}
 		i.kids = append(i.kids, k.KeyID())
 		if !slices.Contains(i.algs, k.Algorithm()) {
 			i.algs = append(i.algs, k.Algorithm())

@@ -244,3 +244,36 @@ func TestHashSecret(t *testing.T) {
 		t.Error("HashSecret digest does not authenticate exactly its secret")
 	}
 }
+
+// TestReloadKeepsGeneratedKeysAndLimiters: an issuer built with Previous keeps the generated
+// keys whose kid and alg did not change (tokens they signed keep verifying after a reload) and
+// the brute-force limiters; a changed alg makes a new key.
+func TestReloadKeepsGeneratedKeysAndLimiters(t *testing.T) {
+	cfg := Config{IssuerURL: "https://issuer.test", Keys: []KeyConfig{{Kid: "dev", Alg: "ES256", Generate: true}},
+		Clients: []Client{{ID: "c", SecretHashes: [][32]byte{DigestSecret("s")}, Audiences: []string{"a"}}}}
+	first, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := New(cfg, Options{Previous: first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(same.PublicJWKS()) != string(first.PublicJWKS()) {
+		t.Fatal("a reload with the same kid and alg generated a new key")
+	}
+	if same.limitID != first.limitID {
+		t.Fatal("a reload reset the brute-force limiter")
+	}
+	cfg.Keys[0].Alg = "EdDSA"
+	changed, err := New(cfg, Options{Previous: first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(changed.PublicJWKS()) == string(first.PublicJWKS()) {
+		t.Fatal("a changed alg kept the old key")
+	}
+	if fresh, _ := New(Config{IssuerURL: cfg.IssuerURL, Keys: []KeyConfig{{Kid: "dev", Alg: "ES256", Generate: true}}, Clients: cfg.Clients}, Options{}); string(fresh.PublicJWKS()) == string(first.PublicJWKS()) {
+		t.Fatal("without Previous a new key must be generated")
+	}
+}

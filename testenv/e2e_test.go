@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 
@@ -319,5 +320,68 @@ func TestReadinessAndMetrics(t *testing.T) {
 	}
 	if strings.Contains(string(body), tok) {
 		t.Error("/metrics holds a token")
+	}
+}
+
+// TestReloadAndKeyRotation: a reload keeps the generated signing key (tokens issued before it
+// still work) and cached upstream tokens; a reload that replaces the signing key never serves a
+// minted token signed by the retired key.
+func TestReloadAndKeyRotation(t *testing.T) {
+	s := startStack(t)
+	ctx := context.Background()
+	tok, err := s.ClientToken(ctx, "echo.read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := s.Gateway.URL()
+	minted := func() string {
+		t.Helper()
+		r := call(t, gw, "/mint/a", bearer(tok))
+		if r.status != 200 || len(r.echo.Headers["Authorization"]) != 1 {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		return strings.TrimPrefix(r.echo.Headers["Authorization"][0], "Bearer ")
+	}
+	before := minted()
+	fetchedBefore := call(t, gw, "/fetch/a", bearer(tok)).echo.Headers["Authorization"]
+	idpCalls := s.IdP.TokenRequests.Load()
+
+	if err := s.App.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := minted(); got != before {
+		t.Error("an unchanged reload dropped the cached minted token")
+	}
+	if got := call(t, gw, "/fetch/a", bearer(tok)).echo.Headers["Authorization"]; len(got) != 1 || got[0] != fetchedBefore[0] {
+		t.Errorf("fetched token after reload %q, before %q", got, fetchedBefore)
+	}
+	if n := s.IdP.TokenRequests.Load(); n != idpCalls {
+		t.Errorf("a reload caused %d IdP calls", n-idpCalls)
+	}
+
+	// Rotate: the only signing key gets a new kid. The caller's old token is no longer
+	// verifiable (its key is gone) — get a new one — and the minted token must be re-signed.
+	cfg, err := os.ReadFile(s.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.ConfigPath, []byte(strings.Replace(string(cfg), "kid: demo-es256", "kid: demo-rotated", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.App.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, gw, "/mint/a", bearer(tok)); r.status != http.StatusUnauthorized {
+		t.Fatalf("a token signed by a retired key: status %d", r.status)
+	}
+	if tok, err = s.ClientToken(ctx, "echo.read"); err != nil {
+		t.Fatal(err)
+	}
+	after := minted()
+	if claims := introspect(t, s, after); claims["active"] != true {
+		t.Fatalf("minted token after rotation is not active: %v", claims)
+	}
+	if introspect(t, s, before)["active"] != false {
+		t.Error("the token signed by the retired key is still active")
 	}
 }

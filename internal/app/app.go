@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -58,6 +59,9 @@ type App struct {
 	store   *redisstore.Store // nil without cache.redis
 
 	mu    sync.Mutex // serializes reloads
+	// started is the configuration the process started with: listeners and caches are built
+	// once, so a reload that changes them is told to restart.
+	started *config.Config
 	state atomic.Pointer[state]
 
 	grpcLis, httpLis net.Listener
@@ -89,7 +93,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 			return nil, err
 		}
 	}
-	a := &App{opts: opts, logger: opts.Logger, metrics: metrics.New()}
+	a := &App{opts: opts, logger: opts.Logger, metrics: metrics.New(), started: cfg}
 	if opts.HTTPClient == nil {
 		a.opts.HTTPClient = newHTTPClient()
 	}
@@ -254,6 +258,10 @@ func (a *App) Reload(ctx context.Context) (err error) {
 	cfg, err := config.Load(a.opts.ConfigPath, a.opts.Env)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
+	}
+	if cfg.Server.GRPCAddr != a.started.Server.GRPCAddr || cfg.Server.HTTPAddr != a.started.Server.HTTPAddr ||
+		!reflect.DeepEqual(cfg.Cache, a.started.Cache) {
+		a.logger.Warn("server addresses and cache settings take effect at the next restart; the rest of the new configuration applies now")
 	}
 	old := a.state.Load()
 	st, err := a.build(ctx, cfg, old)

@@ -20,7 +20,11 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 	st := &state{}
 	var minter extauthz.Minter
 	if cfg.Issuer != nil {
-		iss, err := issuer.New(issuerConfig(cfg.Issuer), issuer.Options{Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now})
+		var prevIssuer *issuer.Issuer
+		if prev != nil {
+			prevIssuer = prev.issuer
+		}
+		iss, err := issuer.New(issuerConfig(cfg.Issuer), issuer.Options{Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now, Previous: prevIssuer})
 		if err != nil {
 			return nil, fmt.Errorf("issuer: %w", err)
 		}
