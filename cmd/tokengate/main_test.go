@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/testkit"
@@ -191,6 +194,7 @@ func TestServeSignalsAndReloadUnderLoad(t *testing.T) {
 	}
 	defer conn.Close()
 	client := authv3.NewAuthorizationClient(conn)
+	assertHealthAndReflection(t, conn)
 	check := func(route string) (code.Code, error) {
 		req := testenv.CheckRequestFor(mustRequest(t, "/x", "Bearer "+tok))
 		if route != "" {
@@ -292,5 +296,40 @@ func waitLog(t *testing.T, logs *testkit.LogBuffer, s string, n int) {
 			t.Fatalf("log never had %q %d times:\n%s", s, n, logs.String())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// assertHealthAndReflection: grpc.health.v1 answers SERVING for the server and for the
+// Authorization service, and server reflection lists the services (grpcurl and ghz need it).
+func assertHealthAndReflection(t *testing.T, conn *grpc.ClientConn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hc := healthpb.NewHealthClient(conn)
+	for _, svc := range []string{"", "envoy.service.auth.v3.Authorization"} {
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health %q: %v %v", svc, resp.GetStatus(), err)
+		}
+	}
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	for _, want := range []string{"envoy.service.auth.v3.Authorization", "grpc.health.v1.Health"} {
+		if !slices.Contains(names, want) {
+			t.Fatalf("reflection lists %v, missing %s", names, want)
+		}
 	}
 }
