@@ -271,7 +271,7 @@ func (a *App) Reload(ctx context.Context) (err error) {
 	a.state.Store(st)
 	a.engine.Swap(st.authorizer)
 	a.updateHealth()
-	old.retire()
+	old.close()
 	a.logger.Info("configuration reloaded", slog.Int("routes", len(cfg.Routes)), slog.Int("providers", len(cfg.Providers)))
 	return nil
 }

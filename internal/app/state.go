@@ -31,9 +31,8 @@ func (s *state) missing() []string {
 	return s.verifier.Missing()
 }
 
-// retire releases what a newer state did not take over.
-func (s *state) retire() { s.close() }
-
+// close releases what the state holds; key sources a newer state took over stay open (the
+// verifier counts their users).
 func (s *state) close() {
 	if s.verifier != nil {
 		s.verifier.Close()
@@ -44,11 +43,12 @@ func (s *state) close() {
 type issuerMinter struct {
 	iss   *issuer.Issuer
 	epoch string
+	now   func() time.Time
 }
 
-func newIssuerMinter(iss *issuer.Issuer) *issuerMinter {
+func newIssuerMinter(iss *issuer.Issuer, now func() time.Time) *issuerMinter {
 	sum := sha256.Sum256(iss.PublicJWKS())
-	return &issuerMinter{iss: iss, epoch: hex.EncodeToString(sum[:8])}
+	return &issuerMinter{iss: iss, epoch: hex.EncodeToString(sum[:8]), now: now}
 }
 
 func (m *issuerMinter) Mint(ctx context.Context, r extauthz.MintRequest) (upstream.Token, error) {
@@ -59,7 +59,7 @@ func (m *issuerMinter) Mint(ctx context.Context, r extauthz.MintRequest) (upstre
 	if err != nil {
 		return upstream.Token{}, err
 	}
-	return upstream.Token{AccessToken: tok, Expiry: exp, IssuedAt: time.Now()}, nil
+	return upstream.Token{AccessToken: tok, Expiry: exp, IssuedAt: m.now()}, nil
 }
 
 // KeyEpoch is a hash of the published keys: a reload that changes them changes every mint

@@ -31,7 +31,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 		st.issuer = iss
 		st.issuerMux = http.NewServeMux()
 		iss.Register(st.issuerMux)
-		minter = newIssuerMinter(iss)
+		minter = newIssuerMinter(iss, a.opts.Now)
 	}
 
 	var providers []verify.Provider
