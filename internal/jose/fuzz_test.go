@@ -24,9 +24,9 @@ func newFuzzFixture(tb testing.TB) *fuzzFixture {
 	fx := &fuzzFixture{keys: map[string]*SigningKey{}, validInputs: map[string]bool{}}
 	var list []*SigningKey
 	for _, k := range []struct{ file, alg, kid string }{
-		{"testdata/fuzz-rsa.pem", "RS256", "fz-rs"},
-		{"testdata/fuzz-ec.pem", "ES256", "fz-es"},
-		{"testdata/fuzz-ed25519.pem", "EdDSA", "fz-ed"},
+		{"testdata/TEST-ONLY-fuzz-rsa.pem", "RS256", "fz-rs"},
+		{"testdata/TEST-ONLY-fuzz-ec.pem", "ES256", "fz-es"},
+		{"testdata/TEST-ONLY-fuzz-ed25519.pem", "EdDSA", "fz-ed"},
 	} {
 		data, err := os.ReadFile(k.file)
 		if err != nil {
