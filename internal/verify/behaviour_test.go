@@ -134,8 +134,9 @@ func TestDroppedKeys(t *testing.T) {
 // TestUnavailableThenRecovers covers row 22: keys never loaded → KindUnavailable (503) and
 // Missing lists the provider; once the JWKS answers, the backoff retry loads it.
 func TestUnavailableThenRecovers(t *testing.T) {
-	f := newFixture(t, nil)
-	f.srv.SetMode(jwkstest.Status500)
+	// The server fails before the verifier starts: set afterwards, a fast start-up fetch could
+	// load the keys first (seen on a loaded machine).
+	f := newFixtureWith(t, func(s *jwkstest.Server) { s.SetMode(jwkstest.Status500) }, nil)
 	testkit.WaitFor(t, "the failed start-up fetch", 10*time.Second, 5*time.Millisecond, func() bool {
 		return testkit.CounterValue(t, f.m, "tokengate_jwks_refresh_total", map[string]string{"provider": "corp", "result": "error"}) >= 1
 	})

@@ -54,9 +54,19 @@ func corpProvider(srv *jwkstest.Server) Provider {
 // newFixture starts the JWKS server and a Verifier; mod adjusts the options before New.
 func newFixture(t testing.TB, mod func(*Options)) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil, mod)
+}
+
+// newFixtureWith lets prepare set the JWKS server up before the verifier's start-up fetch,
+// which begins at once in the background.
+func newFixtureWith(t testing.TB, prepare func(*jwkstest.Server), mod func(*Options)) *fixture {
+	t.Helper()
 	keys := corpKeys()
 	f := &fixture{clock: newClock(), keys: keys, m: metrics.New(), logs: &testkit.LogBuffer{}}
 	f.srv = jwkstest.NewServer(t, jwkstest.PublicSet(keys["k1"], keys["k2"], keys["r1"]))
+	if prepare != nil {
+		prepare(f.srv)
+	}
 	opts := Options{
 		Providers: []Provider{corpProvider(f.srv)},
 		CacheSize: 100,
