@@ -113,7 +113,9 @@ func TestSteadyStreamAcrossRefresh(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		tok, err := c.Fetch(bg, "r", cc)
-		if took := time.Since(start); took > 200*time.Millisecond {
+		// A request that waited would wait for the held refresh, 2 s (the timeout): a bound
+		// well under it proves nobody waited without being a tight timing test.
+		if took := time.Since(start); took > time.Second {
 			t.Fatalf("%s: a request waited %v", step, took)
 		}
 		if err != nil {
@@ -182,9 +184,9 @@ func TestStaleWindowWaitsBoundedThenServesCached(t *testing.T) {
 		t.Fatalf("waited %v, want about the 150 ms timeout", took)
 	}
 	// The failure put the key in backoff: the next request does not wait at all.
-	start = time.Now()
-	if tok, err := c.Fetch(bg, "r", cc); err != nil || tok != first || time.Since(start) > 50*time.Millisecond {
-		t.Fatalf("in backoff: %v %v", err, time.Since(start))
+	before := i.n()
+	if tok, err := c.Fetch(bg, "r", cc); err != nil || tok != first || i.n() != before {
+		t.Fatalf("in backoff: %v, IdP calls %d→%d", err, before, i.n())
 	}
 	// With a fast IdP again and the backoff over, the stale window refreshes synchronously.
 	i.set(i.okHandler(100))
@@ -274,9 +276,8 @@ func TestIdPFailures(t *testing.T) {
 			}
 			// Immediately again: in backoff, no IdP call, still ErrUnavailable, at once.
 			before := i.n()
-			start = time.Now()
-			if _, err := c.Fetch(bg, "r", cc); !errors.Is(err, ErrUnavailable) || i.n() != before || time.Since(start) > 50*time.Millisecond {
-				t.Fatalf("in backoff: %v, calls %d→%d, %v", err, before, i.n(), time.Since(start))
+			if _, err := c.Fetch(bg, "r", cc); !errors.Is(err, ErrUnavailable) || i.n() != before {
+				t.Fatalf("in backoff: %v, calls %d→%d", err, before, i.n())
 			}
 			// Cold key (another client) with the failing IdP.
 			cold := cc
