@@ -11,10 +11,12 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 
 	"github.com/tokengate/tokengate/internal/app"
 	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/upstream/redisstore"
 )
 
 // serverFlags are the flags serve and demo share; they override the configuration file.
@@ -64,6 +66,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return configError(err, stderr)
 	}
+	// go-redis logs through a process-wide logger of its own; the process is ours, so its lines
+	// go through slog too (with --log-format json every line stays a JSON object).
+	redis.SetLogger(redisstore.LogAdapter{L: logger})
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	a, err := app.New(ctx, app.Options{
