@@ -58,11 +58,11 @@ type App struct {
 	tokens  *upstream.Cache
 	store   *redisstore.Store // nil without cache.redis
 
-	mu    sync.Mutex // serializes reloads
+	mu sync.Mutex // serializes reloads
 	// started is the configuration the process started with: listeners and caches are built
 	// once, so a reload that changes them is told to restart.
 	started *config.Config
-	state atomic.Pointer[state]
+	state   atomic.Pointer[state]
 
 	grpcLis, httpLis net.Listener
 	grpcSrv          *grpc.Server
