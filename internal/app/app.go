@@ -46,7 +46,6 @@ type Options struct {
 	Signals    bool                        // Run handles SIGHUP (reload); cmd handles SIGTERM/SIGINT via ctx
 	DrainGrace time.Duration               // how long Run waits for in-flight requests at stop; default 15 s
 	Now        func() time.Time            // clock for tests; default time.Now
-	OnReload   func(err error)             // called after each reload attempt (tests)
 }
 
 // App is one running tokengate.
@@ -147,9 +146,6 @@ func (a *App) GRPCAddr() string { return a.grpcLis.Addr().String() }
 // HTTPAddr is the bound HTTP address.
 func (a *App) HTTPAddr() string { return a.httpLis.Addr().String() }
 
-// Metrics exposes the collectors (tests gather from them).
-func (a *App) Metrics() *metrics.Metrics { return a.metrics }
-
 // Run serves until ctx is done, then stops accepting, drains in-flight requests (bounded by
 // DrainGrace) and returns nil. With Options.Signals it reloads on SIGHUP.
 func (a *App) Run(ctx context.Context) error {
@@ -248,9 +244,6 @@ func (a *App) Reload(ctx context.Context) (err error) {
 			result = "error"
 		}
 		a.metrics.ConfigReload(result)
-		if a.opts.OnReload != nil {
-			a.opts.OnReload(err)
-		}
 	}()
 	if a.opts.ConfigPath == "" {
 		return errors.New("reload: no configuration file")
