@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokengate/tokengate/testenv"
 )
@@ -383,5 +385,30 @@ func TestReloadAndKeyRotation(t *testing.T) {
 	}
 	if introspect(t, s, before)["active"] != false {
 		t.Error("the token signed by the retired key is still active")
+	}
+}
+
+// TestGatewayFailsClosed: with tokengate unreachable the stand-in answers status_on_error (503)
+// and forwards nothing, as Envoy does with failure_mode_allow: false.
+func TestGatewayFailsClosed(t *testing.T) {
+	echo, err := testenv.NewEcho("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close() // nothing listens there any more
+	gw, err := testenv.NewGateway(testenv.GatewayOptions{CheckAddr: dead, UpstreamURL: echo.URL(), Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	r := call(t, gw.URL(), "/anything", bearer("x"))
+	if r.status != http.StatusServiceUnavailable || len(r.body) != 0 {
+		t.Fatalf("status %d body %q, want 503 from the gateway itself", r.status, r.body)
 	}
 }
