@@ -83,7 +83,7 @@ func newFlagSet(name string, stderr io.Writer) *pflag.FlagSet {
 func parseFlags(fs *pflag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
-			return errSilent
+			return errHelp
 		}
 		return usageErrorf("%s: %w", fs.Name(), err)
 	}

@@ -58,6 +58,8 @@ func TestCommands(t *testing.T) {
 		inStderr []string
 	}{
 		{"version", []string{"version"}, "", 0, []string{"tokengate "}, nil},
+		{"serve --help", []string{"serve", "--help"}, "", 0, nil, []string{"--grpc-addr"}},
+		{"keygen --help", []string{"keygen", "--help"}, "", 0, nil, []string{"--if-missing"}},
 		{"no command", nil, "", 2, nil, []string{"usage:"}},
 		{"unknown command", []string{"frobnicate"}, "", 2, nil, []string{"usage:"}},
 		{"validate good", []string{"validate", "--config", good}, "", 0, []string{"valid"}, nil},

@@ -28,6 +28,9 @@ func usageErrorf(format string, args ...any) error {
 // errSilent marks an error whose message was already printed (validate's problem list).
 var errSilent = errors.New("already reported")
 
+// errHelp is --help on a command: the flag set printed its usage; not an error.
+var errHelp = errors.New("help shown")
+
 type silentUsage struct{}
 
 func (silentUsage) Error() string { return "invalid configuration" }
@@ -60,6 +63,13 @@ commands:
 // run is the whole program: main only calls it, so tests run the binary in-process.
 // Signals are not handled here but by serve and demo, which own their servers.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if err := dispatch(ctx, args, stdin, stdout, stderr); !errors.Is(err, errHelp) {
+		return err
+	}
+	return nil
+}
+
+func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
 		return usageErrorf("no command given")
