@@ -9,13 +9,13 @@ import (
 // Body error codes of SPEC section 5. The first three are RFC 6750 §3.1 error codes and are
 // also written into WWW-Authenticate; the others appear only in the JSON body.
 const (
-	errInvalidRequest   = "invalid_request"
-	errInvalidToken     = "invalid_token"
-	errInsufficientScop = "insufficient_scope"
-	errInvalidClient    = "invalid_client"
-	errUnauthorized     = "unauthorized"
-	errAccessDenied     = "access_denied"
-	errUnavailable      = "temporarily_unavailable"
+	errInvalidRequest    = "invalid_request"
+	errInvalidToken      = "invalid_token"
+	errInsufficientScope = "insufficient_scope"
+	errInvalidClient     = "invalid_client"
+	errUnauthorized      = "unauthorized"
+	errAccessDenied      = "access_denied"
+	errUnavailable       = "temporarily_unavailable"
 )
 
 // realm is the RFC 6750 §3 / RFC 7617 realm of every challenge.
@@ -113,7 +113,7 @@ func insufficientScope(required []string) Decision {
 	scope := strings.Join(required, " ")
 	return Decision{Status: http.StatusForbidden,
 		WWWAuthenticate: schemeBearer.challenge(`error="insufficient_scope"`, `scope="`+quoteSafe(scope)+`"`),
-		Error:           errInsufficientScop, Description: "the token lacks a required scope", Reason: "missing scope"}
+		Error:           errInsufficientScope, Description: "the token lacks a required scope", Reason: "missing scope"}
 }
 
 func accessDenied(description string) Decision {
