@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,9 @@ type Request struct {
 	Path          string   // :path, with query
 	Method        string   // :method
 	Authorization []string // every Authorization header value (Envoy joins repeats with commas)
+	// ClientIP is the caller's address for the failure limiter (SPEC section 6): gRPC
+	// attributes.source.address, or for forward-auth the peer / trusted X-Forwarded-For.
+	ClientIP netip.Addr
 }
 
 // Deps are the collaborators an Authorizer calls.
