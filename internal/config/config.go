@@ -28,6 +28,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -60,6 +61,51 @@ type Server struct {
 	// AllowHTTPURLs permits http:// JWKS, discovery, token and issuer URLs for hosts that are not
 	// loopback. Default false: plain HTTP only for 127.0.0.0/8, ::1 and localhost.
 	AllowHTTPURLs bool `json:"allow_http_urls,omitempty"`
+	// AuthzAddr, when set, serves forward-auth /authz on its own listener (and not on HTTPAddr),
+	// so that only gateways need reach it (SPEC section 5, "Who may call").
+	AuthzAddr string `json:"authz_addr,omitempty"`
+	// MetricsAddr, when set, serves /metrics on its own listener and not on HTTPAddr.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
+	// GatewayTLS, when set, serves GRPCAddr and AuthzAddr over TLS, and with ClientCAFile only to
+	// gateways presenting a certificate that CA signed (mTLS).
+	GatewayTLS *GatewayTLS `json:"gateway_tls,omitempty"`
+	// ForwardAuthHeaders says which headers forward-auth reads the original request from:
+	// auto (default), x-forwarded, x-original or request (SPEC section 5).
+	ForwardAuthHeaders string `json:"forward_auth_headers,omitempty"`
+	// ClientCertHeader is, for forward-auth, the header holding the caller's URL-encoded PEM
+	// client certificate (RFC 8705). Empty: none.
+	ClientCertHeader string `json:"client_cert_header,omitempty"`
+	// TrustedProxies are the CIDRs (or single addresses) whose X-Forwarded-For names the client
+	// for the failure limiter (SPEC section 6). Empty: the socket peer is the client.
+	TrustedProxies []string `json:"trusted_proxies,omitempty"`
+
+	// TrustedProxyPrefixes is filled by Load/Parse: TrustedProxies parsed.
+	TrustedProxyPrefixes []netip.Prefix `json:"-"`
+}
+
+// Forward-auth header families (Server.ForwardAuthHeaders).
+const (
+	ForwardAuthAuto       = "auto"
+	ForwardAuthXForwarded = "x-forwarded"
+	ForwardAuthXOriginal  = "x-original"
+	ForwardAuthRequest    = "request"
+)
+
+// GatewayTLS is TLS on the gateway-facing listeners (gRPC and authz_addr).
+type GatewayTLS struct {
+	// CertFile and KeyFile are the server's PEM certificate chain and private key. Required.
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// ClientCAFile, when set, holds the PEM CA certificates that sign gateways' client
+	// certificates; a gateway without such a certificate fails the handshake.
+	ClientCAFile string `json:"client_ca_file,omitempty"`
+	// ClientSANs, when set, requires the gateway certificate to carry one of these DNS or URI
+	// SANs (e.g. spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway).
+	ClientSANs []string `json:"client_sans,omitempty"`
+
+	// Filled by Load/Parse: CertFile, KeyFile and ClientCAFile resolved against the configuration
+	// file's directory (the files are re-read by the server, so only their paths are kept).
+	CertPath, KeyPath, ClientCAPath string `json:"-"`
 }
 
 // Issuer configures tokengate's own OAuth2 client-credentials server.
@@ -126,6 +172,10 @@ type Client struct {
 	// json.Number.
 	Claims map[string]any `json:"claims,omitempty"`
 
+	// Introspect lets this client introspect any token of the issuer (a resource server, RFC 7662
+	// section 4); otherwise only tokens issued to itself.
+	Introspect bool `json:"introspect,omitempty"`
+
 	// SecretHashes is filled by Load/Parse: the SHA-256 of every accepted secret, whatever the
 	// secret source (hashes are parsed, plain secrets and secret files are hashed), so the issuer
 	// never needs the plain secret.
@@ -189,6 +239,8 @@ type Route struct {
 
 // Match selects a route from the request (SPEC section 4).
 type Match struct {
+	// IgnoreCase compares PathPrefix in any letter case (for case-insensitive upstreams).
+	IgnoreCase bool `json:"ignore_case,omitempty"`
 	// Authority is an exact host or "*.domain" (any name ending in ".domain"), without port.
 	// Lower-cased by Load.
 	Authority string `json:"authority,omitempty"`
@@ -245,8 +297,12 @@ type JWTAuth struct {
 // ClientCredentialsAuth exchanges the caller's Basic credentials for a token at an IdP
 // (RFC 6749 section 4.4).
 type ClientCredentialsAuth struct {
-	// TokenURL is the IdP's token endpoint. Required.
+	// TokenURL is the IdP's token endpoint that verifies the caller's credentials (the
+	// credentials are good when it issues a token for them). Exactly one of TokenURL and Clients.
 	TokenURL string `json:"token_url,omitempty"`
+	// Clients: "self" verifies the caller's credentials against issuer.clients (constant-time
+	// secret hash comparison, no IdP call).
+	Clients string `json:"clients,omitempty"`
 	// Scopes asked for.
 	Scopes []string `json:"scopes,omitempty"`
 	// Audience, sent as the `audience` form field when set.
