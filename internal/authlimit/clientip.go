@@ -11,7 +11,9 @@ import (
 // case the right-most address of X-Forwarded-For (every header value, in order) that is not
 // itself trusted. A malformed X-Forwarded-For entry stops the walk at the last address known
 // good: a proxy we trust appends well-formed entries, so anything else came from further out.
-// The zero Addr means the peer could not be parsed.
+// The zero Addr means the peer could not be parsed. Addresses come back unmapped (an IPv4-mapped
+// IPv6 address is its IPv4 address) and without a zone, so one caller is one key however it is
+// written.
 func ClientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Addr {
 	host := remoteAddr
 	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
@@ -21,7 +23,7 @@ func ClientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Add
 	if err != nil {
 		return netip.Addr{}
 	}
-	peer = peer.Unmap()
+	peer = peer.Unmap().WithZone("")
 	if !isTrusted(peer, trusted) {
 		return peer
 	}
@@ -37,7 +39,7 @@ func ClientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Add
 		if err != nil {
 			return ip
 		}
-		ip = a.Unmap()
+		ip = a.Unmap().WithZone("")
 		if !isTrusted(ip, trusted) {
 			return ip
 		}
