@@ -57,7 +57,9 @@ func TestNewRefusesBadProviders(t *testing.T) {
 }
 
 // TestSelfIssuer: the built-in issuer's keys (jose's signing side) verify without HTTP, and a
-// provider without audiences accepts any.
+// static provider accepts only the audiences it is given; without any it accepts no token
+// (issue 9, finding 5; SECURITY-NOTES row 40: a token a mint route signed for an upstream
+// audience is refused by `self` routes).
 func TestSelfIssuer(t *testing.T) {
 	sk, err := jose.GenerateKey("ES256", "2026-11")
 	if err != nil {
@@ -67,35 +69,59 @@ func TestSelfIssuer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := newClock()
-	v, err := New(context.Background(), Options{
-		Providers: []Provider{{Name: "self", Issuer: "https://tokengate.example.com", StaticJWKS: set, RequireTyp: "at+jwt"}},
-		Now:       clock.Now,
-	})
-	if err != nil {
-		t.Fatal(err)
+	const self = "https://tokengate.example.com"
+	tests := []struct {
+		name      string
+		audiences []string
+		aud       any // the token's aud; nil: none
+		ok        bool
+	}{
+		{"clients' audience", []string{"gw", "billing"}, "billing", true},
+		{"one of an array", []string{"gw", "billing"}, []string{"machines", "gw"}, true},
+		{"a mint route's upstream audience", []string{"gw", "billing"}, "machines", false},
+		{"array without a listed audience", []string{"gw", "billing"}, []string{"a", "b"}, false},
+		{"no aud", []string{"gw", "billing"}, nil, false},
+		{"empty aud", []string{"gw", "billing"}, "", false},
+		{"no audiences configured: billing", nil, "billing", false},
+		{"no audiences configured: array", nil, []string{"a", "b"}, false},
+		{"no audiences configured: no aud", nil, nil, false},
+		{"empty audience list: machines", []string{}, "machines", false},
 	}
-	defer v.Close()
-	if m := v.Missing(); len(m) != 0 {
-		t.Fatalf("static provider not ready: %q", m)
-	}
-	now := clock.Now().Unix()
-	for _, aud := range []any{"billing", []string{"a", "b"}, nil} {
-		c := map[string]any{"iss": "https://tokengate.example.com", "sub": "svc", "exp": now + 60, "iat": now, "client_id": "svc"}
-		if aud != nil {
-			c["aud"] = aud
-		}
-		tok, err := sk.Sign(c, "at+jwt")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := v.Verify(context.Background(), tok, []string{"self"})
-		if err != nil {
-			t.Fatalf("aud %v: %v", aud, err)
-		}
-		if p.Provider != "self" || p.ClientID != "svc" {
-			t.Fatalf("principal %+v", p)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newClock()
+			v, err := New(context.Background(), Options{
+				Providers: []Provider{{Name: "self", Issuer: self, StaticJWKS: set, RequireTyp: "at+jwt", Audiences: tt.audiences}},
+				Now:       clock.Now,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			if m := v.Missing(); len(m) != 0 {
+				t.Fatalf("static provider not ready: %q", m)
+			}
+			now := clock.Now().Unix()
+			c := map[string]any{"iss": self, "sub": "svc", "exp": now + 60, "iat": now, "client_id": "svc"}
+			if tt.aud != nil {
+				c["aud"] = tt.aud
+			}
+			tok, err := sk.Sign(c, "at+jwt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := v.Verify(context.Background(), tok, []string{"self"})
+			if !tt.ok {
+				expectError(t, err, KindInvalid, DescAudience)
+				return
+			}
+			if err != nil {
+				t.Fatalf("aud %v: %v", tt.aud, err)
+			}
+			if p.Provider != "self" || p.ClientID != "svc" {
+				t.Fatalf("principal %+v", p)
+			}
+		})
 	}
 }
 

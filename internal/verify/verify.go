@@ -50,9 +50,11 @@ type Provider struct {
 	JWKSURI      string // remote keys: a JWK Set URL, or
 	Discovery    bool   // Issuer + /.well-known/openid-configuration names it; or
 	StaticJWKS   []byte // in-process keys (the built-in issuer): no HTTP
-	Audiences    []string
-	Algorithms   []string
-	ClockSkew    time.Duration
+	// Audiences: a token's aud must contain one of them (RFC 7519 §4.1.3). Required for remote
+	// keys; a static provider without any accepts no token (never "any audience").
+	Audiences  []string
+	Algorithms []string
+	ClockSkew  time.Duration
 	// RefreshInterval: JWKS refresh period (default 15m); MaxTokenLifetime: exp-iat, or exp-now
 	// without iat, above it is refused (default 24h).
 	RefreshInterval, MaxTokenLifetime time.Duration
@@ -189,6 +191,9 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 		if _, dup := v.providers[p.cfg.Name]; dup {
 			return nil, fmt.Errorf("verify: provider %s: duplicate name", p.cfg.Name)
 		}
+		if len(p.audiences) == 0 {
+			v.log.Warn("provider has no audiences: it accepts no token", "provider", p.cfg.Name)
+		}
 		v.providers[p.cfg.Name] = p
 		v.order = append(v.order, p)
 	}
@@ -241,6 +246,10 @@ func newProvider(cfg Provider, opts Options) (*provider, error) {
 		// other services (RFC 9068 §4, RFC 8725 §3.9).
 		return nil, fmt.Errorf("verify: provider %s: audiences are required", name)
 	}
+	// A static provider (the built-in issuer) without audiences is allowed but accepts no
+	// token: an empty list never means "any" (issue 9, finding 5: a token a mint route signed
+	// for an upstream must not pass `self` routes). The caller passes the audiences the
+	// issuer's clients may ask for when the configuration lists none (SPEC section 6).
 	aud := make(map[string]bool, len(cfg.Audiences))
 	for _, a := range cfg.Audiences {
 		if a == "" {
@@ -464,8 +473,9 @@ func checkClaims(p *provider, c *jose.Claims, now time.Time) *Error {
 	if c.Issuer != p.cfg.Issuer { // RFC 7519 §4.1.1, exact
 		return invalid(DescIssuer, nil)
 	}
-	if len(p.audiences) > 0 && !slices.ContainsFunc(c.Audience, func(a string) bool { return p.audiences[a] }) {
-		// RFC 7519 §4.1.3; a missing, [] or "" aud never matches (CVE-2020-26160).
+	if !slices.ContainsFunc(c.Audience, func(a string) bool { return p.audiences[a] }) {
+		// RFC 7519 §4.1.3; a missing, [] or "" aud never matches (CVE-2020-26160), and a
+		// provider without audiences accepts none (RFC 8725 §3.9: fail closed).
 		return invalid(DescAudience, nil)
 	}
 	return nil
@@ -488,28 +498,54 @@ func principal(p *provider, c *jose.Claims) *Principal {
 	} else if s, ok := c.Raw["azp"].(string); ok {
 		pr.ClientID = s
 	}
-	if s, ok := scopes(c.Raw["scope"]); ok { // RFC 8693 §4.2: space-separated string
-		pr.Scopes = s
-	} else if s, ok := scopes(c.Raw["scp"]); ok { // Okta (array), Azure AD (string)
-		pr.Scopes = s
-	}
+	pr.Scopes = ClaimScopes(c.Raw)
 	return pr
 }
 
-// scopes reads a scope claim: a space-separated string or an array of strings. Anything else
-// yields no scopes (ok=false), so that required scopes fail closed.
+// ClaimScopes reads the caller's scopes from verified claims (or an introspection answer,
+// RFC 7662 §2.2) as SPEC section 5 says: the `scope` claim (RFC 8693 §4.2,
+// RFC 9068 §2.2.3) when present, else `scp` (Okta sends an array, Entra ID a string). The first
+// of the two that is present decides: a malformed `scope` yields no scopes rather than falling
+// back to `scp`, so that required scopes fail closed.
+func ClaimScopes(raw map[string]any) []string {
+	v, ok := raw["scope"]
+	if !ok {
+		v = raw["scp"]
+	}
+	s, _ := scopes(v)
+	return s
+}
+
+// scopes reads a scope claim: a string or an array of strings. Anything else yields no scopes
+// (ok=false), so that required scopes fail closed.
+//
+// A string is split on the space character only (RFC 6749 §3.3: scope-tokens are separated by
+// %x20), never on other whitespace: "x\u00a0admin" and "x\tadmin" are one scope each, not
+// `admin`. Empty strings between repeated spaces are not scopes.
+//
+// An array element is one scope-token as it stands and is not split further. An element that is
+// empty or holds a space is not a scope-token at all (RFC 6749 §3.3 scope-token = 1*NQCHAR):
+// the whole claim is then malformed and yields no scopes, since reading "read admin" as one
+// scope would still turn into two once the scopes are joined with spaces for metadata or a
+// forwarded header.
 func scopes(v any) ([]string, bool) {
 	switch s := v.(type) {
 	case string:
-		return strings.Fields(s), true
+		out := make([]string, 0, strings.Count(s, " ")+1)
+		for tok := range strings.SplitSeq(s, " ") {
+			if tok != "" {
+				out = append(out, tok)
+			}
+		}
+		return out, true
 	case []any:
 		out := make([]string, 0, len(s))
 		for _, e := range s {
 			str, ok := e.(string)
-			if !ok {
+			if !ok || str == "" || strings.Contains(str, " ") {
 				return nil, false
 			}
-			out = append(out, strings.Fields(str)...)
+			out = append(out, str)
 		}
 		return out, true
 	}

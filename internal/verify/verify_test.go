@@ -266,6 +266,25 @@ func TestPrincipal(t *testing.T) {
 		{"scope a number", map[string]any{"scope": 3}, nil, ""},
 		{"scp with a non-string", map[string]any{"scp": []any{"a", 1}}, nil, ""},
 		{"no scope", map[string]any{}, nil, ""},
+		// SECURITY-NOTES row 42 (issue 9, finding 9): RFC 6749 §3.3 separates scope-tokens by
+		// the space character (%x20) only; any other whitespace is part of a scope, so a
+		// required `admin` is never satisfied by "x\u00a0admin" or "x\tadmin".
+		{"no-break space is not a separator", map[string]any{"scope": "x\u00a0admin"}, []string{"x\u00a0admin"}, ""},
+		{"tab is not a separator", map[string]any{"scope": "x\tadmin"}, []string{"x\tadmin"}, ""},
+		{"newline is not a separator", map[string]any{"scope": "x\nadmin read"}, []string{"x\nadmin", "read"}, ""},
+		{"other Unicode spaces", map[string]any{"scope": "x\u2003admin x\u3000admin x\u0085admin"}, []string{"x\u2003admin", "x\u3000admin", "x\u0085admin"}, ""},
+		{"leading, trailing and double spaces", map[string]any{"scope": " read  write "}, []string{"read", "write"}, ""},
+		{"empty scope string", map[string]any{"scope": ""}, nil, ""},
+		{"scp string: tab is not a separator", map[string]any{"scp": "x\tadmin"}, []string{"x\tadmin"}, ""},
+		{"scp array element with a no-break space", map[string]any{"scp": []string{"x\u00a0admin"}}, []string{"x\u00a0admin"}, ""},
+		// An array element is one scope-token: one holding a space (or empty) is malformed, and a
+		// malformed claim yields no scope at all (fail closed) rather than two scopes.
+		{"scp array element with a space", map[string]any{"scp": []string{"read admin"}}, nil, ""},
+		{"scp array with an empty element", map[string]any{"scp": []string{"read", ""}}, nil, ""},
+		// The first of scope and scp that is present decides: a malformed scope does not fall
+		// back to scp.
+		{"malformed scope does not fall back to scp", map[string]any{"scope": 3, "scp": "admin"}, nil, ""},
+		{"scope array (string elements)", map[string]any{"scope": []string{"read", "write"}}, []string{"read", "write"}, ""},
 	}
 	f := newFixture(t, nil)
 	f.ready(t)
