@@ -46,6 +46,11 @@ type Config struct {
 	Routes []Route `json:"routes,omitempty"`
 	// Cache sizes the in-process caches and optionally shares upstream tokens through Redis.
 	Cache Cache `json:"cache"`
+
+	// Warnings are filled by Load/Parse: things that are allowed but probably wrong (a route an
+	// earlier route shadows, a short client secret). `validate` prints them and still exits 0;
+	// `serve` logs them.
+	Warnings []Problem `json:"-"`
 }
 
 // Server holds the listeners and request limits.
@@ -213,6 +218,10 @@ type Provider struct {
 	// Default 24h.
 	MaxTokenLifetime Duration `json:"max_token_lifetime,omitempty"`
 }
+
+// ClientsSelf is the client_credentials.clients value that verifies callers against the built-in
+// issuer's clients.
+const ClientsSelf = "self"
 
 // SelfIssuer is the Provider.Issuer value naming tokengate's built-in issuer.
 const SelfIssuer = "self"

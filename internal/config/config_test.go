@@ -185,7 +185,7 @@ func TestSpecExample(t *testing.T) {
 	}
 
 	want := &Config{
-		Server: Server{GRPCAddr: ":9001", HTTPAddr: ":8080", MaxTokenBytes: 8192},
+		Server: Server{GRPCAddr: ":9001", HTTPAddr: ":8080", MaxTokenBytes: 8192, ForwardAuthHeaders: "auto"},
 		Issuer: &Issuer{
 			IssuerURL:   "https://tokengate.example.com",
 			TokenTTL:    Duration(time.Hour),
@@ -231,7 +231,7 @@ func TestSpecExample(t *testing.T) {
 					Scopes:    []string{"billing.read"},
 					Claims:    map[string]any{"tenant": "acme"},
 				}},
-				Upstream:      Upstream{Mint: &Mint{Audience: "billing", Scopes: []string{"billing.read"}, TTL: Duration(5 * time.Minute)}},
+				Upstream:      Upstream{Mint: &Mint{Audience: "billing-api", Scopes: []string{"billing.read"}, TTL: Duration(5 * time.Minute)}},
 				ForwardClaims: map[string]string{"x-subject": "sub", "x-scopes": "scope"},
 			},
 			{
@@ -311,7 +311,7 @@ providers:
 routes:
   - name: m
     authenticate: {jwt: {providers: [corp]}}
-    upstream: {mint: {audience: x}}
+    upstream: {mint: {audience: upstream-x}}
   - name: f
     authenticate: {client_credentials: {token_url: https://idp.example.com/t}}
     upstream: {fetch: {token_url: https://idp.example.com/t, client_id: a, client_secret: b}}

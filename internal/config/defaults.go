@@ -39,6 +39,9 @@ func applyDefaults(cfg *Config, present map[string]bool) {
 	if !has("server.max_token_bytes") {
 		cfg.Server.MaxTokenBytes = DefaultMaxTokenBytes
 	}
+	if !has("server.forward_auth_headers") {
+		cfg.Server.ForwardAuthHeaders = ForwardAuthAuto
+	}
 
 	if is := cfg.Issuer; is != nil {
 		if !has("issuer.token_ttl") {

@@ -71,6 +71,8 @@ type problems struct {
 	// bad holds paths whose value was refused while walking the document: later checks would
 	// only repeat the same problem in other words (e.g. "is required"), so theirs are dropped.
 	bad map[string]bool
+	// warnings are allowed but probably wrong; they never make the configuration invalid.
+	warnings []Problem
 }
 
 func newProblems() *problems {
@@ -79,6 +81,10 @@ func newProblems() *problems {
 
 func (p *problems) add(path, format string, args ...any) {
 	p.list = append(p.list, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (p *problems) warn(path, format string, args ...any) {
+	p.warnings = append(p.warnings, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
 // under reports whether path is anc or lies below it.

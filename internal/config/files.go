@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -49,6 +50,9 @@ func resolveFiles(cfg *Config, baseDir string, p *problems) {
 			path := fmt.Sprintf("routes[%d].upstream.fetch", i)
 			f.ResolvedSecret = resolveSecret(path, "client_secret", f.ClientSecret, f.ClientSecretFile, true, baseDir, p)
 		}
+	}
+	if g := cfg.Server.GatewayTLS; g != nil {
+		resolveGatewayTLS(g, baseDir, p)
 	}
 	if r := cfg.Cache.Redis; r != nil {
 		r.ResolvedPassword = resolveSecret("cache.redis", "password", r.Password, r.PasswordFile, false, baseDir, p)
@@ -107,14 +111,28 @@ func resolveClient(c *Client, path string, baseDir string, p *problems) {
 	}
 	if c.ClientSecret != "" {
 		c.SecretHashes = append(c.SecretHashes, sha256.Sum256([]byte(c.ClientSecret)))
+		weakSecret(path+".client_secret", c.ClientSecret, p)
 	}
 	if c.ClientSecretFile != "" {
 		if s := readSecretFile(path+".client_secret_file", c.ClientSecretFile, baseDir, p); s != "" {
 			c.SecretHashes = append(c.SecretHashes, sha256.Sum256([]byte(s)))
+			weakSecret(path+".client_secret_file", s, p)
 		}
 	}
 	if sources != 1 {
 		c.SecretHashes = nil
+	}
+}
+
+// minSecretLen is the shortest client secret that gets no warning: 16 characters of a random
+// secret are about 96 bits; SECURITY-NOTES asks for 128-bit random secrets.
+const minSecretLen = 16
+
+// weakSecret warns about a client secret that is easy to guess (a placeholder left in a
+// manifest works as a real credential). Its value is never quoted.
+func weakSecret(path, secret string, p *problems) {
+	if len(secret) < minSecretLen {
+		p.warn(path, "the secret is shorter than %d characters; use a long random secret (openssl rand -base64 32)", minSecretLen)
 	}
 }
 
@@ -207,6 +225,47 @@ func looksLikePrivateKey(data []byte) bool {
 		}
 		if strings.HasSuffix(b.Type, "PRIVATE KEY") {
 			return true
+		}
+	}
+}
+
+// resolveGatewayTLS checks that the gateway TLS files hold a usable key pair and CA
+// certificates, and keeps their resolved paths: the server re-reads them when they change
+// (certificate rotation), so their contents are not kept here.
+func resolveGatewayTLS(g *GatewayTLS, baseDir string, p *problems) {
+	const path = "server.gateway_tls"
+	var certPEM, keyPEM []byte
+	if g.CertFile != "" {
+		g.CertPath = resolvePath(baseDir, g.CertFile)
+		data, err := readFile(baseDir, g.CertFile, maxKeyBytes)
+		if err != nil {
+			p.add(path+".cert_file", "%s", err.Error())
+		} else {
+			certPEM = data
+		}
+	}
+	if g.KeyFile != "" {
+		g.KeyPath = resolvePath(baseDir, g.KeyFile)
+		data, err := readFile(baseDir, g.KeyFile, maxKeyBytes)
+		if err != nil {
+			p.add(path+".key_file", "%s", err.Error())
+		} else {
+			keyPEM = data
+		}
+	}
+	if certPEM != nil && keyPEM != nil {
+		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			// The parser's text may describe the key; say only what is wrong with the pair.
+			p.add(path, "cert_file and key_file do not hold a matching PEM certificate and private key")
+		}
+	}
+	if g.ClientCAFile != "" {
+		g.ClientCAPath = resolvePath(baseDir, g.ClientCAFile)
+		data, err := readFile(baseDir, g.ClientCAFile, maxKeyBytes)
+		if err != nil {
+			p.add(path+".client_ca_file", "%s", err.Error())
+		} else if !x509.NewCertPool().AppendCertsFromPEM(data) {
+			p.add(path+".client_ca_file", "holds no PEM certificate")
 		}
 	}
 }

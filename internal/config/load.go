@@ -97,6 +97,7 @@ func Parse(data []byte, baseDir string, env func(string) (string, bool)) (*Confi
 	if errs := p.result(); errs != nil {
 		return nil, errs
 	}
+	cfg.Warnings = p.warnings
 	return cfg, nil
 }
 
@@ -766,11 +767,16 @@ func (w *walker) expand(path, s string) (string, bool) {
 // readFile reads a file named in the configuration: relative names are relative to baseDir.
 // It refuses anything but a regular file (a FIFO or device would block or never end) and
 // anything larger than limit. Its errors name the file, never its content.
-func readFile(baseDir, name string, limit int64) ([]byte, error) {
-	p := name
-	if !filepath.IsAbs(p) && baseDir != "" {
-		p = filepath.Join(baseDir, p)
+// resolvePath is name relative to baseDir (the configuration file's directory) unless absolute.
+func resolvePath(baseDir, name string) string {
+	if !filepath.IsAbs(name) && baseDir != "" {
+		return filepath.Join(baseDir, name)
 	}
+	return name
+}
+
+func readFile(baseDir, name string, limit int64) ([]byte, error) {
+	p := resolvePath(baseDir, name)
 	q := strconv.Quote(p)
 	fi, err := os.Stat(p)
 	if err != nil {

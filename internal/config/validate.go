@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -79,14 +80,84 @@ func (v *validator) add(path, format string, args ...any) { v.p.add(path, format
 
 func (v *validator) server() {
 	s := &v.cfg.Server
-	okGRPC := v.listenAddr("server.grpc_addr", s.GRPCAddr)
-	okHTTP := v.listenAddr("server.http_addr", s.HTTPAddr)
-	if okGRPC && okHTTP && s.GRPCAddr == s.HTTPAddr && !strings.HasSuffix(s.GRPCAddr, ":0") {
-		v.add("server.http_addr", "must differ from server.grpc_addr")
+	addrs := []struct{ path, addr string }{
+		{"server.grpc_addr", s.GRPCAddr}, {"server.http_addr", s.HTTPAddr},
+		{"server.authz_addr", s.AuthzAddr}, {"server.metrics_addr", s.MetricsAddr},
+	}
+	seen := map[string]string{}
+	for i, a := range addrs {
+		if i >= 2 && a.addr == "" {
+			continue // authz_addr and metrics_addr are optional
+		}
+		if !v.listenAddr(a.path, a.addr) || strings.HasSuffix(a.addr, ":0") {
+			continue
+		}
+		if other := seen[a.addr]; other != "" {
+			v.add(a.path, "must differ from %s", other)
+			continue
+		}
+		seen[a.addr] = a.path
 	}
 	if s.MaxTokenBytes < minMaxTokenBytes || s.MaxTokenBytes > maxMaxTokenBytes {
 		v.add("server.max_token_bytes", "must be between %d and %d", minMaxTokenBytes, maxMaxTokenBytes)
 	}
+	switch s.ForwardAuthHeaders {
+	case ForwardAuthAuto, ForwardAuthXForwarded, ForwardAuthXOriginal, ForwardAuthRequest:
+	default:
+		v.add("server.forward_auth_headers", "must be one of auto, x-forwarded, x-original, request")
+	}
+	if s.ClientCertHeader != "" {
+		s.ClientCertHeader = strings.ToLower(s.ClientCertHeader)
+		if !validToken(s.ClientCertHeader, false) || forbiddenHeaders[s.ClientCertHeader] {
+			v.add("server.client_cert_header", "must be a header name other than Authorization, Host and framing headers")
+		}
+	}
+	s.TrustedProxyPrefixes = nil
+	for i, t := range s.TrustedProxies {
+		pfx, ok := parsePrefix(t)
+		if !ok {
+			v.add(indexPath("server.trusted_proxies", i), "must be an IP address or a CIDR such as 10.0.0.0/8")
+			continue
+		}
+		s.TrustedProxyPrefixes = append(s.TrustedProxyPrefixes, pfx)
+	}
+	if g := s.GatewayTLS; g != nil {
+		if g.CertFile == "" {
+			v.add("server.gateway_tls.cert_file", "is required")
+		}
+		if g.KeyFile == "" {
+			v.add("server.gateway_tls.key_file", "is required")
+		}
+		if len(g.ClientSANs) > 0 && g.ClientCAFile == "" {
+			v.add("server.gateway_tls.client_sans", "requires client_ca_file")
+		}
+		for i, san := range g.ClientSANs {
+			if !validSAN(san) {
+				v.add(indexPath("server.gateway_tls.client_sans", i), "must be a DNS name or a URI such as spiffe://cluster.local/ns/NS/sa/SA")
+			}
+		}
+	}
+}
+
+// parsePrefix reads a CIDR, or a single address as its /32 or /128.
+func parsePrefix(s string) (netip.Prefix, bool) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), true
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), true
+	}
+	return netip.Prefix{}, false
+}
+
+// validSAN accepts a DNS name (lower-cased, as certificates compare them) or an absolute URI
+// (SPIFFE IDs are URI SANs).
+func validSAN(s string) bool {
+	if strings.Contains(s, ":") {
+		u, err := url.Parse(s)
+		return err == nil && u.Scheme != "" && (u.Host != "" || u.Opaque != "") && !hasSpaceOrControl(s)
+	}
+	return validHostname(strings.ToLower(strings.TrimPrefix(s, "*.")))
 }
 
 // listenAddr checks a listen address: host:port with an optional host and a numeric port.
@@ -255,9 +326,50 @@ func (v *validator) routes() {
 		v.name(path+".name", rt.Name, names, "route")
 		v.match(path+".match", &rt.Match)
 		v.authenticate(path+".authenticate", &rt.Authenticate)
-		v.upstream(path+".upstream", &rt.Upstream, rt.Authenticate.Mode())
+		v.upstream(path+".upstream", &rt.Upstream, &rt.Authenticate)
 		rt.ForwardClaims = v.forwardClaims(path+".forward_claims", rt.ForwardClaims)
+		for j := range i {
+			if covers(&v.cfg.Routes[j].Match, &rt.Match) {
+				v.p.warn(path+".match", "never chosen by match: %s (%s) comes first and covers it; only a gateway that names the route reaches it",
+					indexPath("routes", j), quote(v.cfg.Routes[j].Name))
+				break
+			}
+		}
 	}
+}
+
+// covers reports whether every request that fits b also fits a (SPEC section 4), so that a
+// route with match b after a route with match a is never chosen by matching.
+func covers(a, b *Match) bool {
+	switch {
+	case a.Authority == "" || a.Authority == b.Authority:
+	case strings.HasPrefix(a.Authority, "*.") && b.Authority != "" &&
+		strings.HasSuffix(strings.TrimPrefix(b.Authority, "*"), a.Authority[1:]):
+	default:
+		return false
+	}
+	if a.PathPrefix != "" {
+		switch {
+		case b.IgnoreCase && !a.IgnoreCase:
+			return false // b also fits letter cases a does not
+		case a.IgnoreCase && !strings.HasPrefix(strings.ToLower(b.PathPrefix), strings.ToLower(a.PathPrefix)):
+			return false
+		case !a.IgnoreCase && !strings.HasPrefix(b.PathPrefix, a.PathPrefix):
+			return false
+		}
+	}
+	if len(a.Methods) == 0 {
+		return true
+	}
+	if len(b.Methods) == 0 {
+		return false
+	}
+	for _, m := range b.Methods {
+		if !slices.Contains(a.Methods, m) {
+			return false
+		}
+	}
+	return true
 }
 
 // name checks a route or provider name: required, unique, [A-Za-z0-9._-], since it is a
@@ -386,14 +498,32 @@ func (v *validator) authenticate(path string, a *Authenticate) {
 		}
 	}
 	if cc := a.ClientCredentials; cc != nil {
+		// The caller's secret is always verified (SPEC section 3): at an IdP, or against the
+		// issuer's clients; a route that took any secret would hand out upstream credentials
+		// for any client id.
 		cp := path + ".client_credentials"
-		v.tokenURL(cp+".token_url", cc.TokenURL)
-		v.scopes(cp+".scopes", cc.Scopes)
-		v.exchange(cp, cc.EndpointParams, cc.AuthStyle, cc.Timeout, cc.DefaultTTL)
+		switch {
+		case (cc.TokenURL == "") == (cc.Clients == ""):
+			v.add(cp, "exactly one of token_url, clients: self (the caller's secret must be verified)")
+		case cc.Clients != "":
+			if cc.Clients != ClientsSelf {
+				v.add(cp+".clients", "must be self")
+			} else if v.cfg.Issuer == nil {
+				v.add(cp+".clients", "self requires the issuer section")
+			}
+			if len(cc.Scopes) > 0 || cc.Audience != "" || len(cc.EndpointParams) > 0 {
+				v.add(cp, "scopes, audience and endpoint_params only go with token_url")
+			}
+		default:
+			v.tokenURL(cp+".token_url", cc.TokenURL)
+			v.scopes(cp+".scopes", cc.Scopes)
+			v.exchange(cp, cc.EndpointParams, cc.AuthStyle, cc.Timeout, cc.DefaultTTL)
+		}
 	}
 }
 
-func (v *validator) upstream(path string, u *Upstream, auth string) {
+func (v *validator) upstream(path string, u *Upstream, a *Authenticate) {
+	auth := a.Mode()
 	n := 0
 	for _, set := range []bool{u.Mint != nil, u.Fetch != nil, u.Exchanged != nil, u.Passthrough != nil, u.Remove != nil} {
 		if set {
@@ -415,6 +545,11 @@ func (v *validator) upstream(path string, u *Upstream, auth string) {
 		}
 		if m.Audience == "" {
 			v.add(mp+".audience", "is required")
+		} else if c := v.clientWithAudience(m.Audience); c != "" {
+			// A minted token is a credential for its upstream only (RFC 8725 section 3.9): if a
+			// client could ask for this audience, the `self` provider would accept tokens minted
+			// for the upstream, with the mint route's scopes, on tokengate's own routes.
+			v.add(mp+".audience", "%s may also be asked for by %s; a minted token's audience must be one no issuer client may ask for", quote(m.Audience), c)
 		}
 		v.scopes(mp+".scopes", m.Scopes)
 		v.positive(mp+".ttl", m.TTL)
@@ -428,12 +563,29 @@ func (v *validator) upstream(path string, u *Upstream, auth string) {
 		v.scopes(fp+".scopes", f.Scopes)
 		v.exchange(fp, f.EndpointParams, f.AuthStyle, f.Timeout, f.DefaultTTL)
 	}
-	if u.Exchanged != nil && auth != AuthClientCredentials {
+	switch {
+	case u.Exchanged == nil:
+	case auth != AuthClientCredentials:
 		v.add(path+".exchanged", "only allowed with authenticate.client_credentials")
+	case a.ClientCredentials.TokenURL == "":
+		v.add(path+".exchanged", "needs client_credentials.token_url (the token obtained there goes upstream)")
 	}
 	if u.Passthrough != nil && auth == AuthClientCredentials {
 		v.add(path+".passthrough", "would send the caller's client secret upstream; use exchanged")
 	}
+}
+
+// clientWithAudience returns the path of an issuer client that may ask for aud, or "".
+func (v *validator) clientWithAudience(aud string) string {
+	if v.cfg.Issuer == nil {
+		return ""
+	}
+	for i, c := range v.cfg.Issuer.Clients {
+		if slices.Contains(c.Audiences, aud) {
+			return indexPath("issuer.clients", i)
+		}
+	}
+	return ""
 }
 
 // exchange checks the settings shared by fetch and client_credentials.
