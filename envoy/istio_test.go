@@ -31,6 +31,9 @@ const (
 	policyFile   = "istio/authorization-policy.yaml"
 	k8sTokengate = "istio/k8s/tokengate.yaml"
 	k8sEcho      = "istio/k8s/echo.yaml"
+	// k8sSecrets is the example of the Secrets the production manifest mounts: placeholders
+	// only, kept apart so that applying tokengate.yaml never installs a usable credential.
+	k8sSecrets = "istio/k8s/tokengate-secrets.example.yaml"
 )
 
 // k8sObject is the part of a Kubernetes object these checks read.
@@ -275,8 +278,15 @@ func TestIstioFiles(t *testing.T) {
 		if h == nil {
 			t.Fatal("no envoyExtAuthzHttp provider tokengate-http")
 		}
-		if h.GetService() != fqdn || h.GetPort() != port("http") {
-			t.Errorf("tokengate-http points at %s:%d, the Service is %s:%d", h.GetService(), h.GetPort(), fqdn, port("http"))
+		// /authz lives on authz_addr (SPEC 5 "Who may call"), the Service port "authz".
+		if h.GetService() != fqdn || h.GetPort() != port("authz") {
+			t.Errorf("tokengate-http points at %s:%d, the Service's authz port is %s:%d", h.GetService(), h.GetPort(), fqdn, port("authz"))
+		}
+		if got := addrPort(t, cfg.Server.AuthzAddr); got != port("authz") {
+			t.Errorf("tokengate serves /authz on %q, the Service's authz port is %d", cfg.Server.AuthzAddr, port("authz"))
+		}
+		if cfg.Server.ForwardAuthHeaders != config.ForwardAuthRequest {
+			t.Errorf("forward_auth_headers %q: Envoy's HTTP service with pathPrefix /authz sends the original request itself (want request)", cfg.Server.ForwardAuthHeaders)
 		}
 		if h.GetPathPrefix() != "/authz" {
 			t.Errorf("tokengate-http: pathPrefix %q, want /authz", h.GetPathPrefix())
@@ -306,7 +316,7 @@ func TestIstioFiles(t *testing.T) {
 	})
 
 	t.Run("AuthorizationPolicy", func(t *testing.T) {
-		doc := yamlDoc(t, readFile(t, policyFile))
+		doc := namedDoc(t, policyFile, "AuthorizationPolicy", "echo-tokengate")
 		p, err := loadPolicy(doc)
 		if err != nil {
 			t.Fatalf("%s: %v", policyFile, err)
@@ -354,7 +364,7 @@ func TestIstioFiles(t *testing.T) {
 		if _, err := loadMeshConfig(bad); err == nil || !strings.Contains(err.Error(), "failClosed") {
 			t.Errorf("an unknown provider field loaded: %v", err)
 		}
-		pdoc := yamlDoc(t, readFile(t, policyFile))
+		pdoc := namedDoc(t, policyFile, "AuthorizationPolicy", "echo-tokengate")
 		bad = deepCopy(t, pdoc)
 		digMap(t, bad, "spec")["action"] = "CUSTOMISED"
 		if _, err := loadPolicy(bad); err == nil || !strings.Contains(err.Error(), "CUSTOMISED") {
@@ -386,8 +396,8 @@ func TestKubernetesManifests(t *testing.T) {
 		for _, p := range c.Ports {
 			ports[p.Name] = p.ContainerPort
 		}
-		if ports["grpc"] != 9001 || ports["http"] != 8080 {
-			t.Errorf("container ports %v, want grpc 9001 and http 8080", ports)
+		if ports["grpc"] != 9001 || ports["http"] != 8080 || ports["authz"] != 9002 || ports["metrics"] != 9090 {
+			t.Errorf("container ports %v, want grpc 9001, http 8080, authz 9002 and metrics 9090", ports)
 		}
 		for name, probe := range map[string]*struct {
 			HTTPGet *struct {
@@ -460,8 +470,10 @@ func TestKubernetesManifests(t *testing.T) {
 		if len(c.Args) == 0 || c.Args[0] != "serve" || configPath == "" {
 			t.Fatalf("args %v: want serve --config FILE", c.Args)
 		}
+		// The Secrets are not in the production file: their shape is in the example file.
+		all := append(slices.Clone(objs), k8sObjects(t, k8sSecrets)...)
 		for _, f := range append([]string{configPath}, files...) {
-			src := mountSource(t, objs, spec, c, f)
+			src := mountSource(t, all, spec, c, f)
 			if src == nil {
 				continue
 			}
@@ -481,10 +493,28 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	})
 
-	t.Run("secrets are placeholders", func(t *testing.T) {
-		n := 0
+	t.Run("no credential in the production manifest", func(t *testing.T) {
+		// The placeholder secret of a shipped manifest works as a real credential once applied
+		// (issue 9, item 13): Secrets and demo clients live in the example file only.
 		for _, o := range objs {
+			if o.Kind == "Secret" {
+				t.Errorf("%s ships Secret %s: keep Secrets in %s", k8sTokengate, o.Metadata.Name, k8sSecrets)
+			}
+		}
+		if strings.Contains(string(readFile(t, k8sTokengate)), "REPLACE-ME") {
+			t.Errorf("%s holds a REPLACE-ME placeholder", k8sTokengate)
+		}
+		cfg, _ := loadIstioTokengate(t, findObject(t, objs, "ConfigMap", "tokengate-config"))
+		if cfg.Issuer != nil && len(cfg.Issuer.Clients) > 0 {
+			t.Errorf("the ConfigMap registers issuer clients %v: a demo client is a credential anyone reading the file holds", clientIDs(cfg))
+		}
+	})
+
+	t.Run("example secrets are placeholders", func(t *testing.T) {
+		n := 0
+		for _, o := range k8sObjects(t, k8sSecrets) {
 			if o.Kind != "Secret" {
+				t.Errorf("%s holds a %s: it is for the Secrets' shape only", k8sSecrets, o.Kind)
 				continue
 			}
 			n++
