@@ -383,9 +383,7 @@ func (c *Cache) flight(r *request) func() (any, error) {
 		if f := c.failureOf(r.key, e); f != nil && now.Before(f.until) {
 			return nil, &Error{Mode: r.mode, Reason: ReasonBackoff, Status: f.err.Status, Code: f.err.Code, rejected: f.err.rejected}
 		}
-		ctx, cancel := context.WithTimeout(c.base, r.timeout)
-		defer cancel()
-		tok, source, err := c.obtain(ctx, r, cur)
+		tok, source, err := c.obtain(r, cur)
 		now = c.now()
 		if err == nil && !now.Before(tok.Expiry) {
 			err = &Error{Mode: r.mode, Reason: ReasonBadExpiresIn}
@@ -417,30 +415,39 @@ const (
 
 // obtain acquires a token: directly, or through the Store so that one replica of a fleet calls
 // the IdP while the others wait for its result (cur is the token this replica holds, if any).
-func (c *Cache) obtain(ctx context.Context, r *request, cur Token) (Token, string, error) {
+// The IdP call itself always has the whole r.timeout. It runs detached from the callers (under
+// c.base), each of whom waits at most r.timeout in wait.
+func (c *Cache) obtain(r *request, cur Token) (Token, string, error) {
+	fetch := func() (Token, error) {
+		ctx, cancel := context.WithTimeout(c.base, r.timeout)
+		defer cancel()
+		return r.acquire(ctx)
+	}
 	if c.store == nil || !r.shared {
-		t, err := r.acquire(ctx)
+		t, err := fetch()
 		return t, sourceIdP, err
 	}
 	usable := func(t Token) bool {
 		return t.AccessToken != "" && t.Expiry.After(cur.Expiry) && c.now().Before(staleAt(t))
 	}
 	local := func() (Token, string, error) {
-		t, err := r.acquire(ctx)
+		t, err := fetch()
 		if err == nil {
-			c.share(ctx, r.key, t)
+			c.share(r.key, t)
 		}
 		return t, sourceIdP, err
 	}
+	// Store calls are bounded by the store's own timeout; c.base stops them on Close.
+	ctx := c.base
 	var timer *time.Timer
-	waited := false
+	var waitUntil time.Time // wall clock: the end of this replica's wait for another's fetch
 	for {
 		t, ok, err := c.store.Load(ctx, r.key)
 		if err != nil {
 			return local() // the store is down or slow: fetch locally
 		}
 		if ok && usable(t) {
-			if waited {
+			if !waitUntil.IsZero() {
 				c.m.RedisOp("lock_wait", "shared")
 			}
 			return t, sourceShared, nil
@@ -455,17 +462,29 @@ func (c *Cache) obtain(ctx context.Context, r *request, cur Token) (Token, strin
 				unlock()
 				return t, sourceShared, nil
 			}
-			t, err := r.acquire(ctx)
+			t, err := fetch()
 			if err == nil {
-				c.share(ctx, r.key, t) // before unlocking, so waiters find it
+				c.share(r.key, t) // before unlocking, so waiters find it
 			}
 			unlock()
 			return t, sourceIdP, err
 		}
 		// Another replica is fetching: look again shortly. If it dies, its lock lapses and the
-		// next TryLock makes us the fetcher.
-		waited = true
-		d := c.poll + rand.N(c.poll/2+1)
+		// next TryLock makes us the fetcher. A lock never blocks longer than that (SPEC section
+		// 7): a holder's own IdP call is bounded by the route's timeout, so a lock still held
+		// a whole timeout after we first found it is abandoned (planted with a long expiry, or
+		// a holder stuck renewing) and we fetch ourselves rather than fail. The callers of this
+		// flight may have given up by then (their wait is bounded by the same timeout), but the
+		// token it fetches serves the next ones: the route recovers instead of staying 503.
+		now := time.Now()
+		if waitUntil.IsZero() {
+			waitUntil = now.Add(r.timeout)
+		} else if !now.Before(waitUntil) {
+			c.m.RedisOp("lock_wait", "abandoned")
+			c.log.Warn("shared fetch lock held past the route's timeout: fetching locally", "route", r.route, "mode", r.mode, "key", r.key.String())
+			return local()
+		}
+		d := min(c.poll+rand.N(c.poll/2+1), waitUntil.Sub(now))
 		if timer == nil {
 			timer = time.NewTimer(d)
 			defer timer.Stop()
@@ -474,19 +493,15 @@ func (c *Cache) obtain(ctx context.Context, r *request, cur Token) (Token, strin
 		}
 		select {
 		case <-ctx.Done():
-			if c.base.Err() != nil {
-				return Token{}, "", &Error{Mode: r.mode, Reason: ReasonClosed}
-			}
-			c.m.RedisOp("lock_wait", "timeout")
-			return Token{}, "", &Error{Mode: r.mode, Reason: ReasonSharedWait}
+			return Token{}, "", &Error{Mode: r.mode, Reason: ReasonClosed}
 		case <-timer.C:
 		}
 	}
 }
 
 // share writes t to the store; a failure only costs the other replicas their own fetch.
-func (c *Cache) share(ctx context.Context, key Key, t Token) {
-	_ = c.store.Save(context.WithoutCancel(ctx), key, t)
+func (c *Cache) share(key Key, t Token) {
+	_ = c.store.Save(context.WithoutCancel(c.base), key, t)
 }
 
 // storeToken caches t under key and clears the key's failure state.

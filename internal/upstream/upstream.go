@@ -195,19 +195,21 @@ var (
 
 // Reasons carried by Error.Reason: fixed phrases, safe to show and to log.
 const (
-	ReasonIdPError           = "identity provider error"
-	ReasonRejected           = "credentials rejected by the identity provider"
-	ReasonTimeout            = "timed out"
-	ReasonCanceled           = "canceled"
-	ReasonConnection         = "cannot reach the identity provider"
-	ReasonInvalidResponse    = "invalid token response"
-	ReasonTooLarge           = "token response too large"
-	ReasonBadTokenType       = "token_type is not Bearer"
-	ReasonBadExpiresIn       = "expires_in is not a positive number"
-	ReasonBackoff            = "retrying later after a failure"
-	ReasonInvalidConfig      = "invalid client credentials configuration"
-	ReasonMintFailed         = "minting failed"
-	ReasonClosed             = "cache closed"
+	ReasonIdPError        = "identity provider error"
+	ReasonRejected        = "credentials rejected by the identity provider"
+	ReasonTimeout         = "timed out"
+	ReasonCanceled        = "canceled"
+	ReasonConnection      = "cannot reach the identity provider"
+	ReasonInvalidResponse = "invalid token response"
+	ReasonTooLarge        = "token response too large"
+	ReasonBadTokenType    = "token_type is not Bearer"
+	ReasonBadExpiresIn    = "expires_in is not a positive number"
+	ReasonBackoff         = "retrying later after a failure"
+	ReasonInvalidConfig   = "invalid client credentials configuration"
+	ReasonMintFailed      = "minting failed"
+	ReasonClosed          = "cache closed"
+	// ReasonSharedWait is no longer returned: a replica whose wait for another's fetch passes
+	// the route's timeout fetches itself (SPEC section 7). Kept for callers that name it.
 	ReasonSharedWait         = "timed out waiting for another replica"
 	ReasonMissingCredentials = "missing client credentials"
 )

@@ -14,7 +14,11 @@
 //     token is stored in clear and a warning is logged: an upstream token is a bearer credential.
 //   - The fleet-wide single flight is a lease: SET lock owner NX PX ttl, renewed by its holder
 //     every ttl/3 while it fetches, released only by its owner (compare-and-delete script). A
-//     holder that dies stops renewing; its lease lapses and another replica takes over.
+//     holder that dies stops renewing; its lease lapses and another replica takes over. A lock
+//     key without an expiry (planted by someone with Redis access, or a TTL lost by Redis) is
+//     no lease: the next TryLock takes it over in the same script (SPEC section 7), so it can
+//     never block a route. A lock with an expiry but held past the route's timeout is the
+//     upstream cache's concern: its waiter stops waiting and fetches itself.
 //   - Every call has its own timeout. After a failure the store answers ErrStoreDown at once for
 //     RetryInterval (the upstream cache then fetches locally), logs the outage once, and logs
 //     again when Redis answers; readiness never depends on Redis.
@@ -95,6 +99,7 @@ type Store struct {
 	log       *slog.Logger
 	m         *metrics.Metrics
 	now       func() time.Time
+	lockScr   *redis.Script
 	unlockScr *redis.Script
 	renewScr  *redis.Script
 
@@ -116,6 +121,12 @@ func New(opts Options) (*Store, error) {
 		log:     opts.Logger,
 		m:       opts.Metrics,
 		now:     opts.Now,
+		// KEYS[1] lock, ARGV[1] owner, ARGV[2] ttl ms: take the lease if free (1), or if the key
+		// has no expiry (PTTL -1: not a lease, it would block forever) override it (2); 0: held.
+		// One script, so that of many waiters exactly one takes an abandoned lock over.
+		lockScr: redis.NewScript(`if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return 1 end
+if redis.call("PTTL", KEYS[1]) == -1 then redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2]) return 2 end
+return 0`),
 		// KEYS[1] lock, ARGV[1] owner: delete only our own lock.
 		unlockScr: redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`),
 		// KEYS[1] lock, ARGV[1] owner, ARGV[2] ttl ms: extend only our own lease.
@@ -346,17 +357,22 @@ func (s *Store) TryLock(ctx context.Context, key upstream.Key) (func(), bool, er
 	owner := hex.EncodeToString(ob[:])
 	name := s.name("lock:", key)
 	octx, cancel := context.WithTimeout(ctx, s.timeout)
-	ok, err := s.rdb.SetNX(octx, name, owner, s.lockTTL).Result()
+	got, err := s.lockScr.Run(octx, s.rdb, []string{name}, owner, s.lockTTL.Milliseconds()).Int()
 	cancel()
 	s.observe("lock", err)
 	if err != nil {
 		return nil, false, err
 	}
-	if !ok {
+	switch got {
+	case 0:
 		s.m.RedisOp("lock", "busy")
 		return nil, false, nil
+	case 2:
+		s.m.RedisOp("lock", "abandoned")
+		s.log.Warn("redis fetch lock without an expiry taken over (set by hand, or its TTL was lost)")
+	default:
+		s.m.RedisOp("lock", "acquired")
 	}
-	s.m.RedisOp("lock", "acquired")
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go s.renew(name, owner, stop, done)
