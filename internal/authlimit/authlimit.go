@@ -68,11 +68,11 @@ type Limiter struct {
 	ips   *simplelru.LRU[[16]byte, *record]
 }
 
-// record is the recent failures of one key: the times of the last len(ring) failures, as Unix
-// nanoseconds, in a ring whose next slot to overwrite is next.
+// record is the recent failures of one key: the times of the last threshold failures, as Unix
+// nanoseconds, in a ring that grows up to threshold slots (so memory follows the failures seen,
+// not the threshold) and then wraps, next being the slot to overwrite.
 type record struct {
 	ring []int64
-	n    int // failures recorded, up to len(ring)
 	next int
 	last int64
 }
@@ -143,10 +143,10 @@ func (l *Limiter) Allow(clientID string, ip netip.Addr) (retryAfter time.Duratio
 	defer l.mu.Unlock()
 	var wait time.Duration
 	if r, found := l.pairs.Peek(pk); found {
-		wait = max(wait, l.limited(r, now))
+		wait = max(wait, l.limited(r, l.clientFailures, now))
 	}
 	if r, found := l.ips.Peek(ik); found {
-		wait = max(wait, l.limited(r, now))
+		wait = max(wait, l.limited(r, l.ipFailures, now))
 	}
 	if wait > 0 {
 		return wait, false
@@ -155,11 +155,11 @@ func (l *Limiter) Allow(clientID string, ip netip.Addr) (retryAfter time.Duratio
 }
 
 // limited is how long r's key stays refused at now (0: not refused).
-func (l *Limiter) limited(r *record, now int64) time.Duration {
-	if r.n < len(r.ring) {
+func (l *Limiter) limited(r *record, threshold int, now int64) time.Duration {
+	if len(r.ring) < threshold {
 		return 0
 	}
-	// The oldest of the last len(ring) failures; when it is inside the window, all are.
+	// The oldest of the last threshold failures; when it is inside the window, all are.
 	oldest := r.ring[r.next]
 	if now-oldest >= int64(l.window) {
 		return 0
@@ -189,11 +189,14 @@ func (l *Limiter) Fail(clientID string, ip netip.Addr) {
 func add[K comparable](table *simplelru.LRU[K, *record], k K, threshold int, now int64) {
 	r, found := table.Get(k)
 	if !found {
-		r = &record{ring: make([]int64, threshold)}
+		r = &record{}
 		table.Add(k, r)
 	}
-	r.ring[r.next] = now
-	r.next = (r.next + 1) % len(r.ring)
-	r.n = min(r.n+1, len(r.ring))
+	if len(r.ring) < threshold {
+		r.ring = append(r.ring, now)
+	} else {
+		r.ring[r.next] = now
+		r.next = (r.next + 1) % threshold
+	}
 	r.last = max(r.last, now)
 }
