@@ -82,18 +82,21 @@ func (i *Issuer) buildMetadata() ([]byte, error) {
 // maxIntrospectTokenBytes bounds a token before it is parsed; the body limit bounds it anyway.
 const maxIntrospectTokenBytes = MaxBodyBytes
 
-// serveIntrospect is POST /oauth2/introspect (RFC 7662). Any registered client may introspect
-// (§2.1 requires authorization; the caller is authenticated exactly as at the token endpoint,
-// behind the same limiter). The answer is {"active":true, …every claim} for a token of this
-// issuer, signed by a published key, that is valid now, and {"active":false} for anything
-// else, with no reason (§2.2).
+// serveIntrospect is POST /oauth2/introspect (RFC 7662). The caller is authenticated exactly as
+// at the token endpoint, behind the same failure limiter (§2.1 requires authorization). The
+// answer is {"active":true, …every claim} for a token of this issuer, signed by a published key,
+// valid now, and either issued to the calling client (its client_id claim) or asked about by a
+// client with `introspect: true` (a resource server); {"active":false} for anything else, with
+// no reason (§2.2). RFC 7662 §4: without that rule any client could read, and learn the validity
+// of, every other client's tokens (issue 9, finding 12).
 func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	p, cr, oe := readClientRequest(w, r, introspectParams)
 	if oe != nil {
 		writeError(w, oe)
 		return
 	}
-	if _, oe := i.authenticate(r, cr); oe != nil {
+	caller, oe := i.authenticate(r, cr)
+	if oe != nil {
 		writeError(w, oe)
 		return
 	}
@@ -103,6 +106,10 @@ func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims, ok := i.introspect(token)
+	if ok && !caller.introspect {
+		owner, _ := claims["client_id"].(string)
+		ok = owner == caller.id
+	}
 	if !ok {
 		writeJSON(w, http.StatusOK, map[string]bool{"active": false})
 		return

@@ -249,7 +249,8 @@ func TestPerClientKeyAndRotation(t *testing.T) {
 	before.verifyWithServedJWKS(t, tokAfter) // the new key was published before it signed
 	after.verifyWithServedJWKS(t, tokK1)     // the old key is still published
 	for _, tok := range []string{tokK1, tokK2, tokAfter} {
-		res := after.do(t, req{path: PathIntrospect, contentType: formCT, basic: basicAuth(svcID, svcSecret), body: introspectForm(tok)})
+		// rot has introspect: true; svc could not introspect perkey's token (RFC 7662 §4).
+		res := after.do(t, req{path: PathIntrospect, contentType: formCT, basic: basicAuth(rotID, rotNew), body: introspectForm(tok)})
 		if !strings.Contains(string(res.body), `"active":true`) {
 			t.Errorf("after rotation: %s", res.body)
 		}
@@ -350,5 +351,56 @@ func TestIntrospectionActiveCannotBeFaked(t *testing.T) {
 	var got map[string]any
 	if err := json.Unmarshal(res.body, &got); err != nil || got["active"] != true {
 		t.Errorf("got %s", res.body)
+	}
+}
+
+// TestIntrospectionOwnTokensOnly is issue 9 finding 12 and SECURITY-NOTES row 48 (RFC 7662 §4):
+// a client without `introspect: true` learns only about its own tokens; another client's valid
+// token, or a token minted for a route with no client of ours, is {"active":false} to it. A
+// client with `introspect: true` (rot) sees every valid token.
+func TestIntrospectionOwnTokensOnly(t *testing.T) {
+	e := newEnv(t, nil)
+	svcTok := e.getToken(t, svcID, svcSecret).AccessToken
+	perKeyTok := e.getToken(t, perKeyID, perKeySecret).AccessToken
+	minted, _, _, err := e.iss.Mint(t.Context(), MintRequest{Subject: "u", Audience: "billing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mintedAsSvc, _, _, err := e.iss.Mint(t.Context(), MintRequest{Subject: "u", ClientID: svcID, Audience: "billing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name       string
+		id, secret string
+		token      string
+		active     bool
+	}{
+		{"own token", svcID, svcSecret, svcTok, true},
+		{"another client's token", svcID, svcSecret, perKeyTok, false},
+		{"the other way round", perKeyID, perKeySecret, svcTok, false},
+		{"a minted token without client_id", svcID, svcSecret, minted, false},
+		{"a minted token naming the client", svcID, svcSecret, mintedAsSvc, true},
+		{"introspect: true, another client's token", rotID, rotNew, svcTok, true},
+		{"introspect: true, minted token", rotID, rotOld, minted, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := e.do(t, req{path: PathIntrospect, contentType: formCT, basic: basicAuth(tc.id, tc.secret), body: introspectForm(tc.token)})
+			if res.status != http.StatusOK {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			checkNoStore(t, res)
+			if !tc.active {
+				if string(res.body) != `{"active":false}` {
+					t.Fatalf("answer %s, want exactly {\"active\":false}", res.body)
+				}
+				return
+			}
+			var got map[string]any
+			if err := json.Unmarshal(res.body, &got); err != nil || got["active"] != true || got["jti"] == nil {
+				t.Fatalf("answer %s, want active with the claims", res.body)
+			}
+		})
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/authlimit"
 	"github.com/tokengate/tokengate/internal/jose"
 )
 
@@ -107,12 +109,15 @@ func FuzzTokenEndpoint(f *testing.F) {
 	})
 }
 
-// newFuzzIssuer is an issuer whose limiter never empties, so that the fuzzer keeps reaching the
-// success path (the limiter has its own tests).
+// newFuzzIssuer is an issuer whose limiter never limits, so that the fuzzer keeps reaching the
+// success path (the limiter has its own tests): the limiter's own clock moves an hour per
+// reading, so no two failures ever share a window.
 func newFuzzIssuer(tb testing.TB) *Issuer {
 	tb.Helper()
 	cfg := testConfig("https://tg.example.com")
-	iss, err := New(cfg, Options{FailureBurst: 1 << 30, IPFailureBurst: 1 << 30})
+	var ticks atomic.Int64
+	hourly := func() time.Time { return time.Unix(ticks.Add(3600), 0) }
+	iss, err := New(cfg, Options{Limiter: authlimit.New(authlimit.Options{Now: hourly})})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -73,6 +73,7 @@ func testConfig(issuerURL string) Config {
 			{
 				ID: rotID, SecretHashes: [][32]byte{DigestSecret(rotOld), DigestSecret(rotNew)},
 				Scopes: []string{"read"}, DefaultScopes: []string{"read"}, Audiences: []string{"billing"},
+				Introspect: true, // a resource server: may introspect every token
 			},
 			{
 				ID: specialID, SecretHashes: [][32]byte{DigestSecret(specialSec)},

@@ -4,8 +4,8 @@
 // It also signs the tokens of `mint` routes (Mint), with the same keys and the same `iss`.
 //
 // Every signing and verification goes through internal/jose; this package never touches a JOSE
-// library directly. An *Issuer is immutable after New except for its failed-authentication
-// limiter, and is safe for concurrent use.
+// library directly. An *Issuer is immutable after New (the failure limiter it uses is shared and
+// synchronises itself), and is safe for concurrent use.
 package issuer
 
 import (
@@ -16,12 +16,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/tokengate/tokengate/internal/authlimit"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/metrics"
 )
@@ -29,15 +31,6 @@ import (
 // DefaultTokenTTL is the lifetime of an access token when neither the issuer nor the client
 // configures one.
 const DefaultTokenTTL = time.Hour
-
-// Defaults of the failed-authentication limiter (see Options).
-const (
-	DefaultFailureBurst      = 10
-	DefaultFailureInterval   = time.Second
-	DefaultIPFailureBurst    = 100
-	DefaultIPFailureInterval = 100 * time.Millisecond
-	DefaultLimiterSize       = 10000
-)
 
 // MaxBodyBytes caps the request body of the token and introspection endpoints; a larger body is
 // answered 413 before it is parsed (RFC 6749 §3.2 leaves the size to the server).
@@ -81,6 +74,10 @@ type Client struct {
 	// Claims are static claims added to every token of this client. Their names may not be
 	// registered claims (New refuses them) and their values must be JSON.
 	Claims map[string]any
+	// Introspect lets this client introspect every token of the issuer (a resource server);
+	// without it, introspection answers active only for the client's own tokens (RFC 7662 §4:
+	// the server must not tell one client about another's tokens).
+	Introspect bool
 }
 
 // Config is the issuer's configuration (SPEC section 3, `issuer`).
@@ -100,22 +97,16 @@ type Options struct {
 	Metrics *metrics.Metrics
 	Now     func() time.Time
 
-	// FailureBurst failed authentications per client_id are allowed at once, then one more per
-	// FailureInterval (a token bucket; RFC 6749 §2.3.1 requires brute-force protection).
-	FailureBurst    int
-	FailureInterval time.Duration
-	// IPFailureBurst / IPFailureInterval are the same per remote IP (the socket peer; forwarded
-	// headers are not trusted), against one address spraying many client_ids. Behind a proxy
-	// every client shares the proxy's bucket, hence the more generous default, and only failures
-	// count there (a success reserves nothing). A negative IPFailureBurst disables it.
-	IPFailureBurst    int
-	IPFailureInterval time.Duration
-	// LimiterSize bounds the number of buckets of each limiter (an LRU).
-	LimiterSize int
+	// Limiter is the failure limiter of SPEC section 6, shared with the authorizer's
+	// client_credentials routes and created once per process, so that a reload keeps a
+	// guesser's penalty. Nil: the issuer makes its own with the defaults (never "unlimited").
+	Limiter *authlimit.Limiter
+	// TrustedProxies are server.trusted_proxies: when the socket peer is one of them, the
+	// caller IP the limiter counts is taken from X-Forwarded-For (authlimit.ClientIP).
+	TrustedProxies []netip.Prefix
 	// Previous is the issuer this one replaces on a configuration reload: its generated
 	// (ephemeral) keys whose kid and alg are unchanged are kept, so a reload does not invalidate
-	// every token they signed, and its brute-force limiters are kept, so a reload does not
-	// reset a guesser's penalty.
+	// every token they signed.
 	Previous *Issuer
 }
 
@@ -129,6 +120,7 @@ type client struct {
 	ttl           time.Duration
 	key           *jose.SigningKey
 	claims        map[string]any // frozen JSON copy; never mutated after New
+	introspect    bool
 }
 
 // Issuer is the authorization server. Build it with New.
@@ -153,8 +145,8 @@ type Issuer struct {
 
 	dummy   [32]byte                    // digest compared for an unknown client
 	compare func(a, b []byte) int       // subtle.ConstantTimeCompare; a field so a test can count calls
-	limitID *limiter                    // failed authentications per client_id
-	limitIP *limiter                    // failed authentications per remote IP (nil: disabled)
+	limit   *authlimit.Limiter          // failed client authentications (shared, SPEC section 6)
+	trusted []netip.Prefix              // server.trusted_proxies
 	random  func(b []byte) (int, error) // crypto/rand.Read
 }
 
@@ -169,6 +161,8 @@ func New(cfg Config, opts Options) (*Issuer, error) {
 		metrics:   opts.Metrics,
 		now:       opts.Now,
 		compare:   subtle.ConstantTimeCompare,
+		limit:     opts.Limiter,
+		trusted:   slices.Clone(opts.TrustedProxies),
 		random:    rand.Read,
 	}
 	if i.log == nil {
@@ -176,6 +170,9 @@ func New(cfg Config, opts Options) (*Issuer, error) {
 	}
 	if i.now == nil {
 		i.now = time.Now
+	}
+	if i.limit == nil {
+		i.limit = authlimit.New(authlimit.Options{Now: i.now})
 	}
 	if err := validateIssuerURL(cfg.IssuerURL); err != nil {
 		return nil, err
@@ -204,17 +201,6 @@ func New(cfg Config, opts Options) (*Issuer, error) {
 	if _, err := i.random(i.dummy[:]); err != nil {
 		return nil, fmt.Errorf("issuer: random: %w", err)
 	}
-	if prev := opts.Previous; prev != nil {
-		// The limiters' settings are not configurable from the file, so they carry over whole.
-		i.limitID, i.limitIP = prev.limitID, prev.limitIP
-		return i, nil
-	}
-	i.limitID = newLimiter(orInt(opts.FailureBurst, DefaultFailureBurst),
-		orDuration(opts.FailureInterval, DefaultFailureInterval), orInt(opts.LimiterSize, DefaultLimiterSize))
-	if opts.IPFailureBurst >= 0 {
-		i.limitIP = newLimiter(orInt(opts.IPFailureBurst, DefaultIPFailureBurst),
-			orDuration(opts.IPFailureInterval, DefaultIPFailureInterval), orInt(opts.LimiterSize, DefaultLimiterSize))
-	}
 	return i, nil
 }
 
@@ -229,20 +215,6 @@ func (i *Issuer) generated(kid, alg string) *jose.SigningKey {
 		}
 	}
 	return nil
-}
-
-func orInt(v, def int) int {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
-
-func orDuration(v, def time.Duration) time.Duration {
-	if v <= 0 {
-		return def
-	}
-	return v
 }
 
 // validateIssuerURL applies RFC 8414 §2: an absolute URL with no query or fragment. Plain http is
@@ -372,6 +344,7 @@ func (i *Issuer) addClient(n int, c Client) error {
 		audiences:     dedupe(c.Audiences),
 		ttl:           c.TokenTTL,
 		key:           i.keys[0],
+		introspect:    c.Introspect,
 	}
 	if cl.ttl == 0 {
 		cl.ttl = i.ttl

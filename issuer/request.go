@@ -7,13 +7,14 @@ import (
 	"errors"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tokengate/tokengate/internal/authlimit"
 )
 
 // Parameters the endpoints read. Any other parameter is ignored (RFC 6749 §3.2), and may repeat:
@@ -215,33 +216,29 @@ func clientCredentials(r *http.Request, p map[string]string) (credentials, *oaut
 	return credentials{id: id, secret: secret, basic: true}, nil
 }
 
-// authenticate checks the credentials against the registry, behind the failed-authentication
-// limiters. Unknown client and wrong secret take the same path (secretMatches with a nil client
-// compares against the dummy digest) and get the same answer.
+// authenticate checks the credentials against the registry, behind the shared failure limiter
+// (SPEC section 6, RFC 6749 §2.3.1), keyed by the client id and the caller IP (authlimit.ClientIP:
+// the socket peer, or X-Forwarded-For behind a trusted proxy). A limited key is refused before its
+// secret is compared, identically for existing and unknown client ids. Unknown client and wrong
+// secret take the same path (secretMatches with a nil client compares against the dummy digest),
+// count the same failure and get the same answer.
 func (i *Issuer) authenticate(r *http.Request, cr credentials) (*client, *oauthError) {
 	if cr.unsupported || cr.id == "" || cr.secret == "" {
 		return nil, errClient
 	}
-	now := i.now()
-	ipKey := limiterKey('i', remoteIP(r))
-	idKey := limiterKey('c', cr.id)
-	if ok, wait := i.limitIP.allow(ipKey, now); !ok {
-		i.log.Debug("issuer: client authentication refused: too many failures from this address")
-		return nil, errSlowDown(wait)
-	}
-	if ok, wait := i.limitID.take(idKey, now); !ok {
-		i.log.Debug("issuer: client authentication refused: too many failures for this client_id",
-			"client_id", logSafe(cr.id))
+	ip := authlimit.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), i.trusted)
+	if wait, ok := i.limit.Allow(cr.id, ip); !ok {
+		i.log.Debug("issuer: client authentication refused: too many failures",
+			"client_id", logSafe(cr.id), "remote", ip.String())
 		return nil, errSlowDown(wait)
 	}
 	c := i.clients[cr.id]
 	if !i.secretMatches(c, cr.secret) {
-		i.limitIP.fail(ipKey, now)
+		i.limit.Fail(cr.id, ip)
 		i.log.Info("issuer: client authentication failed", "client_id", logSafe(cr.id),
-			"method", authMethod(cr), "remote", remoteIP(r))
+			"method", authMethod(cr), "remote", ip.String())
 		return nil, errClient
 	}
-	i.limitID.refund(idKey, now)
 	return c, nil
 }
 
@@ -250,15 +247,6 @@ func authMethod(cr credentials) string {
 		return "client_secret_basic"
 	}
 	return "client_secret_post"
-}
-
-// remoteIP is the socket peer's address without its port. X-Forwarded-For is not trusted: any
-// client could set it and escape its bucket.
-func remoteIP(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
 }
 
 // logSafe bounds an untrusted string before it goes into a log line.

@@ -64,3 +64,22 @@ func (i *Issuer) secretMatches(c *client, secret string) bool {
 	}
 	return match == 1 && c != nil
 }
+
+// VerifyClientSecret reports whether secret is an accepted secret of the registered client
+// clientID, for the authorizer's `clients: self` routes (SPEC section 3). It is the token
+// endpoint's comparison (secretMatches): the same constant-time work whether the client exists,
+// has one secret or two, and false for an empty id or secret, as the token endpoint answers them.
+// It applies no failure limiter: the caller applies the shared one (authlimit) itself, Allow
+// before and Fail after a false answer.
+//
+// Concurrency: an *Issuer is immutable after New, so VerifyClientSecret may be called from any
+// number of goroutines at once, also while a reload builds the next Issuer; it answers for the
+// clients of this Issuer, so after a reload callers must ask the new one. A nil *Issuer knows no
+// client and answers false.
+func (i *Issuer) VerifyClientSecret(clientID, secret string) bool {
+	if i == nil {
+		return false
+	}
+	ok := i.secretMatches(i.clients[clientID], secret)
+	return ok && clientID != "" && secret != ""
+}

@@ -71,6 +71,8 @@ func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errServer)
 		return
 	}
+	// c is a registered client that just authenticated: the label value comes from the
+	// configuration, never from the request (SPEC section 8), so series are bounded by clients.
 	i.metrics.TokenIssued(c.id)
 	i.log.Debug("issuer: token issued", "client_id", c.id, "aud", aud, "token_hash", TokenHash(token))
 	writeJSON(w, http.StatusOK, tokenResponse{
