@@ -83,8 +83,9 @@ func TestEnvoyBrokenCopies(t *testing.T) {
 	hcm := []any{"static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config"}
 	extAuthz := append(slices.Clone(hcm), "http_filters", 0, "typed_config")
 	routes := append(slices.Clone(hcm), "route_config", "virtual_hosts", 0, "routes")
-	// routes[1] is the Envoy route of tokengate's "mint" route in both files.
-	const mintRoute = 1
+	// routes[0] refuses path parameters, routes[1] is the health route, routes[2] the Envoy route
+	// of tokengate's "mint" route in both files.
+	const semicolonRoute, mintRoute = 0, 2
 
 	type brokenCase struct {
 		name      string
@@ -256,7 +257,7 @@ func TestEnvoyBrokenCopies(t *testing.T) {
 					},
 				}
 			},
-			want: "only the health route may skip",
+			want: "ext_authz is disabled on a route to an upstream",
 		},
 		{
 			name: "caller-supplied claim header not stripped",
@@ -294,6 +295,57 @@ func TestEnvoyBrokenCopies(t *testing.T) {
 			},
 			want:      "is deprecated",
 			insideAny: true,
+		},
+		{
+			name: "no path normalization",
+			mutate: func(t *testing.T, doc map[string]any) {
+				digMap(t, doc, hcm...)["normalize_path"] = false
+			},
+			want: "normalize_path must be true",
+		},
+		{
+			name: "slashes not merged",
+			mutate: func(t *testing.T, doc map[string]any) {
+				delete(digMap(t, doc, hcm...), "merge_slashes")
+			},
+			want: "merge_slashes must be true",
+		},
+		{
+			name: "encoded slashes kept",
+			mutate: func(t *testing.T, doc map[string]any) {
+				digMap(t, doc, hcm...)["path_with_escaped_slashes_action"] = "KEEP_UNCHANGED"
+			},
+			want: "path_with_escaped_slashes_action KEEP_UNCHANGED",
+		},
+		{
+			name: "no route refusing path parameters",
+			mutate: func(t *testing.T, doc map[string]any) {
+				m := digMap(t, doc, append(slices.Clone(hcm), "route_config", "virtual_hosts", 0)...)
+				m["routes"] = digList(t, m, "routes")[semicolonRoute+1:]
+			},
+			want: `"/admin;/x" reaches`,
+		},
+		{
+			name: "path parameters refused after a prefix route",
+			mutate: func(t *testing.T, doc map[string]any) {
+				rs := digList(t, doc, routes...)
+				rs[semicolonRoute], rs[mintRoute] = rs[mintRoute], rs[semicolonRoute]
+			},
+			want: `"/mint/;x" reaches`,
+		},
+		{
+			name: "path-parameter route that is not a 400",
+			mutate: func(t *testing.T, doc map[string]any) {
+				digMap(t, doc, append(slices.Clone(routes), semicolonRoute, "direct_response")...)["status"] = 200
+			},
+			want: `"/admin;/x" reaches`,
+		},
+		{
+			name: "every header sent to tokengate",
+			mutate: func(t *testing.T, doc map[string]any) {
+				delete(digMap(t, doc, extAuthz...), "allowed_headers")
+			},
+			want: "sends the caller's cookie to tokengate",
 		},
 		{
 			name: "admin on every interface",
@@ -378,6 +430,18 @@ func checkEnvoy(data []byte, grpc bool, tg *config.Config) []error {
 	}
 	model := &envoyModel{}
 	errs = append(errs, walk("bootstrap", b.ProtoReflect(), model)...)
+	// A TLS listener has client certificates for RFC 8705 bound tokens (SPEC section 5).
+	tls := false
+	for _, l := range b.GetStaticResources().GetListeners() {
+		for _, fc := range l.GetFilterChains() {
+			tls = tls || fc.GetTransportSocket() != nil
+		}
+	}
+	for _, e := range model.extAuthz {
+		if tls && !e.msg.GetIncludePeerCertificate() {
+			errs = append(errs, fmt.Errorf("%s: the listener has TLS: include_peer_certificate must be true so that certificate-bound tokens can be checked", e.path))
+		}
+	}
 	errs = append(errs, checkAdminAndListeners(b)...)
 	errs = append(errs, checkClusters(b, model)...)
 	if len(model.hcms) == 0 {
@@ -560,6 +624,20 @@ func checkHCM(path string, h *hcmv3.HttpConnectionManager, grpc bool, tg *config
 		errs = append(errs, fmt.Errorf("%s.http_filters: the router (#%d) is not the last filter", path, routerAt))
 	}
 
+	// Route on the path the upstream serves (SPEC section 4; issue 9 item 3).
+	if !h.GetNormalizePath().GetValue() {
+		errs = append(errs, fmt.Errorf("%s: normalize_path must be true (dot segments and unreserved escapes resolved before routing)", path))
+	}
+	if !h.GetMergeSlashes() {
+		errs = append(errs, fmt.Errorf("%s: merge_slashes must be true", path))
+	}
+	switch a := h.GetPathWithEscapedSlashesAction(); a {
+	case hcmv3.HttpConnectionManager_REJECT_REQUEST, hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT:
+	default:
+		errs = append(errs, fmt.Errorf("%s: path_with_escaped_slashes_action %s: want REJECT_REQUEST (or UNESCAPE_AND_REDIRECT)", path, a))
+	}
+	errs = append(errs, checkPathParameters(path, h)...)
+
 	// A route that sets no forward_claims would otherwise pass a caller's own x-subject upstream.
 	stripped := map[string]bool{}
 	for _, ext := range h.GetEarlyHeaderMutationExtensions() {
@@ -609,6 +687,56 @@ func checkHCM(path string, h *hcmv3.HttpConnectionManager, grpc bool, tg *config
 	return errs
 }
 
+// pathParameterProbes are paths with ";" (path parameters, which Tomcat and Spring strip): each
+// must be answered 400 by Envoy itself, before any route could send it upstream.
+var pathParameterProbes = []string{"/admin;/x", "/x/..;/admin/x", "/mint/;x", "/none/x;jsessionid=1", ";"}
+
+// checkPathParameters evaluates the route table of h on pathParameterProbes (first matching
+// route wins, as in Envoy) and reports any probe that reaches something other than a 400
+// direct_response. The probes are also matched by a path without ";" to prove the route does
+// not refuse ordinary paths.
+func checkPathParameters(path string, h *hcmv3.HttpConnectionManager) []error {
+	var errs []error
+	first := func(p string) *routev3.Route {
+		for _, vh := range h.GetRouteConfig().GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				if routeMatches(r.GetMatch(), p) {
+					return r
+				}
+			}
+		}
+		return nil
+	}
+	for _, p := range pathParameterProbes {
+		r := first(p)
+		if r == nil || r.GetDirectResponse() == nil || r.GetDirectResponse().GetStatus() != 400 {
+			errs = append(errs, fmt.Errorf("%s: %q reaches route %q, not a 400 direct_response: path parameters must be refused before routing (tokengate never sees the raw path of a named route)", path, p, r.GetName()))
+		}
+	}
+	for _, p := range []string{"/mint/x", "/none/a.b"} {
+		if r := first(p); r != nil && r.GetDirectResponse().GetStatus() == 400 {
+			errs = append(errs, fmt.Errorf("%s: the ordinary path %q is refused by route %q", path, p, r.GetName()))
+		}
+	}
+	return errs
+}
+
+// routeMatches evaluates the path part of an Envoy RouteMatch (prefix, path, safe_regex on the
+// path without its query).
+func routeMatches(m *routev3.RouteMatch, p string) bool {
+	switch {
+	case m.GetSafeRegex() != nil:
+		re, err := regexp.Compile("^(?:" + m.GetSafeRegex().GetRegex() + ")$")
+		return err == nil && re.MatchString(p)
+	case m.GetPath() != "":
+		return p == m.GetPath()
+	case m.GetPathSeparatedPrefix() != "":
+		return p == m.GetPathSeparatedPrefix() || strings.HasPrefix(p, m.GetPathSeparatedPrefix()+"/")
+	default:
+		return strings.HasPrefix(p, m.GetPrefix())
+	}
+}
+
 // checkRoute checks one Envoy route: ext_authz disabled only for the health route, and the
 // tokengate route it leads to (named in context_extensions for gRPC, by the Envoy route's name
 // for HTTP) exists and is what tokengate's own matching selects for its prefix, so gateways that
@@ -620,8 +748,9 @@ func checkRoute(rpath string, r *routev3.Route, grpc bool, tg *config.Config, re
 		return []error{fmt.Errorf("%s: %w", rpath, err)}
 	}
 	if per.GetDisabled() {
-		if r.GetMatch().GetPath() != healthPath {
-			errs = append(errs, fmt.Errorf("%s: ext_authz is disabled here: only the health route may skip authorization (match path %s)", rpath, healthPath))
+		// Only a route that answers itself may skip authorization: nothing reaches an upstream.
+		if r.GetDirectResponse() == nil {
+			errs = append(errs, fmt.Errorf("%s: ext_authz is disabled on a route to an upstream: only the health route (match path %s) and the routes answering themselves may skip authorization", rpath, healthPath))
 		}
 		return errs
 	}
@@ -685,8 +814,15 @@ func checkExtAuthz(path string, e *extauthzv3.ExtAuthz, grpc bool, tg *config.Co
 	if e.GetStatusOnError().GetCode() != typev3.StatusCode_ServiceUnavailable {
 		errs = append(errs, fmt.Errorf("%s: status_on_error must be 503 (ServiceUnavailable), as tokengate answers when it cannot decide", path))
 	}
-	if e.GetIncludePeerCertificate() {
-		errs = append(errs, fmt.Errorf("%s: include_peer_certificate must be false: tokengate does not use it", path))
+	// Cookies and other request headers are none of tokengate's business: an allow-list with
+	// the credential headers only (issue 9 item 13). Envoy always sends method, host and path.
+	for _, h := range []string{"authorization", "dpop"} {
+		if !listMatches(e.GetAllowedHeaders(), h) {
+			errs = append(errs, fmt.Errorf("%s: allowed_headers does not send %q to tokengate", path, h))
+		}
+	}
+	if e.GetAllowedHeaders() == nil || listMatches(e.GetAllowedHeaders(), "cookie") {
+		errs = append(errs, fmt.Errorf("%s: sends the caller's cookie to tokengate: list the credential headers in allowed_headers", path))
 	}
 	if e.GetWithRequestBody() != nil {
 		errs = append(errs, fmt.Errorf("%s: with_request_body must be absent: tokengate decides on headers only", path))
