@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -61,12 +62,29 @@ type Request struct {
 	ClientIP netip.Addr
 }
 
+// Limiter is the failure limiter of failed client authentications (SPEC section 6), shared
+// with the token endpoint. Implemented by *authlimit.Limiter.
+type Limiter interface {
+	Allow(clientID string, ip netip.Addr) (retryAfter time.Duration, ok bool)
+	Fail(clientID string, ip netip.Addr)
+}
+
+// ClientVerifier checks a client's secret against the built-in issuer's clients, in constant
+// time, for `clients: self` routes. Implemented by *issuer.Issuer.
+type ClientVerifier interface {
+	VerifyClientSecret(clientID, secret string) bool
+}
+
 // Deps are the collaborators an Authorizer calls.
 type Deps struct {
-	Verifier      Verifier   // required when a route authenticates with jwt
-	Tokens        TokenCache // required for mint, fetch and exchanged routes
-	Minter        Minter     // required for mint routes
-	MaxTokenBytes int        // an Authorization credential above this is refused before parsing
+	Verifier Verifier       // required when a route authenticates with jwt
+	Tokens   TokenCache     // required for mint, fetch and exchanged routes, and token_url verification
+	Minter   Minter         // required for mint routes
+	Clients  ClientVerifier // required for client_credentials routes with clients: self
+	// Limiter limits failed client authentications on client_credentials routes; nil allows
+	// every attempt (tests only: the app always passes the shared one).
+	Limiter       Limiter
+	MaxTokenBytes int // an Authorization credential above this is refused before parsing
 	// DecisionTimeout bounds one decision when the caller set no earlier deadline (forward-auth
 	// requests carry none; Envoy's gRPC Check carries its ext_authz timeout). Default 5 s.
 	DecisionTimeout time.Duration
@@ -80,6 +98,10 @@ type Authorizer struct {
 	routes  *routeTable
 	deps    Deps
 	sources map[string]*upstream.Source // fetch routes: the cache key is computed once, not per request
+	// claimHeaders are the headers any route forwards as a claim, sorted: every allowed
+	// response sets or removes each, so a caller can never set x-subject itself on a route
+	// that does not forward it (SPEC section 5).
+	claimHeaders []string
 }
 
 // New compiles routes; the routes must already be valid (the config package checks them), so an
@@ -105,8 +127,12 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 			return nil, fmt.Errorf("route %q: upstream %s needs a token cache", r.Name, r.Upstream)
 		case r.Upstream == UpstreamMint && deps.Minter == nil:
 			return nil, fmt.Errorf("route %q: upstream mint needs the issuer", r.Name)
-		case r.Upstream == UpstreamExchanged && r.Auth != AuthClientCredentials:
-			return nil, fmt.Errorf("route %q: upstream exchanged needs client_credentials authentication", r.Name)
+		case r.Upstream == UpstreamExchanged && (r.Auth != AuthClientCredentials || r.ClientsSelf):
+			return nil, fmt.Errorf("route %q: upstream exchanged needs client_credentials authentication at a token_url", r.Name)
+		case r.Auth == AuthClientCredentials && r.ClientsSelf && deps.Clients == nil:
+			return nil, fmt.Errorf("route %q: clients: self needs the issuer", r.Name)
+		case r.Auth == AuthClientCredentials && !r.ClientsSelf && deps.Tokens == nil:
+			return nil, fmt.Errorf("route %q: client_credentials verification needs a token cache", r.Name)
 		}
 	}
 	t, err := newRouteTable(routes)
@@ -114,11 +140,19 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 		return nil, err
 	}
 	a := &Authorizer{routes: t, deps: deps, sources: map[string]*upstream.Source{}}
+	seen := map[string]bool{}
 	for _, r := range routes {
 		if r.Upstream == UpstreamFetch {
 			a.sources[r.Name] = upstream.NewSource(r.Name, r.Fetch)
 		}
+		for h := range r.ForwardClaims {
+			if !seen[h] {
+				seen[h] = true
+				a.claimHeaders = append(a.claimHeaders, h)
+			}
+		}
 	}
+	slices.Sort(a.claimHeaders)
 	return a, nil
 }
 
@@ -128,6 +162,9 @@ type caller struct {
 	clientID  string            // AuthClientCredentials
 	secret    string            // AuthClientCredentials (never logged)
 	token     string            // the caller's Bearer token (AuthJWT)
+	// exchanged is the token the IdP issued for the caller's credentials when it verified them
+	// (AuthClientCredentials with a token_url); it goes upstream on exchanged routes.
+	exchanged upstream.Token
 }
 
 // Decide judges one request. It never panics on any input and always returns a complete
@@ -163,12 +200,16 @@ func (a *Authorizer) Decide(ctx context.Context, req Request) Decision {
 }
 
 func (a *Authorizer) decide(ctx context.Context, req Request) Decision {
-	if req.RouteName == "" && !normalPath(req.Path) {
-		// Routes are chosen by path prefix: a path whose normal form differs (/public/../admin)
-		// could select one route here and reach another upstream, so it fits no route.
+	// Routes are chosen by path prefix in normal form (SPEC section 4): a path no normal form
+	// represents safely (/admin;/x, /public/../admin, %2F) could select one route here and
+	// reach another upstream, so it fits no route. The check applies to a route Envoy names too:
+	// the name does not make such a path safe for the upstream (a `;` parameter Tomcat strips),
+	// and Envoy as shipped normalizes paths before ext_authz, so no legitimate request has one.
+	path, ok := normalizePath(req.Path)
+	if !ok {
 		return accessDenied("the request path is not in normal form")
 	}
-	r, named := a.routes.selectRoute(req.RouteName, req.Authority, req.Path, req.Method)
+	r, named := a.routes.selectRoute(req.RouteName, req.Authority, path, req.Method)
 	if r == nil {
 		if named {
 			return accessDenied("the route is unknown")
@@ -215,7 +256,10 @@ func (a *Authorizer) authenticate(ctx context.Context, r *Route, req Request) (c
 			d.TokenHash = shortHash(cred.value)
 			return c, d, false
 		}
-		return caller{clientID: id, secret: secret}, Decision{TokenHash: shortHash(id)}, true
+		c = caller{clientID: id, secret: secret}
+		d = a.verifyClient(ctx, r, req.ClientIP, &c)
+		d.TokenHash = shortHash(id)
+		return c, d, d.Status == 0
 	}
 
 	if len(cred.value) > a.deps.MaxTokenBytes {
@@ -236,10 +280,7 @@ func (a *Authorizer) authenticate(ctx context.Context, r *Route, req Request) (c
 		return c, d, false
 	}
 	for name, wantValue := range r.Claims {
-		v, has := p.Claims[name]
-		got, ok := claimString(v)
-		want, wantOK := claimString(wantValue)
-		if !has || !ok || !wantOK || got != want {
+		if !claimMatches(wantValue, p.Claims[name]) {
 			d = accessDenied("a required claim does not match")
 			d.Reason = "claim " + name + " does not match"
 			d.TokenHash = hash
@@ -247,6 +288,47 @@ func (a *Authorizer) authenticate(ctx context.Context, r *Route, req Request) (c
 		}
 	}
 	return caller{principal: p, token: cred.value}, Decision{TokenHash: hash}, true
+}
+
+// verifyClient checks a client_credentials caller's secret, whatever the upstream mode (SPEC
+// section 3): at the route's IdP (the credentials are good when it issues a token for them;
+// cached, one flight per credentials, at most 16 per route at once) or against the issuer's
+// clients. Failures count in the shared failure limiter per (client id, caller IP) and per
+// caller IP; a limited key is refused before the secret is looked at, good secret or not, so
+// a guesser learns nothing and never reaches the IdP (RFC 6749 §2.3.1). It returns the zero
+// Decision when the caller is verified.
+func (a *Authorizer) verifyClient(ctx context.Context, r *Route, ip netip.Addr, c *caller) Decision {
+	if a.deps.Limiter != nil {
+		if wait, ok := a.deps.Limiter.Allow(c.clientID, ip); !ok {
+			return slowDown(wait)
+		}
+	}
+	if r.ClientsSelf {
+		if a.deps.Clients.VerifyClientSecret(c.clientID, c.secret) {
+			return Decision{}
+		}
+		a.fail(c.clientID, ip)
+		return invalidClient()
+	}
+	cc := r.Exchange
+	cc.ClientID, cc.ClientSecret = c.clientID, c.secret
+	tok, err := a.deps.Tokens.Exchange(ctx, r.Name, cc)
+	switch {
+	case err == nil:
+		c.exchanged = tok
+		return Decision{}
+	case errors.Is(err, upstream.ErrRejected):
+		a.fail(c.clientID, ip)
+		return invalidClient()
+	}
+	// The IdP is down, slow or busy: the caller did nothing wrong, and nothing is counted.
+	return unavailable("the client credentials could not be verified", "client verification failed: "+err.Error())
+}
+
+func (a *Authorizer) fail(clientID string, ip netip.Addr) {
+	if a.deps.Limiter != nil {
+		a.deps.Limiter.Fail(clientID, ip)
+	}
 }
 
 func verifyDenial(err error) Decision {
@@ -259,6 +341,52 @@ func verifyDenial(err error) Decision {
 	}
 	// An error the verifier did not classify: fail closed without echoing it.
 	return invalidToken("token is invalid")
+}
+
+// claimMatches compares a route's required claim with the token's by JSON type (SPEC section
+// 5): a string only a JSON string, a boolean only a JSON boolean, a number only a JSON number
+// of that value; a token claim that is an array matches when one element does. Anything else
+// (objects, null, a missing claim) never matches: fail closed.
+func claimMatches(want, got any) bool {
+	if arr, ok := got.([]any); ok {
+		return slices.ContainsFunc(arr, func(e any) bool { return scalarMatches(want, e) })
+	}
+	return scalarMatches(want, got)
+}
+
+func scalarMatches(want, got any) bool {
+	switch w := want.(type) {
+	case string:
+		g, ok := got.(string)
+		return ok && g == w
+	case bool:
+		g, ok := got.(bool)
+		return ok && g == w
+	case json.Number:
+		return numberEquals(w.String(), got)
+	case float64:
+		return numberEquals(strconv.FormatFloat(w, 'g', -1, 64), got)
+	case int:
+		return numberEquals(strconv.Itoa(w), got)
+	}
+	return false
+}
+
+// numberEquals compares decimal numbers exactly ("5", "5.0" and "5e0" are one value), so a
+// large integer claim is never rounded into another.
+func numberEquals(want string, got any) bool {
+	var g string
+	switch x := got.(type) {
+	case json.Number:
+		g = x.String()
+	case float64:
+		g = strconv.FormatFloat(x, 'g', -1, 64)
+	default:
+		return false
+	}
+	wr, ok1 := new(big.Rat).SetString(want)
+	gr, ok2 := new(big.Rat).SetString(g)
+	return ok1 && ok2 && wr.Cmp(gr) == 0
 }
 
 func missingScopes(have, required []string) bool {
@@ -297,9 +425,7 @@ func (a *Authorizer) upstreamToken(ctx context.Context, r *Route, c caller) (ups
 	case UpstreamFetch:
 		return a.deps.Tokens.FetchSource(ctx, a.sources[r.Name])
 	case UpstreamExchanged:
-		cc := r.Exchange
-		cc.ClientID, cc.ClientSecret = c.clientID, c.secret
-		return a.deps.Tokens.Exchange(ctx, r.Name, cc)
+		return c.exchanged, nil // obtained when the caller's credentials were verified
 	default: // UpstreamMint
 		req := MintRequest{Audience: r.Mint.Audience, Scopes: r.Mint.Scopes, TTL: r.Mint.TTL}
 		key := r.Name + "\x00" + a.deps.Minter.KeyEpoch()
@@ -335,19 +461,16 @@ func upstreamDenial(r *Route, err error) Decision {
 }
 
 // forwardClaims sets each configured claim header from the verified claims; a header whose
-// claim the token lacks is removed, so a caller can never inject it.
+// claim the token lacks is removed, and so is every header another route forwards as a claim,
+// so a caller can never inject one (SPEC section 5).
 func (a *Authorizer) forwardClaims(d *Decision, r *Route, c caller) {
-	if len(r.ForwardClaims) == 0 {
-		return
-	}
-	names := make([]string, 0, len(r.ForwardClaims))
-	for h := range r.ForwardClaims {
-		names = append(names, h)
-	}
-	slices.Sort(names) // a stable header order keeps responses reproducible
-	for _, h := range names {
-		v, ok := claimValue(r.ForwardClaims[h], c)
-		if ok {
+	for _, h := range a.claimHeaders { // sorted: a stable header order keeps responses reproducible
+		claim, forwarded := r.ForwardClaims[h]
+		if !forwarded {
+			d.RemoveHeaders = append(d.RemoveHeaders, h)
+			continue
+		}
+		if v, ok := claimValue(claim, c); ok {
 			d.SetHeaders = append(d.SetHeaders, HeaderValue{Name: h, Value: v})
 		} else {
 			d.RemoveHeaders = append(d.RemoveHeaders, h)
@@ -429,7 +552,7 @@ func headerSafe(s string) bool {
 func metadata(r *Route, c caller) map[string]string {
 	m := map[string]string{"route": r.Name}
 	put := func(k, v string) {
-		if v != "" {
+		if v = dropControl(v); v != "" {
 			m[k] = v
 		}
 	}
@@ -443,6 +566,27 @@ func metadata(r *Route, c caller) map[string]string {
 		put("client_id", c.clientID)
 	}
 	return m
+}
+
+// dropControl removes control characters (C0, DEL) from a metadata value: access logs are
+// line-based, and a claim with CR/LF would forge log lines.
+func dropControl(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x7f { // non-ASCII may hold C1 controls: look closer
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // shortHash names a credential in logs without revealing it: 16 hex digits of its SHA-256.

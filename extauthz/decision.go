@@ -3,7 +3,9 @@ package extauthz
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Body error codes of SPEC section 5. The first three are RFC 6750 §3.1 error codes and are
@@ -16,6 +18,7 @@ const (
 	errUnauthorized      = "unauthorized"
 	errAccessDenied      = "access_denied"
 	errUnavailable       = "temporarily_unavailable"
+	errSlowDown          = "slow_down"
 )
 
 // realm is the RFC 6750 §3 / RFC 7617 realm of every challenge.
@@ -36,6 +39,7 @@ type Decision struct {
 	WWWAuthenticate string // challenge, or "" for none
 	Error           string // body "error"
 	Description     string // body "error_description"; fixed texts only, never a token or secret
+	RetryAfter      int    // seconds, for a 429 (Retry-After header); 0 for none
 
 	// Allow (Allowed == true).
 	SetHeaders    []HeaderValue // each overwrites (OVERWRITE_IF_EXISTS_OR_ADD)
@@ -118,6 +122,28 @@ func insufficientScope(required []string) Decision {
 
 func accessDenied(description string) Decision {
 	return Decision{Status: http.StatusForbidden, Error: errAccessDenied, Description: description, Reason: description}
+}
+
+// slowDown: too many failed client authentications for this client id and caller address, or
+// for this address (SPEC section 6, "Failure limiter"). Retry-After is whole seconds, rounded
+// up, at least 1 (RFC 9110 §10.2.3).
+func slowDown(wait time.Duration) Decision {
+	secs := int((wait + time.Second - 1) / time.Second)
+	return Decision{Status: http.StatusTooManyRequests, Error: errSlowDown,
+		Description: "too many failed client authentications; retry later", RetryAfter: max(secs, 1),
+		Reason: "failure limiter"}
+}
+
+// DenialHeaders are the response headers of a denial, lower-case, for both transports.
+func (d *Decision) DenialHeaders() []HeaderValue {
+	h := []HeaderValue{{Name: "content-type", Value: "application/json"}}
+	if d.WWWAuthenticate != "" {
+		h = append(h, HeaderValue{Name: "www-authenticate", Value: d.WWWAuthenticate})
+	}
+	if d.RetryAfter > 0 {
+		h = append(h, HeaderValue{Name: "retry-after", Value: strconv.Itoa(d.RetryAfter)})
+	}
+	return h
 }
 
 func unavailable(description, reason string) Decision {

@@ -3,6 +3,7 @@ package extauthz
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -60,6 +61,11 @@ func RequestFromCheck(in *authv3.CheckRequest) Request {
 		Path:      h.GetPath(),
 		Method:    h.GetMethod(),
 	}
+	// The downstream client's address as Envoy saw it (Envoy applies its own X-Forwarded-For
+	// rules), for the failure limiter (SPEC section 6).
+	if ip, err := netip.ParseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()); err == nil {
+		req.ClientIP = ip.Unmap()
+	}
 	if hm := h.GetHeaderMap(); hm != nil {
 		for _, hv := range hm.GetHeaders() {
 			v := hv.GetValue()
@@ -90,9 +96,9 @@ func RequestFromCheck(in *authv3.CheckRequest) Request {
 // CheckResponseFor renders a decision as Envoy expects it (SPEC section 5).
 func CheckResponseFor(d *Decision) *authv3.CheckResponse {
 	if !d.Allowed {
-		headers := []*corev3.HeaderValueOption{header("content-type", "application/json")}
-		if d.WWWAuthenticate != "" {
-			headers = append(headers, header("www-authenticate", d.WWWAuthenticate))
+		var headers []*corev3.HeaderValueOption
+		for _, hv := range d.DenialHeaders() {
+			headers = append(headers, header(hv.Name, hv.Value))
 		}
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(grpcCode(d.Status))},
@@ -140,6 +146,8 @@ func grpcCode(status int) code.Code {
 		return code.Code_UNAUTHENTICATED
 	case 403:
 		return code.Code_PERMISSION_DENIED
+	case 429:
+		return code.Code_RESOURCE_EXHAUSTED
 	case 503:
 		return code.Code_UNAVAILABLE
 	}
