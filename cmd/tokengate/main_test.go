@@ -44,6 +44,11 @@ func TestCommands(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("server: {max_token_bytes: 1}\nroutes:\n  - name: a\n    authenticate: {none: {}}\n    upstream: {remove: {}, passthrough: {}}\n    bogus: 1\n"), 0o600)
 
+	// A route after a catch-all is never chosen by match: a warning, exit 0 (issue 9, item 12).
+	shadowed := filepath.Join(dir, "shadowed.yaml")
+	os.WriteFile(shadowed, []byte("routes:\n  - {name: all, authenticate: {none: {}}, upstream: {remove: {}}}\n"+
+		"  - {name: admin, match: {path_prefix: /admin/}, authenticate: {none: {}}, upstream: {remove: {}}}\n"), 0o600)
+
 	badKey := filepath.Join(dir, "badkey.yaml")
 	os.WriteFile(filepath.Join(dir, "TEST-ONLY-broken.pem"), []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), 0o600)
 	os.WriteFile(badKey, []byte("issuer:\n  issuer_url: https://x.example\n  signing_keys: [{kid: a, alg: ES256, file: TEST-ONLY-broken.pem}]\n"+
@@ -63,6 +68,8 @@ func TestCommands(t *testing.T) {
 		{"no command", nil, "", 2, nil, []string{"usage:"}},
 		{"unknown command", []string{"frobnicate"}, "", 2, nil, []string{"usage:"}},
 		{"validate good", []string{"validate", "--config", good}, "", 0, []string{"valid"}, nil},
+		{"validate warns about a shadowed route", []string{"validate", "--config", shadowed}, "", 0,
+			[]string{`warning: routes[1].match: never chosen by match: routes[0] ("all")`, "valid"}, nil},
 		{"validate bad lists every problem", []string{"validate", "--config", bad}, "", 2,
 			[]string{"server.max_token_bytes:", "routes[0].upstream: exactly one of mint, fetch, exchanged, passthrough, remove", "routes[0].bogus: unknown field"}, nil},
 		{"validate parses signing keys", []string{"validate", "--config", badKey}, "", 2, []string{"signing_keys[0]"}, nil},

@@ -99,6 +99,10 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, err)
 		return silentUsage{}
 	}
+	// Warnings do not make the file invalid (exit 0), but every one is shown.
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	fmt.Fprintf(stdout, "%s: valid\n", *path)
 	return nil
 }
