@@ -24,7 +24,10 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 		if prev != nil {
 			prevIssuer = prev.issuer
 		}
-		iss, err := issuer.New(issuerConfig(cfg.Issuer), issuer.Options{Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now, Previous: prevIssuer})
+		iss, err := issuer.New(issuerConfig(cfg.Issuer), issuer.Options{
+			Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now, Previous: prevIssuer,
+			Limiter: a.limiter, TrustedProxies: cfg.Server.TrustedProxyPrefixes,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("issuer: %w", err)
 		}
@@ -49,6 +52,11 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 			vp.Issuer = st.issuer.IssuerURL()
 			vp.JWKSURI, vp.Discovery = "", false
 			vp.StaticJWKS = st.issuer.PublicJWKS()
+			if len(vp.Audiences) == 0 {
+				// SPEC section 6: self accepts the audiences its clients may ask for, and no
+				// other (a token a mint route signed is for its upstream only).
+				vp.Audiences = st.issuer.Audiences()
+			}
 		}
 		providers = append(providers, vp)
 	}
@@ -77,6 +85,12 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 	if minter != nil {
 		deps.Minter = minter
 	}
+	if st.issuer != nil {
+		deps.Clients = st.issuer
+	}
+	if a.limiter != nil {
+		deps.Limiter = a.limiter
+	}
 	authz, err := extauthz.New(routes, deps)
 	if err != nil {
 		v.Close()
@@ -95,6 +109,7 @@ func issuerConfig(c *config.Issuer) issuer.Config {
 		ic.Clients = append(ic.Clients, issuer.Client{
 			ID: cl.ClientID, SecretHashes: cl.SecretHashes, Scopes: cl.Scopes, DefaultScopes: cl.DefaultScopes,
 			Audiences: cl.Audiences, TokenTTL: cl.TokenTTL.Std(), SigningKey: cl.SigningKey, Claims: cl.Claims,
+			Introspect: cl.Introspect,
 		})
 	}
 	return ic
@@ -104,7 +119,7 @@ func issuerConfig(c *config.Issuer) issuer.Config {
 func route(r config.Route) extauthz.Route {
 	out := extauthz.Route{
 		Name: r.Name, Authority: r.Match.Authority, PathPrefix: r.Match.PathPrefix, Methods: r.Match.Methods,
-		ForwardClaims: r.ForwardClaims,
+		IgnoreCase: r.Match.IgnoreCase, ForwardClaims: r.ForwardClaims,
 	}
 	switch r.Authenticate.Mode() {
 	case config.AuthJWT:
@@ -113,6 +128,7 @@ func route(r config.Route) extauthz.Route {
 	case config.AuthClientCredentials:
 		c := r.Authenticate.ClientCredentials
 		out.Auth = extauthz.AuthClientCredentials
+		out.ClientsSelf = c.Clients == config.ClientsSelf
 		out.Exchange = upstream.ClientCredentials{
 			TokenURL: c.TokenURL, Scopes: c.Scopes, Audience: c.Audience, EndpointParams: c.EndpointParams,
 			AuthStyle: c.AuthStyle, Timeout: c.Timeout.Std(), DefaultTTL: c.DefaultTTL.Std(),
