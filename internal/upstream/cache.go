@@ -11,6 +11,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokengate/tokengate/internal/metrics"
@@ -65,6 +66,14 @@ type Cache struct {
 	fails  *lru.Cache[Key, failure] // keys without a token that failed recently: backoff and negative cache
 	group  singleflight.Group
 
+	// Exchange's bound on IdP calls in flight: one semaphore of MaxVerificationsPerRoute per
+	// route name (route names come from the configuration, so this stays small), and the keys
+	// whose flight is waiting for a slot, so that a caller who gives up meanwhile is told
+	// ErrBusy rather than a plain timeout.
+	verifyLimit int64
+	sems        sync.Map // route name → *semaphore.Weighted
+	queued      sync.Map // Key → struct{}
+
 	base   context.Context // parent of every IdP call: detached from callers, canceled by Close
 	cancel context.CancelFunc
 	mu     sync.Mutex
@@ -118,6 +127,8 @@ func NewCache(opts Options) *Cache {
 		boBase:    opts.BackoffBase,
 		boMax:     opts.BackoffMax,
 		poll:      opts.StorePollInterval,
+
+		verifyLimit: MaxVerificationsPerRoute,
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -188,7 +199,7 @@ func (c *Cache) FetchSource(ctx context.Context, s *Source) (Token, error) {
 	return c.byCredentials(ctx, s.route, ModeFetch, s.cc, s.key)
 }
 
-// byCredentials is Fetch and Exchange once key is known: the cached token, or one requested at
+// byCredentials is Fetch once key is known: the cached token, or one requested at
 // the IdP with cc, which may be shared through the Store.
 func (c *Cache) byCredentials(ctx context.Context, route, mode string, cc ClientCredentials, key Key) (Token, error) {
 	if tok, ok := c.fresh(key); ok {
@@ -209,12 +220,63 @@ func (c *Cache) byCredentials(ctx context.Context, route, mode string, cc Client
 // the IdP refuses them the error matches ErrRejected (SPEC section 5: 401 invalid_client) and
 // the refusal is remembered for Options.NegativeTTL, so repeats do not reach the IdP; other
 // failures match ErrUnavailable (503).
+//
+// At most MaxVerificationsPerRoute exchanges of one route are in flight at the IdP at once
+// (identical credentials share one). Another waits for a slot within the route's timeout; a
+// caller whose wait ends first gets an error matching ErrBusy (and ErrUnavailable: 503).
 func (c *Cache) Exchange(ctx context.Context, route string, cc ClientCredentials) (Token, error) {
 	if cc.ClientID == "" || cc.ClientSecret == "" {
 		c.m.UpstreamToken(route, ModeExchange, "rejected")
 		return Token{}, &Error{Mode: ModeExchange, Reason: ReasonMissingCredentials, rejected: true}
 	}
-	return c.byCredentials(ctx, route, ModeExchange, cc, CredentialsKey(ModeExchange, cc))
+	key := CredentialsKey(ModeExchange, cc)
+	if tok, ok := c.fresh(key); ok {
+		return tok, nil
+	}
+	return c.get(ctx, &request{
+		route:   route,
+		mode:    ModeExchange,
+		key:     key,
+		timeout: cc.timeout(),
+		shared:  true,
+		acquire: func(ctx context.Context) (Token, error) {
+			release, err := c.verificationSlot(ctx, route, key)
+			if err != nil {
+				return Token{}, err
+			}
+			defer release()
+			return c.requestToken(ctx, ModeExchange, cc)
+		},
+	})
+}
+
+// verificationSlot takes one of route's MaxVerificationsPerRoute slots, waiting within ctx (the
+// flight's share of the route's timeout). The wait runs inside the flight, not in the callers,
+// so that callers with identical credentials share one slot as they share one IdP call.
+func (c *Cache) verificationSlot(ctx context.Context, route string, key Key) (release func(), err error) {
+	v, ok := c.sems.Load(route)
+	if !ok {
+		v, _ = c.sems.LoadOrStore(route, semaphore.NewWeighted(c.verifyLimit))
+	}
+	sem := v.(*semaphore.Weighted)
+	if !sem.TryAcquire(1) {
+		c.queued.Store(key, struct{}{})
+		err := sem.Acquire(ctx, 1)
+		c.queued.Delete(key)
+		if err != nil {
+			if c.base.Err() != nil {
+				return nil, &Error{Mode: ModeExchange, Reason: ReasonClosed}
+			}
+			return nil, &Error{Mode: ModeExchange, Reason: ReasonBusy}
+		}
+	}
+	return func() { sem.Release(1) }, nil
+}
+
+// isQueued reports whether key's flight is waiting for a verification slot.
+func (c *Cache) isQueued(key Key) bool {
+	_, ok := c.queued.Load(key)
+	return ok
 }
 
 // Mint returns the token cached under (route, key), calling mint (tokengate's own issuer, no
@@ -325,12 +387,21 @@ func (c *Cache) wait(ctx context.Context, r *request) (Token, error) {
 		}
 		return res.Val.(Token), nil
 	case <-t.C:
+		if c.isQueued(r.key) {
+			c.m.UpstreamToken(r.route, r.mode, "busy")
+			return Token{}, &Error{Mode: r.mode, Reason: ReasonBusy}
+		}
 		c.m.UpstreamToken(r.route, r.mode, "timeout")
 		return Token{}, &Error{Mode: r.mode, Reason: ReasonTimeout}
 	case <-ctx.Done():
 		reason := ReasonCanceled
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			reason = ReasonTimeout
+			if c.isQueued(r.key) {
+				// The Check's deadline passed while the route's slots were all taken.
+				c.m.UpstreamToken(r.route, r.mode, "busy")
+				reason = ReasonBusy
+			}
 		}
 		return Token{}, &Error{Mode: r.mode, Reason: reason}
 	}
@@ -566,6 +637,10 @@ func (c *Cache) recordFailure(r *request, err error, now time.Time) *Error {
 	case ReasonSharedWait, ReasonClosed, ReasonCanceled:
 		// Nothing failed at the IdP: no backoff.
 		c.m.UpstreamToken(r.route, r.mode, "timeout")
+		return ue
+	case ReasonBusy:
+		// The IdP was not called: no backoff, and no negative entry for these credentials.
+		c.m.UpstreamToken(r.route, r.mode, "busy")
 		return ue
 	}
 	e, _ := c.tokens.Peek(r.key)

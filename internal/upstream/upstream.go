@@ -13,7 +13,11 @@
 //     caller that started it, while each caller waits at most the route's timeout;
 //   - backs off exponentially with jitter after failures and honours Retry-After;
 //   - remembers rejected caller credentials briefly (negative cache) so a bad caller cannot make
-//     tokengate hammer the IdP.
+//     tokengate hammer the IdP;
+//   - keeps at most MaxVerificationsPerRoute exchanges of one route in flight at the IdP; the
+//     next wait within the route's timeout, then fail with ErrBusy (503);
+//   - with a Store, never waits for another replica's fetch lock longer than the route's
+//     timeout before fetching itself.
 //
 // The token requests themselves are made by golang.org/x/oauth2/clientcredentials with an
 // explicit auth style (never auto-detection, which retries with the other style), through an
@@ -60,6 +64,11 @@ const (
 	DefaultMaxResponseBytes = 256 << 10
 	// MaxAccessTokenBytes bounds an access token we accept from an IdP (it ends up in a header).
 	MaxAccessTokenBytes = 32 << 10
+	// MaxVerificationsPerRoute bounds the Exchange calls of one route in flight at the IdP at
+	// once (SPEC section 3: "at most 16 verifications per route"): a caller guessing secrets
+	// with distinct credentials cannot open more connections to the IdP than this, and one
+	// route cannot take every connection to the IdP from the others.
+	MaxVerificationsPerRoute = 16
 	// maxRetryAfter bounds how long an IdP's Retry-After can silence a key.
 	maxRetryAfter = 10 * time.Minute
 )
@@ -191,6 +200,10 @@ var (
 	// (SPEC section 5: 401 invalid_client) and the error does not match ErrUnavailable; for mode
 	// "fetch" they are tokengate's own, and the error matches ErrUnavailable as well (503).
 	ErrRejected = errors.New("upstream credential rejected")
+	// ErrBusy: MaxVerificationsPerRoute exchanges of the route were already in flight at the
+	// IdP and none finished within the caller's wait (the route's timeout, or the Check's
+	// deadline). It matches ErrUnavailable too (SPEC section 3: 503), never ErrRejected.
+	ErrBusy = errors.New("upstream: too many verifications in flight")
 )
 
 // Reasons carried by Error.Reason: fixed phrases, safe to show and to log.
@@ -212,6 +225,7 @@ const (
 	// the route's timeout fetches itself (SPEC section 7). Kept for callers that name it.
 	ReasonSharedWait         = "timed out waiting for another replica"
 	ReasonMissingCredentials = "missing client credentials"
+	ReasonBusy               = "too many verifications in flight at the identity provider"
 )
 
 // Error says why no upstream token could be had. Error() is safe for clients and logs: a fixed
@@ -253,9 +267,11 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Is matches ErrUnavailable and ErrRejected as documented on them.
+// Is matches ErrUnavailable, ErrRejected and ErrBusy as documented on them.
 func (e *Error) Is(target error) bool {
 	switch target {
+	case ErrBusy:
+		return e.Reason == ReasonBusy
 	case ErrRejected:
 		return e.rejected
 	case ErrUnavailable:
