@@ -3,7 +3,8 @@
 #   docker build -t tokengate:dev .
 #   docker run --rm -v $PWD/envoy/tokengate.yaml:/etc/tokengate/tokengate.yaml:ro tokengate:dev
 
-FROM golang:1.26 AS build
+# Pinned to go.mod's Go release (never a floating tag).
+FROM golang:1.26.8 AS build
 WORKDIR /src
 # Modules first, so editing the source does not download them again.
 COPY go.mod go.sum ./
@@ -22,7 +23,9 @@ COPY --from=build /out/tokengate /tokengate
 COPY --from=build --chown=65532:65532 /out/etc/tokengate /etc/tokengate
 # The distroless "nonroot" user; numeric so Kubernetes runAsNonRoot can check it.
 USER 65532:65532
-# 9001: ext_authz gRPC (+ grpc.health.v1); 8080: token endpoint, JWKS, /authz, /metrics, /healthz, /readyz
-EXPOSE 9001 8080
+# 9001: ext_authz gRPC (+ grpc.health.v1, reflection) and 9002: /authz (authz_addr), for gateways
+# only; 8080: token endpoint, JWKS, /healthz, /readyz; 9090: /metrics (metrics_addr). The shipped
+# configurations use these ports; without authz_addr/metrics_addr, /authz and /metrics are on 8080.
+EXPOSE 9001 9002 8080 9090
 ENTRYPOINT ["/tokengate"]
 CMD ["serve", "--config", "/etc/tokengate/tokengate.yaml"]

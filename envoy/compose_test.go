@@ -62,17 +62,29 @@ func TestComposeConfig(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, append(args, "config", "-q")...)
-			// Interpolation must work with nothing set: every ${VAR} has a default.
+			// With the required secrets set, interpolation works: every other ${VAR} has a default.
 			cmd.Env = cleanComposeEnv()
+			for k, v := range testComposeSecrets {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Errorf("docker-compose %s config -q: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			// Without them compose refuses to run, naming the variable, rather than start the
+			// rig with a secret everyone knows (issue 9 item 13).
+			cmd = exec.CommandContext(ctx, bin, append(args, "config", "-q")...)
+			cmd.Env = cleanComposeEnv()
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "_SECRET") {
+				t.Errorf("docker-compose %s config -q without the secrets set: %v (want a refusal naming the variable)\n%s", strings.Join(args, " "), err, out)
 			}
 		})
 	}
 }
 
-// cleanComposeEnv is the test's environment without the rig's secret variables, so their
-// defaults are what gets checked.
+// cleanComposeEnv is the test's environment without the rig's secret variables (and without an
+// .env file's effect: compose reads .env from the project directory, which the tests do not
+// write), so what the files require is what gets checked.
 func cleanComposeEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -92,8 +104,26 @@ func TestComposeStructure(t *testing.T) {
 	t.Run("docker-compose.yaml", func(t *testing.T) {
 		const file = "docker-compose.yaml"
 		checkComposeCommon(t, file)
-		for _, s := range []string{"envoy", "tokengate", "idp", "echo", "envoy-http", "nginx", "caddy", "traefik"} {
+		for _, s := range []string{"envoy", "tokengate", "tokengate-nginx", "tokengate-fwd", "idp", "echo", "envoy-http", "nginx", "caddy", "traefik"} {
 			composeService(t, file, s)
+		}
+		// Each forward-auth gateway's tokengate reads that gateway's header family only
+		// (SPEC section 5, server.forward_auth_headers), and Envoy's HTTP service's one the
+		// request itself.
+		for svc, family := range map[string]string{"tokengate": "request", "tokengate-nginx": "x-original", "tokengate-fwd": "x-forwarded"} {
+			wantMount(t, file, svc, "tokengate.yaml", configArg(t, file, svc, "--config"))
+			checkHardened(t, file, svc)
+			if got := composeEnv(t, file, svc)["FORWARD_AUTH_HEADERS"]; got != family {
+				t.Errorf("%s: service %s: FORWARD_AUTH_HEADERS %q, want %q", file, svc, got, family)
+			}
+		}
+		// The gateway ports of tokengate (gRPC, /authz) are never published to the host.
+		for _, svc := range []string{"tokengate", "tokengate-nginx", "tokengate-fwd", "idp"} {
+			for _, p := range list(composeService(t, file, svc)["ports"]) {
+				if strings.HasSuffix(str(p), ":9001") || strings.HasSuffix(str(p), ":9002") {
+					t.Errorf("%s: service %s publishes %s: only the gateways may reach tokengate's gRPC port and /authz", file, svc, str(p))
+				}
+			}
 		}
 		wantMount(t, file, "envoy", "envoy.yaml", "/etc/envoy/envoy.yaml")
 		wantMount(t, file, "envoy-http", "envoy-http.yaml", "/etc/envoy/envoy.yaml")
@@ -112,7 +142,7 @@ func TestComposeStructure(t *testing.T) {
 			checkHardened(t, file, s)
 		}
 		// Every host a configuration of this rig names is a service of the compose network.
-		for _, h := range configHosts(t) {
+		for _, h := range configHosts(t, true) {
 			if len(composeServices(t, file, h)) == 0 {
 				t.Errorf("a configuration names host %q, which is no service of %s", h, file)
 			}
@@ -136,7 +166,8 @@ func TestComposeStructure(t *testing.T) {
 			checkHardened(t, file, s)
 		}
 		wantMount(t, file, "keygen", "tokengate-keys", keyDir)
-		for _, h := range configHosts(t) {
+		// No forward-auth gateway runs here: only Envoy's and tokengate's hosts.
+		for _, h := range configHosts(t, false) {
 			if len(composeServices(t, file, h)) == 0 {
 				t.Errorf("a configuration names host %q, which is no service of %s", h, file)
 			}
@@ -154,7 +185,16 @@ func checkComposeCommon(t *testing.T, file string) {
 		t.Fatalf("%s: no services", file)
 	}
 	volumes, _ := doc["volumes"].(map[string]any)
+	// Secrets have no default: a default is a credential everyone who read the file holds.
+	for _, m := range composeVar.FindAllStringSubmatch(string(readFile(t, file)), -1) {
+		if strings.HasSuffix(m[1], "_SECRET") && m[3] != "?" {
+			t.Errorf("%s: ${%s} must be required (${%s:?message}), not %q", file, m[1], m[1], m[0])
+		}
+	}
 	pinned := regexp.MustCompile(`^[a-z0-9./_-]+:[A-Za-z0-9._-]+$`)
+	// A version tag names a release (x.y.z), not a floating minor line such as 1.28-alpine;
+	// a tag that is one number (the echo image's release counter) is a release too.
+	floating := regexp.MustCompile(`:v?\d+\.\d+(-[a-z]+)?$`)
 	for name := range services {
 		svc := composeService(t, file, name)
 		image := str(svc["image"])
@@ -171,6 +211,8 @@ func checkComposeCommon(t *testing.T, file string) {
 			}
 		case !pinned.MatchString(image) || strings.HasSuffix(image, ":latest"):
 			t.Errorf("%s: service %s: image %q is not pinned to a tag", file, name, image)
+		case floating.MatchString(image):
+			t.Errorf("%s: service %s: image %q names a floating minor line, not a release (x.y.z)", file, name, image)
 		}
 		if strings.HasPrefix(image, "envoyproxy/envoy") && !regexp.MustCompile(`^envoyproxy/envoy:v\d+\.\d+\.\d+$`).MatchString(image) {
 			t.Errorf("%s: service %s: Envoy image %q is not pinned to a release (vX.Y.Z)", file, name, image)
@@ -281,8 +323,8 @@ func composeServices(t *testing.T, file, host string) []string {
 }
 
 // configHosts returns every host name the rig's configurations connect to: Envoy cluster
-// endpoints, tokengate's and the IdP's URLs, and the forward-auth examples' addresses.
-func configHosts(t *testing.T) []string {
+// endpoints, tokengate's and the IdP's URLs, and (gateways) the forward-auth examples' addresses.
+func configHosts(t *testing.T, gateways bool) []string {
 	t.Helper()
 	var hosts []string
 	add := func(h string) {
@@ -319,13 +361,16 @@ func configHosts(t *testing.T) []string {
 			add(u.Hostname())
 		}
 	}
-	add(shippedTokengateHost())
-	add(shippedUpstreamHost())
-	for _, a := range traefikAddresses(t) {
-		add(a)
+	if gateways {
+		add(hostOf(shippedNginxTokengate))
+		add(hostOf(shippedCaddyTokengate))
+		add(shippedUpstreamHost())
+		for _, a := range traefikAddresses(t) {
+			add(a)
+		}
 	}
 	return hosts
 }
 
-func shippedTokengateHost() string { h, _, _ := strings.Cut(shippedTokengateAddr, ":"); return h }
-func shippedUpstreamHost() string  { h, _, _ := strings.Cut(shippedUpstream, ":"); return h }
+func hostOf(addr string) string   { h, _, _ := strings.Cut(addr, ":"); return h }
+func shippedUpstreamHost() string { h, _, _ := strings.Cut(shippedUpstream, ":"); return h }

@@ -24,8 +24,8 @@ func TestDockerfile(t *testing.T) {
 	if len(froms) < 2 {
 		t.Fatalf("want a multi-stage build, got FROM %v", froms)
 	}
-	if !strings.HasPrefix(froms[0], "golang:1.26") {
-		t.Errorf("build stage %q: want golang:1.26 (go.mod's Go)", froms[0])
+	if goVersion := goModVersion(t); !strings.HasPrefix(froms[0], "golang:"+goVersion+" ") {
+		t.Errorf("build stage %q: want golang:%s (go.mod's Go, a release tag)", froms[0], goVersion)
 	}
 	final := froms[len(froms)-1]
 	if !strings.HasPrefix(final, "gcr.io/distroless/static") && final != "scratch" {
@@ -68,9 +68,23 @@ func TestDockerfile(t *testing.T) {
 	if !slices.Contains(ignored, ".git") {
 		t.Error(".dockerignore must exclude .git")
 	}
+	// The compose rigs read their secrets from envoy/.env: never into a build context.
+	if !slices.Contains(ignored, "**/.env") {
+		t.Error(".dockerignore must exclude **/.env (the compose rigs' secrets)")
+	}
 	for _, needed := range []string{"go.mod", "go.sum", "cmd", "internal", "*.go", "**/*.go", "extauthz", "issuer"} {
 		if slices.Contains(ignored, needed) || slices.Contains(ignored, needed+"/") {
 			t.Errorf(".dockerignore excludes %s, which the build needs", needed)
 		}
 	}
+}
+
+// goModVersion returns the go directive of ../go.mod.
+func goModVersion(t *testing.T) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(string(readFile(t, "../go.mod")))
+	if m == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	return m[1]
 }

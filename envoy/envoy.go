@@ -23,18 +23,22 @@ var nginxConf string
 var caddyfile string
 
 // The addresses the shipped examples use: the compose network's service names and the port every
-// gateway of the rig listens on inside its container.
+// gateway of the rig listens on inside its container. Each forward-auth gateway asks its own
+// tokengate's authz_addr (9002): nginx one that reads the X-Original-* family
+// (forward_auth_headers: x-original), Caddy and Traefik one that reads X-Forwarded-*.
 const (
-	shippedListenPort    = "10000"
-	shippedTokengateAddr = "tokengate:8080"
-	shippedUpstream      = "echo:8080"
+	shippedListenPort     = "10000"
+	shippedNginxTokengate = "tokengate-nginx:9002"
+	shippedCaddyTokengate = "tokengate-fwd:9002"
+	shippedUpstream       = "echo:8080"
 )
 
 // Addrs are where a rendered gateway example listens and whom it calls. Each is host:port.
 type Addrs struct {
 	// Listen is the address the gateway listens on, e.g. "127.0.0.1:18080".
 	Listen string
-	// Tokengate is the address of tokengate's HTTP server (forward-auth endpoint /authz).
+	// Tokengate is the address of tokengate's forward-auth listener (authz_addr, or http_addr
+	// when it has none) serving /authz.
 	Tokengate string
 	// Upstream is the address of the protected upstream.
 	Upstream string
@@ -86,7 +90,7 @@ func NginxConfig(a Addrs, dir string) (string, error) {
 		old, new string
 	}{
 		{"listen " + shippedListenPort + ";", "listen " + a.Listen + ";"},
-		{"proxy_pass http://" + shippedTokengateAddr + "/authz;", "proxy_pass http://" + a.Tokengate + "/authz;"},
+		{"proxy_pass http://" + shippedNginxTokengate + "/authz;", "proxy_pass http://" + a.Tokengate + "/authz;"},
 		{"proxy_pass http://" + shippedUpstream + ";", "proxy_pass http://" + a.Upstream + ";"},
 		{"worker_processes auto;", "worker_processes 1;\ndaemon off;\nmaster_process off;\n" +
 			"pid " + dir + "/nginx.pid;\nerror_log " + dir + "/error.log info;"},
@@ -125,7 +129,7 @@ func Caddyfile(a Addrs) (string, error) {
 	var err error
 	steps := []struct{ old, new string }{
 		{":" + shippedListenPort + " {", site},
-		{"forward_auth " + shippedTokengateAddr + " {", "forward_auth " + a.Tokengate + " {"},
+		{"forward_auth " + shippedCaddyTokengate + " {", "forward_auth " + a.Tokengate + " {"},
 		{"reverse_proxy " + shippedUpstream + "\n", "reverse_proxy " + a.Upstream + "\n"},
 	}
 	for _, st := range steps {

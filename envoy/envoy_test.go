@@ -62,6 +62,21 @@ func shippedTokengate(t *testing.T) *config.Config {
 	return cfg
 }
 
+// nginxTokengate and fwdTokengate load tokengate.yaml as docker-compose.yaml runs it for the
+// forward-auth gateways: behind nginx (service tokengate-nginx) and behind Caddy and Traefik
+// (service tokengate-fwd).
+func nginxTokengate(t *testing.T) *config.Config { return composeTokengate(t, "tokengate-nginx") }
+func fwdTokengate(t *testing.T) *config.Config   { return composeTokengate(t, "tokengate-fwd") }
+
+func composeTokengate(t *testing.T, service string) *config.Config {
+	t.Helper()
+	cfg, err := loadConfig(t, readFile(t, "tokengate.yaml"), nil, composeEnv(t, "docker-compose.yaml", service))
+	if err != nil {
+		t.Fatalf("tokengate.yaml (compose service %s) does not pass tokengate's validation:\n%v", service, err)
+	}
+	return cfg
+}
+
 // TestEnvoyBootstraps proves each shipped Envoy file valid against Envoy's own API types (every
 // Any unpacked and validated, no negative duration, no deprecated field) and checks what no
 // schema can: filter order, cluster references, the tokengate routes it names and the

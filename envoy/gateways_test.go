@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 // The forward-auth examples are checked here for structure and syntax; tokengate's end-to-end
@@ -34,20 +36,53 @@ func TestNginxExample(t *testing.T) {
 	if authz == nil {
 		t.Fatal("no `location = /_authz` block")
 	}
-	for _, want := range []string{"internal;", "proxy_pass http://" + shippedTokengateAddr + "/authz;", "proxy_pass_request_body off;"} {
+	for _, want := range []string{"internal;", "proxy_pass http://" + shippedNginxTokengate + "/authz;", "proxy_pass_request_body off;"} {
 		if !strings.Contains(authz[1], want) {
 			t.Errorf("location /_authz lacks %q", want)
 		}
 	}
-	// Every header tokengate reads the original request from is set from nginx's own variables,
-	// never passed on from the caller.
+	// Every header tokengate reads the original request from (forward_auth_headers x-original:
+	// X-Original-URI, X-Original-Method and Host) is set from nginx's own variables; the other
+	// family is dropped (an empty value), never passed on from the caller; the caller's address,
+	// scheme and certificate are nginx's (issue 9 items 4, 13).
 	for h, v := range map[string]string{
-		"X-Original-URI": "$request_uri", "X-Original-Method": "$request_method",
-		"X-Forwarded-Uri": "$request_uri", "X-Forwarded-Method": "$request_method", "X-Forwarded-Host": "$host",
+		"Host": "$host", "X-Original-URI": "$request_uri", "X-Original-Method": "$request_method",
+		"X-Forwarded-Uri": `""`, "X-Forwarded-Method": `""`, "X-Forwarded-Host": `""`,
+		"X-Forwarded-For": "$remote_addr", "X-Forwarded-Proto": "$scheme", "X-Client-Cert": "$ssl_client_escaped_cert",
 	} {
 		if !strings.Contains(authz[1], "proxy_set_header "+h+" "+v+";") {
 			t.Errorf("location /_authz does not set %s to %s", h, v)
 		}
+	}
+	if tgn := nginxTokengate(t); tgn.Server.ForwardAuthHeaders != config.ForwardAuthXOriginal {
+		t.Errorf("nginx's tokengate reads forward_auth_headers %q, want x-original", tgn.Server.ForwardAuthHeaders)
+	}
+	// Upstream: X-Forwarded-For overwritten with the client's address, not appended to.
+	if !strings.Contains(norm, "proxy_set_header X-Forwarded-For $remote_addr;") || strings.Contains(norm, "$proxy_add_x_forwarded_for") {
+		t.Error("nginx must overwrite X-Forwarded-For with $remote_addr, not append to the caller's")
+	}
+	// Unsafe paths (";", "\\", encoded slashes and dots, dot segments) are refused with 400.
+	unsafe := regexp.MustCompile(`if \(\$request_uri ~\*? "([^"]+)"\) \{ return 400`).FindStringSubmatch(norm)
+	if unsafe == nil {
+		t.Error("no `if ($request_uri ~* ...) { return 400` refusing unsafe paths")
+	} else {
+		re := regexp.MustCompile("(?i)" + strings.ReplaceAll(unsafe[1], `\\\\`, `\\`))
+		for _, p := range []string{"/admin;/x", "/x/..;/admin/x", "/a%3Bb", `/a\b`, "/a%5cb", "/a%2Fb", "/%2e%2e/x", "/none/../mint/", "/a//b"} {
+			if !re.MatchString(p) {
+				t.Errorf("the unsafe-path regex lets %q through", p)
+			}
+		}
+		for _, p := range []string{"/mint/x", "/none/a.b?x=;"} {
+			if re.MatchString(p) {
+				t.Errorf("the unsafe-path regex refuses the ordinary %q", p)
+			}
+		}
+	}
+	// tokengate's 429 reaches the client as 429 with its Retry-After.
+	if !strings.Contains(norm, "auth_request_set $authz_retry_after $upstream_http_retry_after;") ||
+		!regexp.MustCompile(`if \(\$authz_status = 429\) \{ return 429 `).MatchString(norm) ||
+		!strings.Contains(norm, "add_header Retry-After $authz_retry_after always;") {
+		t.Error("a 429 of tokengate must reach the client as 429 with Retry-After")
 	}
 	if !strings.Contains(norm, "auth_request /_authz;") {
 		t.Error("no `auth_request /_authz;`")
@@ -80,7 +115,7 @@ func TestNginxExample(t *testing.T) {
 				t.Errorf("rendered nginx.conf lacks %q", want)
 			}
 		}
-		for _, old := range []string{shippedTokengateAddr, shippedUpstream, "listen 10000"} {
+		for _, old := range []string{shippedNginxTokengate, shippedUpstream, "listen 10000"} {
 			if strings.Contains(stripComments(got), old) {
 				t.Errorf("rendered nginx.conf still holds %q", old)
 			}
@@ -124,8 +159,29 @@ func TestCaddyExample(t *testing.T) {
 	if fa == nil {
 		t.Fatal("no forward_auth block")
 	}
-	if fa[1] != shippedTokengateAddr {
-		t.Errorf("forward_auth asks %s, want %s", fa[1], shippedTokengateAddr)
+	if fa[1] != shippedCaddyTokengate {
+		t.Errorf("forward_auth asks %s, want %s", fa[1], shippedCaddyTokengate)
+	}
+	if tgf := fwdTokengate(t); tgf.Server.ForwardAuthHeaders != config.ForwardAuthXForwarded {
+		t.Errorf("Caddy's tokengate reads forward_auth_headers %q, want x-forwarded", tgf.Server.ForwardAuthHeaders)
+	}
+	// Unsafe paths are refused with 400 before forward_auth.
+	m := regexp.MustCompile("@unnormalized expression `\\{http.request.uri\\}.matches\\(\"([^`]+)\"\\)`").FindStringSubmatch(conf)
+	if m == nil {
+		t.Error("no @unnormalized matcher")
+	} else {
+		// The CEL string literal's escapes (\\ is one backslash) undone, as CEL reads it.
+		re := regexp.MustCompile(strings.ReplaceAll(m[1], `\\`, `\`))
+		for _, p := range []string{"/admin;/x", "/x/..;/admin/x", "/a%3Bb", `/a\b`, "/a%5Cb", "/a%2fb", "/%2E%2E/x", "/none/../mint/", "/a//b"} {
+			if !re.MatchString(p) {
+				t.Errorf("@unnormalized lets %q through", p)
+			}
+		}
+		for _, p := range []string{"/mint/x", "/none/a.b?x=;"} {
+			if re.MatchString(p) {
+				t.Errorf("@unnormalized refuses the ordinary %q", p)
+			}
+		}
 	}
 	if !regexp.MustCompile(`(?m)^\s*uri /authz$`).MatchString(fa[2]) {
 		t.Error("forward_auth does not use uri /authz")
@@ -164,7 +220,7 @@ func TestCaddyExample(t *testing.T) {
 				t.Errorf("rendered Caddyfile lacks %q", want)
 			}
 		}
-		for _, old := range []string{shippedTokengateAddr, shippedUpstream, ":10000"} {
+		for _, old := range []string{shippedCaddyTokengate, shippedUpstream, ":10000"} {
 			if strings.Contains(stripComments(got), old) {
 				t.Errorf("rendered Caddyfile still holds %q", old)
 			}
@@ -196,10 +252,21 @@ func TestTraefikExample(t *testing.T) {
 	if got := str(dig(t, static, "entryPoints", "web", "address")); got != ":10000" {
 		t.Errorf("entry point web listens on %q, want :10000", got)
 	}
+	if at(static, "ping", "manualRouting") != true {
+		t.Error("traefik.yml: ping.manualRouting must be true (the health router answers with ping@internal, and only there)")
+	}
 	dyn := yamlDoc(t, readFile(t, "traefik/dynamic.yml"))
 	fa := digMap(t, dyn, "http", "middlewares", "tokengate", "forwardAuth")
-	if got := str(fa["address"]); got != "http://"+shippedTokengateAddr+"/authz" {
-		t.Errorf("forwardAuth address %q", got)
+	if got := str(fa["address"]); got != "http://"+shippedCaddyTokengate+"/authz" {
+		t.Errorf("forwardAuth address %q, want the x-forwarded tokengate's authz_addr", got)
+	}
+	// Only the credential headers go to tokengate, never every header of the caller's.
+	var sent []string
+	for _, h := range list(fa["authRequestHeaders"]) {
+		sent = append(sent, str(h))
+	}
+	if !containsFold(sent, "Authorization") || !containsFold(sent, "DPoP") || containsFold(sent, "Cookie") {
+		t.Errorf("authRequestHeaders %v: want the allow-list Authorization, DPoP", sent)
 	}
 	if fa["trustForwardHeader"] != false {
 		t.Error("forwardAuth.trustForwardHeader must be false: a caller's X-Forwarded-Uri would choose tokengate's route")
@@ -220,6 +287,11 @@ func TestTraefikExample(t *testing.T) {
 		protected := slices.Contains(mws, any("tokengate"))
 		if !protected && str(rm["rule"]) != "Path(`"+healthPath+"`)" {
 			t.Errorf("router %s (%s) skips tokengate", name, str(rm["rule"]))
+		}
+		// The unprotected health route is answered by Traefik itself, never proxied upstream
+		// with the caller's headers.
+		if !protected && str(rm["service"]) != "ping@internal" {
+			t.Errorf("router %s proxies %s to %s without tokengate: answer it with ping@internal", name, str(rm["rule"]), str(rm["service"]))
 		}
 	}
 }

@@ -134,11 +134,23 @@ func toJSON(t *testing.T, v any) []byte {
 	return b
 }
 
-// composeVar matches the ${NAME} and ${NAME:-default} references of compose files.
-var composeVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+// composeVar matches the ${NAME}, ${NAME:-default} and ${NAME:?message} references of compose
+// files.
+var composeVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:([-?])([^}]*))?\}`)
 
-// composeEnv returns the environment docker compose gives service of the compose file, with each
-// ${NAME:-default} at its default (what a user who sets nothing gets). `extends` is followed.
+// testComposeSecrets are the values the tests give the rig's required secrets (${NAME:?...}: the
+// compose files have no defaults for them). 16 characters or more, as tokengate's validation
+// wants of client secrets.
+var testComposeSecrets = map[string]string{
+	"DEMO_CLIENT_SECRET":    "test-demo-client-secret-0123",
+	"CORP_APP_SECRET":       "test-corp-app-secret-0123456",
+	"GATEWAY_CLIENT_SECRET": "test-gateway-secret-01234567",
+	"LEGACY_APP_SECRET":     "test-legacy-app-secret-01234",
+}
+
+// composeEnv returns the environment docker compose gives service of the compose file: each
+// ${NAME:-default} at its default (what a user who sets nothing gets), each required
+// ${NAME:?message} from testComposeSecrets. `extends` is followed.
 func composeEnv(t *testing.T, file, service string) map[string]string {
 	t.Helper()
 	svc := composeService(t, file, service)
@@ -149,13 +161,21 @@ func composeEnv(t *testing.T, file, service string) map[string]string {
 		var bad string
 		s = composeVar.ReplaceAllStringFunc(s, func(m string) string {
 			sub := composeVar.FindStringSubmatch(m)
-			if sub[2] == "" {
-				bad = sub[1]
+			switch sub[3] {
+			case "-":
+				return sub[4]
+			case "?":
+				v, ok := testComposeSecrets[sub[1]]
+				if !ok {
+					bad = sub[1]
+				}
+				return v
 			}
-			return sub[3]
+			bad = sub[1]
+			return ""
 		})
 		if bad != "" {
-			t.Errorf("%s: service %s: environment %s uses ${%s} without a default: `docker compose up` with nothing set would pass an empty value", file, service, k, bad)
+			t.Errorf("%s: service %s: environment %s uses ${%s} with neither a default nor a required-variable message (or a required variable the tests do not set): `docker compose up` with nothing set would pass an empty value", file, service, k, bad)
 		}
 		env[k] = s
 	}
