@@ -136,7 +136,8 @@ func newRigWithRoutes(t testing.TB, routes []extauthz.Route, cacheSize int) *rig
 		Providers: []verify.Provider{
 			{Name: "corp", Issuer: r.corpURL, JWKSURI: r.jwks.srv.URL, Audiences: []string{corpAud},
 				Algorithms: []string{"RS256", "ES256", "PS256", "EdDSA"}, ClockSkew: 30 * time.Second, MaxTokenLifetime: 24 * time.Hour},
-			{Name: "self", Issuer: selfURL, StaticJWKS: iss.PublicJWKS(), Algorithms: []string{"ES256"}, ClockSkew: 30 * time.Second},
+			{Name: "self", Issuer: selfURL, StaticJWKS: iss.PublicJWKS(), Algorithms: []string{"ES256"}, ClockSkew: 30 * time.Second,
+				Audiences: iss.Audiences()}, // as internal/app wires it: the clients' audiences (SPEC 6)
 			{Name: "dead", Issuer: r.deadURL, JWKSURI: dead.srv.URL, Audiences: []string{corpAud}},
 		},
 		CacheSize: cacheSize, MaxTokenBytes: 8192, HTTPClient: http.DefaultClient,
