@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -53,6 +52,9 @@ type Route struct {
 	Authority  string   // exact host, or "*.example.com"
 	PathPrefix string   // e.g. "/api/"
 	Methods    []string // upper-case
+	// IgnoreCase compares PathPrefix in any ASCII letter case (match.ignore_case), for
+	// upstreams that resolve paths case-insensitively.
+	IgnoreCase bool
 
 	Auth      AuthMode
 	Providers []string       // AuthJWT: provider names
@@ -61,6 +63,9 @@ type Route struct {
 	// AuthClientCredentials: where the caller's credentials are exchanged; ClientID and
 	// ClientSecret are filled per request from the caller's Basic header.
 	Exchange upstream.ClientCredentials
+	// ClientsSelf (AuthClientCredentials): verify the caller against the built-in issuer's
+	// clients instead of at Exchange.TokenURL.
+	ClientsSelf bool
 
 	Upstream UpstreamMode
 	Mint     MintSpec                   // UpstreamMint
@@ -80,8 +85,15 @@ type MintSpec struct {
 
 // routeTable selects routes by name (Envoy's context_extensions) or by match, in file order.
 type routeTable struct {
-	ordered []*Route
+	ordered []compiledRoute
 	byName  map[string]*Route
+}
+
+// compiledRoute is a route with its match in normal form (normalize.go), computed once.
+type compiledRoute struct {
+	*Route
+	authority string // normalizeAuthorityPattern(Authority)
+	prefix    string // percentDecode(normalizePrefix(PathPrefix))
 }
 
 func newRouteTable(routes []Route) (*routeTable, error) {
@@ -92,35 +104,45 @@ func newRouteTable(routes []Route) (*routeTable, error) {
 			return nil, fmt.Errorf("route %q is defined twice", r.Name)
 		}
 		t.byName[r.Name] = r
-		t.ordered = append(t.ordered, r)
+		c := compiledRoute{Route: r, prefix: percentDecode(normalizePrefix(r.PathPrefix))}
+		if r.Authority != "" {
+			c.authority = normalizeAuthorityPattern(r.Authority)
+		}
+		t.ordered = append(t.ordered, c)
 	}
 	return t, nil
 }
 
-// selectRoute implements SPEC section 4. named is true when the request named a route.
+// selectRoute implements SPEC section 4. path must already be in normal form (normalizePath);
+// prefixes are compared on its decoded bytes, and the authority is normalized here. named is
+// true when the request named a route.
 func (t *routeTable) selectRoute(name, authority, path, method string) (r *Route, named bool) {
 	if name != "" {
 		return t.byName[name], true
 	}
-	host := hostOnly(authority)
-	for _, r := range t.ordered {
-		if r.matches(host, path, method) {
-			return r, false
+	host, ok := normalizeAuthority(authority)
+	if !ok {
+		return nil, false // not a host: fits no route, not even one that ignores the host
+	}
+	decoded := percentDecode(path) // what the upstream resolves; prefixes are compared on it
+	for _, c := range t.ordered {
+		if c.matches(host, decoded, method) {
+			return c.Route, false
 		}
 	}
 	return nil, false
 }
 
-func (r *Route) matches(host, path, method string) bool {
-	if r.Authority != "" && !authorityMatches(r.Authority, host) {
+func (c *compiledRoute) matches(host, path, method string) bool {
+	if c.authority != "" && !authorityMatches(c.authority, host) {
 		return false
 	}
-	if r.PathPrefix != "" && !strings.HasPrefix(path, r.PathPrefix) {
+	if c.prefix != "" && !hasPathPrefix(path, c.prefix, c.IgnoreCase) {
 		return false
 	}
-	if len(r.Methods) > 0 {
+	if len(c.Methods) > 0 {
 		ok := false
-		for _, m := range r.Methods {
+		for _, m := range c.Methods {
 			if strings.EqualFold(m, method) {
 				ok = true
 				break
@@ -131,52 +153,4 @@ func (r *Route) matches(host, path, method string) bool {
 		}
 	}
 	return true
-}
-
-// authorityMatches compares host names case-insensitively; "*.example.com" matches any name
-// ending in ".example.com" but not "example.com" itself.
-func authorityMatches(pattern, host string) bool {
-	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
-		return len(host) > len(suffix) && strings.EqualFold(host[len(host)-len(suffix):], suffix)
-	}
-	return strings.EqualFold(pattern, host)
-}
-
-// hostOnly strips the port from an authority ("a.example.com:8443", "[::1]:80").
-func hostOnly(authority string) string {
-	if host, _, err := net.SplitHostPort(authority); err == nil {
-		return host
-	}
-	return strings.TrimSuffix(strings.TrimPrefix(authority, "["), "]")
-}
-
-// normalPath reports whether path (its part before '?') is already in the normal form a proxy
-// or upstream would reduce it to: no dot segments, no empty segments, no backslashes and no
-// percent-encoded dots, slashes or backslashes. Envoy sends normalized paths when its
-// http_connection_manager sets normalize_path and merge_slashes; forward-auth gateways send the
-// client's URI as it came.
-func normalPath(path string) bool {
-	p, _, _ := strings.Cut(path, "?")
-	if p == "" {
-		return true
-	}
-	if p[0] != '/' || strings.Contains(p, "//") || strings.Contains(p, "\\") {
-		return false
-	}
-	lower := strings.ToLower(p)
-	for _, enc := range []string{"%2e", "%2f", "%5c"} {
-		if strings.Contains(lower, enc) {
-			return false
-		}
-	}
-	for rest := p[1:]; ; {
-		seg, tail, more := strings.Cut(rest, "/")
-		if seg == "." || seg == ".." {
-			return false
-		}
-		if !more {
-			return true
-		}
-		rest = tail
-	}
 }

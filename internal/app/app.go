@@ -316,7 +316,7 @@ func (a *App) routes() http.Handler {
 	})
 	mux.Handle("/oauth2/", issuerHandler)
 	mux.Handle("/.well-known/", issuerHandler)
-	fa := extauthz.NewForwardAuth(a.engine, a.logger)
+	fa := extauthz.NewForwardAuth(a.engine, a.logger, extauthz.ForwardAuthOptions{Headers: a.started.Server.ForwardAuthHeaders, TrustedProxies: a.started.Server.TrustedProxyPrefixes})
 	mux.Handle(extauthz.ForwardAuthPath, fa)
 	mux.Handle(extauthz.ForwardAuthPath+"/", fa)
 	mux.Handle("GET /metrics", a.metrics.Handler())
