@@ -134,10 +134,9 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func writeDenial(w http.ResponseWriter, d *Decision) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	if d.WWWAuthenticate != "" {
-		h.Set("WWW-Authenticate", d.WWWAuthenticate)
+	for _, hv := range d.DenialHeaders() {
+		h.Set(hv.Name, hv.Value)
 	}
 	w.WriteHeader(d.Status)
 	_, _ = io.WriteString(w, d.Body())

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -63,6 +65,7 @@ type ccRig struct {
 	iss    *issuer.Issuer
 	clock  *testkit.Clock
 	client authv3.AuthorizationClient
+	authz  *extauthz.Authorizer
 }
 
 func newCCRig(t *testing.T) *ccRig {
@@ -102,6 +105,7 @@ func newCCRig(t *testing.T) *ccRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.authz = authz
 	r.client = serveGRPC(t, extauthz.NewCheckServer(authz, nil))
 	return r
 }
@@ -318,5 +322,47 @@ func TestMetadataDropsControlCharacters(t *testing.T) {
 	sub := resp.GetDynamicMetadata().GetFields()["sub"].GetStringValue()
 	if sub != "aliceroute=admin" {
 		t.Errorf("metadata sub = %q, want the control characters dropped", sub)
+	}
+}
+
+// TestForwardAuthFailureLimiter: the same limiter over forward-auth, where the caller IP is the
+// socket peer (no trusted proxies): guesses from 127.0.0.2 end in 429 with Retry-After, while
+// the owner's good secret from 127.0.0.3 passes. Real connections from distinct loopback
+// source addresses, not a faked client IP.
+func TestForwardAuthFailureLimiter(t *testing.T) {
+	r := newCCRig(t)
+	srv := httptest.NewServer(extauthz.NewForwardAuth(r.authz, nil, extauthz.ForwardAuthOptions{Headers: "x-forwarded"}))
+	t.Cleanup(srv.Close)
+	from := func(src string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	do := func(c *http.Client, secret string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+"/authz", nil)
+		req.Header.Set("X-Forwarded-Uri", "/self/x")
+		req.Header.Set("X-Forwarded-Method", "GET")
+		req.Header.Set("X-Forwarded-Host", "api.example.com")
+		req.Header.Set("Authorization", basic("svc", secret))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	guesser, owner := from("127.0.0.2"), from("127.0.0.3")
+	for i := range authlimit.DefaultClientFailures {
+		if resp := do(guesser, fmt.Sprintf("guess-%d", i)); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, resp.StatusCode)
+		}
+	}
+	resp := do(guesser, "svc-secret-0123456789")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("after %d failures: %d Retry-After %q, want 429 with Retry-After", authlimit.DefaultClientFailures, resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp := do(owner, "svc-secret-0123456789"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the owner from another address: %d, want 200", resp.StatusCode)
 	}
 }
