@@ -3,6 +3,7 @@ package extauthz_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -257,11 +258,13 @@ func TestAllowedResponse(t *testing.T) {
 		t.Error("the deprecated ok_response.dynamic_metadata must stay empty")
 	}
 
-	// remove: authorization in headers_to_remove, never also set.
+	// remove: authorization in headers_to_remove, never also set; and every header another
+	// route forwards as a claim (SPEC 5), so a caller cannot inject x-subject here.
 	resp = r.check(checkReq("a.example.com", "/", "GET", map[string]string{"authorization": "Bearer " + tok}))
 	assertDecision(t, resp, allow)
-	if got := resp.GetOkResponse().GetHeadersToRemove(); len(got) != 1 || got[0] != "authorization" {
-		t.Errorf("remove: headers_to_remove = %v", got)
+	wantRemoved := []string{"authorization", "x-groups", "x-level", "x-missing", "x-scopes", "x-subject"}
+	if got := resp.GetOkResponse().GetHeadersToRemove(); !slices.Equal(got, wantRemoved) {
+		t.Errorf("remove: headers_to_remove = %v, want %v", got, wantRemoved)
 	}
 	if len(resp.GetOkResponse().GetHeaders()) != 0 {
 		t.Errorf("remove: headers = %v", resp.GetOkResponse().GetHeaders())
