@@ -1,0 +1,421 @@
+package envoy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/app"
+)
+
+// End to end through the real nginx and Caddy of Debian's packages, with the shipped files: the
+// compose rig's IdP (idp.yaml) and tokengate (tokengate.yaml, with the environment
+// docker-compose.yaml gives the gateway's own tokengate service) on loopback ports, the gateway
+// file rendered with those addresses, and an echo upstream that records what reaches it. The
+// attacks of issue 9 (items 3, 4, 12, 13) must never reach the upstream without credentials.
+//
+// To reproduce the issue's set-up, the test adds two routes to the shipped ones: a protected
+// /admin/ and, last, a public catch-all (an encoded /%61dmin/ used to fall through to it).
+
+// e2eExtraRoutes are appended to tokengate.yaml's routes.
+const e2eExtraRoutes = `
+  - name: admin
+    match: {path_prefix: "/admin/"}
+    authenticate:
+      jwt:
+        providers: [corp]
+        scopes: [echo.read]
+    upstream:
+      mint: {audience: echo, scopes: [echo.read], ttl: 5m}
+  - name: public
+    match: {path_prefix: "/"}
+    authenticate: {none: {}}
+    upstream: {remove: {}}
+`
+
+// echoRecorder is the protected upstream: it answers 200 with the request's headers and
+// remembers every request URI that reached it.
+type echoRecorder struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	uris []string
+}
+
+func newEchoRecorder(t *testing.T) *echoRecorder {
+	t.Helper()
+	e := &echoRecorder{}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		e.uris = append(e.uris, r.RequestURI)
+		e.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"uri": r.RequestURI, "headers": r.Header})
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *echoRecorder) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.uris)
+}
+
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startApp runs tokengate from data (a shipped configuration with its addresses rewritten)
+// until the test ends, and waits until it is ready.
+func startApp(t *testing.T, data string, env map[string]string) *app.App {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tokengate.yaml")
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, app.Options{ConfigPath: path, Env: envLookup(env), GRPCAddr: "127.0.0.1:0"})
+	if err != nil {
+		cancel()
+		t.Fatalf("tokengate: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	readyCtx, readyCancel := context.WithTimeout(ctx, 15*time.Second)
+	defer readyCancel()
+	if err := a.WaitReady(readyCtx); err != nil {
+		t.Fatalf("tokengate not ready: %v (missing %v)", err, a.Missing())
+	}
+	return a
+}
+
+// rewriteAll replaces each old by new in s, failing when old is absent (a shipped file that
+// changed under the test).
+func rewriteAll(t *testing.T, s string, pairs ...string) string {
+	t.Helper()
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !strings.Contains(s, pairs[i]) {
+			t.Fatalf("the shipped file no longer holds %q", pairs[i])
+		}
+		s = strings.ReplaceAll(s, pairs[i], pairs[i+1])
+	}
+	return s
+}
+
+// e2eRig is the IdP, the gateway's tokengate and the upstream.
+type e2eRig struct {
+	idpURL    string
+	authzAddr string // tokengate's authz_addr, which the gateway asks
+	echo      *echoRecorder
+}
+
+// startRig starts idp.yaml and tokengate.yaml (with the environment of compose service
+// service) on loopback.
+func startRig(t *testing.T, service string) *e2eRig {
+	t.Helper()
+	r := &e2eRig{echo: newEchoRecorder(t)}
+	idpHTTP := freeLoopback(t)
+	r.idpURL = "http://" + idpHTTP
+	idp := rewriteAll(t, string(readFile(t, "idp.yaml")),
+		`http_addr: ":8080"`, `http_addr: "`+idpHTTP+`"`,
+		`authz_addr: ":9002"`, `authz_addr: "127.0.0.1:0"`,
+		`metrics_addr: ":9090"`, `metrics_addr: "127.0.0.1:0"`,
+		"http://idp:8080", r.idpURL)
+	startApp(t, idp, composeEnv(t, "docker-compose.yaml", "idp"))
+
+	r.authzAddr = freeLoopback(t)
+	tg := rewriteAll(t, string(readFile(t, "tokengate.yaml")),
+		`http_addr: ":8080"`, `http_addr: "127.0.0.1:0"`,
+		`authz_addr: ":9002"`, `authz_addr: "`+r.authzAddr+`"`,
+		`metrics_addr: ":9090"`, `metrics_addr: "127.0.0.1:0"`,
+		"http://idp:8080", r.idpURL,
+		"\ncache:", e2eExtraRoutes+"\ncache:")
+	startApp(t, tg, composeEnv(t, "docker-compose.yaml", service))
+	return r
+}
+
+// idpToken gets a caller token of the rig's IdP (client corp-app, as README.md does).
+func (r *e2eRig) idpToken(t *testing.T) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, r.idpURL+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(idpCallerClient, testComposeSecrets["CORP_APP_SECRET"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.AccessToken == "" {
+		t.Fatalf("IdP token: status %d, %v", resp.StatusCode, err)
+	}
+	return body.AccessToken
+}
+
+// runGateway starts a gateway process until the test ends and waits for its port.
+func runGateway(t *testing.T, addr string, env []string, bin string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(bin), out.String())
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not listen on %s", bin, addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rawGet sends a request with the path exactly as given (no client-side cleaning), as an
+// attacker would, and returns the status, headers and the upstream's echo (when it answered).
+func rawGet(t *testing.T, addr, rawPath string, hdr map[string]string) (int, http.Header, map[string][]string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	var b strings.Builder
+	b.WriteString("GET " + rawPath + " HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n")
+	for k, v := range hdr {
+		b.WriteString(k + ": " + v + "\r\n")
+	}
+	b.WriteString("\r\n")
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", rawPath, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var echo struct {
+		Headers map[string][]string `json:"headers"`
+	}
+	_ = json.Unmarshal(body, &echo)
+	return resp.StatusCode, resp.Header, echo.Headers
+}
+
+// exerciseAttacks runs the attacks through a gateway at addr.
+func exerciseAttacks(t *testing.T, r *e2eRig, addr string, spoof map[string]string) {
+	tok := r.idpToken(t)
+
+	t.Run("controls", func(t *testing.T) {
+		// The rig works: a public path and a protected one with a token reach the upstream.
+		if st, _, _ := rawGet(t, addr, "/none/x", nil); st != http.StatusOK {
+			t.Fatalf("/none/x: status %d", st)
+		}
+		st, _, h := rawGet(t, addr, "/admin/x", map[string]string{"Authorization": "Bearer " + tok})
+		if st != http.StatusOK || len(h["Authorization"]) != 1 || h["Authorization"][0] == "Bearer "+tok {
+			t.Fatalf("/admin/x with a token: status %d, upstream Authorization %q", st, h["Authorization"])
+		}
+		if st, _, _ := rawGet(t, addr, "/admin/x", nil); st != http.StatusUnauthorized {
+			t.Fatalf("/admin/x without a token: status %d, want 401", st)
+		}
+	})
+
+	// Each must be refused (400, 401 or 403) without reaching the upstream.
+	attacks := []struct {
+		name, path string
+		hdr        map[string]string
+	}{
+		{"encoded letter", "/%61dmin/x", nil},
+		{"encoded letters", "/%61%64%6D%69%6E/x", nil},
+		{"path parameter", "/admin;/x", nil},
+		{"dot-dot path parameter", "/x/..;/admin/x", nil},
+		{"encoded path parameter", "/admin%3B/x", nil},
+		{"encoded slash", "/none%2F..%2Fadmin/x", nil},
+		{"backslash", "/none/..%5Cadmin/x", nil},
+		{"dot segment", "/none/../admin/x", nil},
+		{"spoofed header family", "/admin/x", spoof},
+	}
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			before := r.echo.count()
+			st, _, _ := rawGet(t, addr, a.path, a.hdr)
+			if st != http.StatusBadRequest && st != http.StatusUnauthorized && st != http.StatusForbidden {
+				t.Errorf("GET %s %v: status %d, want 400, 401 or 403", a.path, a.hdr, st)
+			}
+			if n := r.echo.count(); n != before {
+				t.Errorf("GET %s %v reached the upstream without credentials", a.path, a.hdr)
+			}
+		})
+	}
+
+	t.Run("caller's X-Subject on a route without forward_claims", func(t *testing.T) {
+		for _, p := range []string{"/none/x", "/elsewhere"} {
+			st, _, h := rawGet(t, addr, p, map[string]string{"X-Subject": "mallory", "X-Client-Id": "mallory"})
+			if st != http.StatusOK {
+				t.Fatalf("%s: status %d", p, st)
+			}
+			if len(h["X-Subject"]) > 0 || len(h["X-Client-Id"]) > 0 {
+				t.Errorf("%s: the upstream got the caller's X-Subject %q / X-Client-Id %q", p, h["X-Subject"], h["X-Client-Id"])
+			}
+		}
+	})
+
+	t.Run("429 with Retry-After", func(t *testing.T) {
+		// Wrong secrets on a client_credentials route: tokengate's failure limiter answers
+		// 429 with Retry-After (SPEC section 5), which the gateway must pass on.
+		basic := "Basic " + basicAuth(idpExchangeClient, "wrong-secret-for-the-test")
+		var st int
+		var h http.Header
+		for i := 0; i < 8 && st != http.StatusTooManyRequests; i++ {
+			st, h, _ = rawGet(t, addr, "/exchanged/x", map[string]string{"Authorization": basic})
+		}
+		if st != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+			t.Errorf("after 8 wrong secrets: status %d, Retry-After %q; want 429 with Retry-After (headers %v)", st, h.Get("Retry-After"), h)
+		}
+	})
+}
+
+func basicAuth(user, pass string) string {
+	r := &http.Request{Header: http.Header{}}
+	r.SetBasicAuth(user, pass)
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+}
+
+// TestNginxEndToEnd: nginx/nginx.conf in front of tokengate.yaml as compose's tokengate-nginx
+// runs it (forward_auth_headers: x-original).
+func TestNginxEndToEnd(t *testing.T) {
+	bin := needTool(t, "nginx", "nginx")
+	r := startRig(t, "tokengate-nginx")
+	dir := t.TempDir()
+	listen := freeLoopback(t)
+	conf, err := NginxConfig(Addrs{Listen: listen, Tokengate: r.authzAddr, Upstream: strings.TrimPrefix(r.echo.srv.URL, "http://")}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runGateway(t, listen, nil, bin, "-p", dir, "-c", file, "-e", filepath.Join(dir, "error.log"))
+	// A client's own X-Forwarded-Uri naming the public route (tokengate's `auto` reads that
+	// family first).
+	exerciseAttacks(t, r, listen, map[string]string{"X-Forwarded-Uri": "/none/x", "X-Forwarded-Method": "GET"})
+}
+
+// TestCaddyEndToEnd: caddy/Caddyfile in front of tokengate.yaml as compose's tokengate-fwd runs
+// it (forward_auth_headers: x-forwarded).
+func TestCaddyEndToEnd(t *testing.T) {
+	bin := needTool(t, "caddy", "caddy")
+	r := startRig(t, "tokengate-fwd")
+	dir := t.TempDir()
+	listen := freeLoopback(t)
+	conf, err := Caddyfile(Addrs{Listen: listen, Tokengate: r.authzAddr, Upstream: strings.TrimPrefix(r.echo.srv.URL, "http://")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runGateway(t, listen, []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}, bin, "run", "--config", file, "--adapter", "caddyfile")
+	// A client's own X-Original-URI naming the public route.
+	exerciseAttacks(t, r, listen, map[string]string{"X-Original-URI": "/none/x", "X-Original-Method": "GET"})
+}
+
+// TestNginxPassesTokengateStatuses runs nginx/nginx.conf against a stand-in /authz that answers
+// each status tokengate may give, and checks the client gets that status: auth_request passes
+// only 401 and 403 on and turns 400, 429 and 503 into 500, which the shipped error_page
+// locations undo; a 429 keeps its Retry-After (issue 9 item 13). Independent of tokengate's own
+// answers, so it proves the nginx file alone.
+func TestNginxPassesTokengateStatuses(t *testing.T) {
+	bin := needTool(t, "nginx", "nginx")
+	authz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		uri := r.Header.Get("X-Original-URI")
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasPrefix(uri, "/s429/"):
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(http.StatusTooManyRequests)
+		case strings.HasPrefix(uri, "/s400/"):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tokengate", error="invalid_request"`)
+			w.WriteHeader(http.StatusBadRequest)
+		case strings.HasPrefix(uri, "/s503/"):
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case strings.HasPrefix(uri, "/s401/"):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tokengate"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		case strings.HasPrefix(uri, "/s403/"):
+			w.WriteHeader(http.StatusForbidden)
+		default:
+			w.WriteHeader(http.StatusOK)
+		}
+		_, _ = io.WriteString(w, `{"error":"x"}`)
+	}))
+	defer authz.Close()
+	echo := newEchoRecorder(t)
+	dir := t.TempDir()
+	listen := freeLoopback(t)
+	conf, err := NginxConfig(Addrs{Listen: listen, Tokengate: strings.TrimPrefix(authz.URL, "http://"), Upstream: strings.TrimPrefix(echo.srv.URL, "http://")}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runGateway(t, listen, nil, bin, "-p", dir, "-c", file, "-e", filepath.Join(dir, "error.log"))
+	for _, c := range []struct {
+		path       string
+		status     int
+		retryAfter string
+	}{
+		{"/s429/x", http.StatusTooManyRequests, "7"},
+		{"/s400/x", http.StatusBadRequest, ""},
+		{"/s503/x", http.StatusServiceUnavailable, ""},
+		{"/s401/x", http.StatusUnauthorized, ""},
+		{"/s403/x", http.StatusForbidden, ""},
+		{"/ok/x", http.StatusOK, ""},
+	} {
+		st, h, _ := rawGet(t, listen, c.path, nil)
+		if st != c.status || h.Get("Retry-After") != c.retryAfter {
+			t.Errorf("%s: status %d, Retry-After %q; want %d, %q", c.path, st, h.Get("Retry-After"), c.status, c.retryAfter)
+		}
+		if st != http.StatusOK && h.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: content-type %q, want application/json", c.path, h.Get("Content-Type"))
+		}
+	}
+}
