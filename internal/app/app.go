@@ -1,7 +1,7 @@
 // Package app runs tokengate: it builds every component from a configuration, owns the gRPC and
-// HTTP servers, reloads the configuration on SIGHUP without dropping requests, and drains both
-// servers on SIGTERM/SIGINT. It is the only place that knows how the pieces fit; cmd parses
-// flags and calls it.
+// HTTP servers (and the optional authz_addr and metrics_addr listeners), reloads the
+// configuration on SIGHUP without dropping requests, and drains every server on SIGTERM/SIGINT.
+// It is the only place that knows how the pieces fit; cmd parses flags and calls it.
 package app
 
 import (
@@ -22,12 +22,14 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tokengate/tokengate/extauthz"
+	"github.com/tokengate/tokengate/internal/authlimit"
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/upstream"
@@ -56,6 +58,12 @@ type App struct {
 	engine  *extauthz.Engine
 	tokens  *upstream.Cache
 	store   *redisstore.Store // nil without cache.redis
+	// limiter counts failed client authentications (SPEC section 6, "Failure limiter"). It
+	// lives as long as the process, so a reload never forgives a guesser.
+	limiter *authlimit.Limiter
+	// gatewayCerts is gateway_tls's certificate material, re-read when its files change; nil
+	// without gateway_tls.
+	gatewayCerts *gatewayCerts
 
 	mu sync.Mutex // serializes reloads
 	// started is the configuration the process started with: listeners and caches are built
@@ -67,9 +75,13 @@ type App struct {
 	grpcSrv          *grpc.Server
 	httpSrv          *http.Server
 	health           *health.Server
+	// authzLis and metricsLis are nil unless server.authz_addr / server.metrics_addr move
+	// /authz and /metrics off http_addr (SPEC section 5, "Who may call").
+	authzLis, metricsLis net.Listener
+	authzSrv, metricsSrv *http.Server
 }
 
-// New loads the configuration, builds every component and binds both listeners, so that the
+// New loads the configuration, builds every component and binds every listener, so that the
 // addresses are known (tests listen on port 0) before Run serves. Configuration problems are
 // returned as *config.Errors.
 func New(ctx context.Context, opts Options) (*App, error) {
@@ -93,6 +105,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		}
 	}
 	a := &App{opts: opts, logger: opts.Logger, metrics: metrics.New(), started: cfg}
+	a.limiter = authlimit.New(authlimit.Options{Now: a.opts.Now})
 	if opts.HTTPClient == nil {
 		a.opts.HTTPClient = newHTTPClient()
 	}
@@ -109,26 +122,91 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a.state.Store(st)
 	a.engine = extauthz.NewEngine(st.authorizer)
 
-	grpcAddr := firstNonEmpty(opts.GRPCAddr, cfg.Server.GRPCAddr)
-	httpAddr := firstNonEmpty(opts.HTTPAddr, cfg.Server.HTTPAddr)
-	if a.grpcLis, err = net.Listen("tcp", grpcAddr); err != nil {
-		a.close()
-		return nil, fmt.Errorf("listen grpc_addr %s: %w", grpcAddr, err)
+	if g := cfg.Server.GatewayTLS; g != nil {
+		if a.gatewayCerts, err = newGatewayCerts(g, opts.ConfigPath, opts.Now, a.logger); err != nil {
+			a.close()
+			return nil, fmt.Errorf("server.gateway_tls: %w", err)
+		}
 	}
-	if a.httpLis, err = net.Listen("tcp", httpAddr); err != nil {
+	if err := a.listen(cfg); err != nil {
 		a.close()
-		return nil, fmt.Errorf("listen http_addr %s: %w", httpAddr, err)
+		return nil, err
 	}
-	a.grpcSrv = grpc.NewServer(
+	grpcOpts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxRecvMsgSize(4<<20),
-	)
+		grpc.MaxRecvMsgSize(4 << 20),
+	}
+	if a.gatewayCerts != nil {
+		// gRPC over TLS needs ALPN "h2" (RFC 7540 section 3.3).
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(a.gatewayCerts.serverConfig([]string{"h2"}))))
+	}
+	a.grpcSrv = grpc.NewServer(grpcOpts...)
 	authv3.RegisterAuthorizationServer(a.grpcSrv, extauthz.NewCheckServer(a.engine, a.logger))
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpcSrv, a.health)
 	reflection.Register(a.grpcSrv)
-	a.httpSrv = &http.Server{
-		Handler:           a.routes(),
+
+	authzOnHTTP := a.authzLis == nil && !a.clientCertRequired()
+	a.httpSrv = a.newHTTPServer(a.routes(authzOnHTTP, a.metricsLis == nil))
+	if a.authzLis != nil {
+		a.authzSrv = a.newHTTPServer(a.authzRoutes())
+		if a.gatewayCerts != nil {
+			a.authzSrv.TLSConfig = a.gatewayCerts.serverConfig([]string{"h2", "http/1.1"})
+		}
+	}
+	if a.metricsLis != nil {
+		a.metricsSrv = a.newHTTPServer(a.metricsRoutes())
+	}
+	a.warnExposure(cfg, authzOnHTTP)
+	a.updateHealth()
+	return a, nil
+}
+
+// listen binds every configured listener. A busy address is named in the error.
+func (a *App) listen(cfg *config.Config) error {
+	grpcAddr := firstNonEmpty(a.opts.GRPCAddr, cfg.Server.GRPCAddr)
+	httpAddr := firstNonEmpty(a.opts.HTTPAddr, cfg.Server.HTTPAddr)
+	var err error
+	if a.grpcLis, err = net.Listen("tcp", grpcAddr); err != nil {
+		return fmt.Errorf("listen grpc_addr %s: %w", grpcAddr, err)
+	}
+	if a.httpLis, err = net.Listen("tcp", httpAddr); err != nil {
+		return fmt.Errorf("listen http_addr %s: %w", httpAddr, err)
+	}
+	if addr := cfg.Server.AuthzAddr; addr != "" {
+		if a.authzLis, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("listen authz_addr %s: %w", addr, err)
+		}
+	}
+	if addr := cfg.Server.MetricsAddr; addr != "" {
+		if a.metricsLis, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("listen metrics_addr %s: %w", addr, err)
+		}
+	}
+	return nil
+}
+
+// clientCertRequired reports whether gateway_tls demands gateway certificates (client_ca_file).
+func (a *App) clientCertRequired() bool {
+	return a.gatewayCerts != nil && a.gatewayCerts.caPath != ""
+}
+
+// warnExposure logs SPEC section 5's one WARN line when /authz, which hands out upstream
+// credentials, shares http_addr with the token endpoint that issuer clients are meant to reach
+// (and so, usually, everyone can). With client_ca_file and no authz_addr /authz is not served at
+// all, which is said at INFO.
+func (a *App) warnExposure(cfg *config.Config, authzOnHTTP bool) {
+	if authzOnHTTP && cfg.Issuer != nil && len(cfg.Issuer.Clients) > 0 {
+		a.logger.Warn("forward-auth /authz shares http_addr with the public token endpoint: whoever reaches it receives upstream credentials; set server.authz_addr or gateway_tls.client_ca_file")
+	}
+	if a.authzLis == nil && !authzOnHTTP {
+		a.logger.Info("forward-auth /authz is not served: gateway_tls.client_ca_file protects grpc_addr and authz_addr only, and authz_addr is not set")
+	}
+}
+
+func (a *App) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -136,8 +214,6 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
 	}
-	a.updateHealth()
-	return a, nil
 }
 
 // GRPCAddr is the bound ext_authz gRPC address.
@@ -146,25 +222,76 @@ func (a *App) GRPCAddr() string { return a.grpcLis.Addr().String() }
 // HTTPAddr is the bound HTTP address.
 func (a *App) HTTPAddr() string { return a.httpLis.Addr().String() }
 
+// AuthzAddr is the bound forward-auth address; empty without server.authz_addr.
+func (a *App) AuthzAddr() string {
+	if a.authzLis == nil {
+		return ""
+	}
+	return a.authzLis.Addr().String()
+}
+
+// MetricsAddr is the bound /metrics address; empty without server.metrics_addr.
+func (a *App) MetricsAddr() string {
+	if a.metricsLis == nil {
+		return ""
+	}
+	return a.metricsLis.Addr().String()
+}
+
+// httpServers are the HTTP servers this App runs.
+func (a *App) httpServers() []*http.Server {
+	srvs := []*http.Server{a.httpSrv}
+	if a.authzSrv != nil {
+		srvs = append(srvs, a.authzSrv)
+	}
+	if a.metricsSrv != nil {
+		srvs = append(srvs, a.metricsSrv)
+	}
+	return srvs
+}
+
 // Run serves until ctx is done, then stops accepting, drains in-flight requests (bounded by
 // DrainGrace) and returns nil. With Options.Signals it reloads on SIGHUP.
 func (a *App) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 4)
 	go func() { errc <- a.grpcSrv.Serve(a.grpcLis) }()
-	go func() {
-		if err := a.httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-			return
+	serveHTTP := func(serve func() error) {
+		go func() {
+			if err := serve(); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+				return
+			}
+			errc <- nil
+		}()
+	}
+	serveHTTP(func() error { return a.httpSrv.Serve(a.httpLis) })
+	if a.authzSrv != nil {
+		if a.authzSrv.TLSConfig != nil {
+			// The certificate comes from TLSConfig (re-read as its files change), not from files
+			// named here.
+			serveHTTP(func() error { return a.authzSrv.ServeTLS(a.authzLis, "", "") })
+		} else {
+			serveHTTP(func() error { return a.authzSrv.Serve(a.authzLis) })
 		}
-		errc <- nil
-	}()
+	}
+	if a.metricsSrv != nil {
+		serveHTTP(func() error { return a.metricsSrv.Serve(a.metricsLis) })
+	}
 	var hup chan os.Signal
 	if a.opts.Signals {
 		hup = make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 	}
-	a.logger.Info("tokengate serving", slog.String("grpc_addr", a.GRPCAddr()), slog.String("http_addr", a.HTTPAddr()))
+	attrs := []any{slog.String("grpc_addr", a.GRPCAddr()), slog.String("http_addr", a.HTTPAddr())}
+	if a.authzLis != nil {
+		attrs = append(attrs, slog.String("authz_addr", a.AuthzAddr()))
+	}
+	if a.metricsLis != nil {
+		attrs = append(attrs, slog.String("metrics_addr", a.MetricsAddr()))
+	}
+	attrs = append(attrs, slog.Bool("gateway_tls", a.gatewayCerts != nil), slog.Bool("gateway_client_certs", a.clientCertRequired()))
+	a.logger.Info("tokengate serving", attrs...)
 	var runErr error
 loop:
 	for {
@@ -186,13 +313,13 @@ loop:
 	return runErr
 }
 
-// shutdown stops accepting and drains: gRPC GracefulStop and HTTP Shutdown, both bounded.
+// shutdown stops accepting and drains: gRPC GracefulStop and every HTTP Shutdown, all bounded.
 func (a *App) shutdown() {
 	a.health.Shutdown() // NOT_SERVING first, so load balancers stop sending
 	drain, cancel := context.WithTimeout(context.Background(), a.opts.DrainGrace)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		done := make(chan struct{})
@@ -203,12 +330,15 @@ func (a *App) shutdown() {
 			a.grpcSrv.Stop()
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		if err := a.httpSrv.Shutdown(drain); err != nil {
-			_ = a.httpSrv.Close()
-		}
-	}()
+	for _, srv := range a.httpServers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(drain); err != nil {
+				_ = srv.Close()
+			}
+		}()
+	}
 	wg.Wait()
 	a.close()
 	a.logger.Info("tokengate stopped")
@@ -227,8 +357,10 @@ func (a *App) close() {
 	if a.grpcLis != nil {
 		_ = a.grpcLis.Close()
 	}
-	if a.httpLis != nil {
-		_ = a.httpLis.Close()
+	for _, l := range []net.Listener{a.httpLis, a.authzLis, a.metricsLis} {
+		if l != nil {
+			_ = l.Close()
+		}
 	}
 }
 
@@ -252,9 +384,8 @@ func (a *App) Reload(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	if cfg.Server.GRPCAddr != a.started.Server.GRPCAddr || cfg.Server.HTTPAddr != a.started.Server.HTTPAddr ||
-		!reflect.DeepEqual(cfg.Cache, a.started.Cache) {
-		a.logger.Warn("server addresses and cache settings take effect at the next restart; the rest of the new configuration applies now")
+	if listenersChanged(&cfg.Server, &a.started.Server) || !reflect.DeepEqual(cfg.Cache, a.started.Cache) {
+		a.logger.Warn("server addresses, gateway_tls settings and cache settings take effect at the next restart (the gateway_tls certificate files are re-read as they change); the rest of the new configuration applies now")
 	}
 	old := a.state.Load()
 	st, err := a.build(ctx, cfg, old)
@@ -303,8 +434,17 @@ func (a *App) WaitReady(ctx context.Context) error {
 	}
 }
 
-// routes is the HTTP surface of SPEC section 6.
-func (a *App) routes() http.Handler {
+// listenersChanged reports whether a reload changes what the listeners were built from.
+func listenersChanged(now, started *config.Server) bool {
+	return now.GRPCAddr != started.GRPCAddr || now.HTTPAddr != started.HTTPAddr ||
+		now.AuthzAddr != started.AuthzAddr || now.MetricsAddr != started.MetricsAddr ||
+		!reflect.DeepEqual(now.GatewayTLS, started.GatewayTLS)
+}
+
+// routes is the HTTP surface of SPEC section 6 on http_addr. /authz and /metrics are served
+// here only when no listener of their own takes them (and /authz not at all when gateway_tls
+// demands client certificates without authz_addr): moved away, they answer 404.
+func (a *App) routes(authz, metrics bool) http.Handler {
 	mux := http.NewServeMux()
 	issuerHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := a.state.Load()
@@ -316,13 +456,13 @@ func (a *App) routes() http.Handler {
 	})
 	mux.Handle("/oauth2/", issuerHandler)
 	mux.Handle("/.well-known/", issuerHandler)
-	fa := extauthz.NewForwardAuth(a.engine, a.logger, extauthz.ForwardAuthOptions{Headers: a.started.Server.ForwardAuthHeaders, TrustedProxies: a.started.Server.TrustedProxyPrefixes})
-	mux.Handle(extauthz.ForwardAuthPath, fa)
-	mux.Handle(extauthz.ForwardAuthPath+"/", fa)
-	mux.Handle("GET /metrics", a.metrics.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
-	})
+	if authz {
+		a.handleForwardAuth(mux)
+	}
+	if metrics {
+		mux.Handle("GET /metrics", a.metrics.Handler())
+	}
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if missing := a.Missing(); len(missing) > 0 {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "missing": missing})
@@ -331,6 +471,34 @@ func (a *App) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
 	})
 	return mux
+}
+
+// authzRoutes is the authz_addr listener: forward-auth and /healthz (for the gateway's own
+// health checks).
+func (a *App) authzRoutes() http.Handler {
+	mux := http.NewServeMux()
+	a.handleForwardAuth(mux)
+	mux.HandleFunc("GET /healthz", healthz)
+	return mux
+}
+
+// metricsRoutes is the metrics_addr listener: /metrics and /healthz.
+func (a *App) metricsRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.metrics.Handler())
+	mux.HandleFunc("GET /healthz", healthz)
+	return mux
+}
+
+// handleForwardAuth serves /authz and /authz/* (SPEC section 5) on mux.
+func (a *App) handleForwardAuth(mux *http.ServeMux) {
+	fa := extauthz.NewForwardAuth(a.engine, a.logger, extauthz.ForwardAuthOptions{Headers: a.started.Server.ForwardAuthHeaders, TrustedProxies: a.started.Server.TrustedProxyPrefixes})
+	mux.Handle(extauthz.ForwardAuthPath, fa)
+	mux.Handle(extauthz.ForwardAuthPath+"/", fa)
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
