@@ -1,6 +1,7 @@
 package envoy
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,11 +12,15 @@ import (
 	"strings"
 	"testing"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
+	"github.com/tokengate/tokengate/internal/app"
 	"github.com/tokengate/tokengate/internal/config"
 )
 
@@ -591,4 +596,54 @@ func TestKubernetesAccess(t *testing.T) {
 	t.Run("metrics on http_addr", func(t *testing.T) {
 		wantError(t, checkAccess(set, cfg, grpc, authz, httpP, httpP), "metrics_addr must put /metrics on its own port")
 	})
+}
+
+// TestIstioRoutesStripClaimHeaders runs tokengate with the Istio ConfigMap's configuration and
+// asks it over gRPC, as the echo sidecar does (no context_extensions: routes chosen by path):
+// on every allowed route a caller-sent claim header that the route does not set itself is
+// removed, so a forged X-Subject never reaches the upstream (SPEC section 5; issue 9 items 12,
+// 13). The none route needs no IdP, so the test needs no network.
+func TestIstioRoutesStripClaimHeaders(t *testing.T) {
+	cfg, _ := loadIstioTokengate(t, findObject(t, k8sObjects(t, k8sTokengate), "ConfigMap", "tokengate-config"))
+	cfg.Server.AuthzAddr, cfg.Server.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, app.Options{Config: cfg, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+	claimHeaders := forwardClaimHeaders(cfg)
+	if len(claimHeaders) == 0 {
+		t.Fatal("the ConfigMap forwards no claim headers: nothing to prove")
+	}
+	hdrs := map[string]string{}
+	for _, h := range claimHeaders {
+		hdrs[h] = "mallory"
+	}
+	resp, err := client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Host: "echo.demo.svc.cluster.local:80", Path: "/none/x", Scheme: "http", Headers: hdrs,
+		}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := resp.GetOkResponse()
+	if ok == nil {
+		t.Fatalf("/none/x: not allowed: %v", resp.GetStatus())
+	}
+	for _, h := range claimHeaders {
+		if !containsFold(ok.GetHeadersToRemove(), h) {
+			t.Errorf("/none/x: the caller's %s is not in headers_to_remove %v: it would reach the upstream", h, ok.GetHeadersToRemove())
+		}
+	}
 }
