@@ -242,7 +242,11 @@ func TestForwardAuthMatchesCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := "http://" + s.App.HTTPAddr()
+	// The rig serves /authz on its own listener (server.authz_addr); on http_addr it is 404.
+	if r := call(t, "http://"+s.App.HTTPAddr(), "/authz/mint/a", bearer(tok)); r.status != http.StatusNotFound {
+		t.Fatalf("/authz on http_addr: status %d, want 404", r.status)
+	}
+	api := "http://" + s.App.AuthzAddr()
 	for _, tc := range []struct {
 		name   string
 		path   string

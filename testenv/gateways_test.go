@@ -16,7 +16,7 @@ import (
 )
 
 // The shipped nginx and Caddy examples (envoy/nginx, envoy/caddy), run by the real nginx and
-// Caddy of Debian's packages in front of the rig's echo upstream and tokengate's /authz.
+// Caddy of Debian's packages in front of the rig's echo upstream and tokengate's /authz (on its authz_addr).
 // Under CI=true a missing gateway fails the test instead of skipping it.
 
 func lookGateway(t *testing.T, name string, paths ...string) string {
@@ -129,7 +129,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	s := startStack(t)
 	dir := t.TempDir()
 	listen := freeAddr(t)
-	conf, err := envoy.NginxConfig(envoy.Addrs{Listen: listen, Tokengate: s.App.HTTPAddr(), Upstream: strings.TrimPrefix(s.Echo.URL(), "http://")}, dir)
+	conf, err := envoy.NginxConfig(envoy.Addrs{Listen: listen, Tokengate: s.App.AuthzAddr(), Upstream: strings.TrimPrefix(s.Echo.URL(), "http://")}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestCaddyForwardAuth(t *testing.T) {
 	s := startStack(t)
 	dir := t.TempDir()
 	listen := freeAddr(t)
-	conf, err := envoy.Caddyfile(envoy.Addrs{Listen: listen, Tokengate: s.App.HTTPAddr(), Upstream: strings.TrimPrefix(s.Echo.URL(), "http://")})
+	conf, err := envoy.Caddyfile(envoy.Addrs{Listen: listen, Tokengate: s.App.AuthzAddr(), Upstream: strings.TrimPrefix(s.Echo.URL(), "http://")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,8 @@ func DemoInstructions(s *Stack) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p("tokengate demo is running:")
 	p("  ext_authz gRPC   %s   (grpcurl -plaintext %s list)", s.App.GRPCAddr(), s.App.GRPCAddr())
-	p("  HTTP endpoints   %s   (token, JWKS, introspection, metadata, /authz, /metrics, /readyz)", api)
+	p("  HTTP endpoints   %s   (token, JWKS, introspection, metadata, /metrics, /readyz)", api)
+	p("  forward-auth     %s   (its own listener, server.authz_addr: only gateways should reach it)", s.AuthzURL())
 	p("  gateway          %s   (calls Check the way Envoy does, then forwards to the echo upstream)", gw)
 	p("  external IdP     %s   (a fake Auth0/Keycloak: JWKS and token endpoint)", s.IdP.URL())
 	p("  echo upstream    %s   (answers with the headers it received)", s.Echo.URL())
@@ -41,7 +42,7 @@ func DemoInstructions(s *Stack) string {
 	p("   curl -si -H \"Authorization: Bearer $(curl -s -u %s:%s -d grant_type=client_credentials %s/oauth2/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\" %s/admin/x", DemoClientID, DemoClientSecret, api, gw)
 	p("")
 	p("7. the same decision over HTTP forward-auth (nginx auth_request, Traefik, Caddy):")
-	p("   curl -si -H \"Authorization: Bearer $TOKEN\" -H 'X-Forwarded-Uri: /mint/hello' -H 'X-Forwarded-Method: GET' %s/authz", api)
+	p("   curl -si -H \"Authorization: Bearer $TOKEN\" -H 'X-Forwarded-Uri: /mint/hello' -H 'X-Forwarded-Method: GET' %s", s.AuthzURL())
 	p("")
 	p("Press Ctrl-C to stop.")
 	return b.String()

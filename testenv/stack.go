@@ -50,6 +50,9 @@ const demoConfig = `# Written by tokengate's test rig (testenv). Demo credential
 server:
   grpc_addr: "{{.GRPCAddr}}"
   http_addr: "{{.HTTPAddr}}"
+  # forward-auth /authz hands out upstream credentials: it listens apart from the public token
+  # endpoint, where only gateways reach it (SPEC section 5, "Who may call").
+  authz_addr: "{{.AuthzAddr}}"
 issuer:
   issuer_url: "{{.IssuerURL}}"
   token_ttl: 1h
@@ -62,7 +65,9 @@ issuer:
       client_secret: "${TOKENGATE_DEMO_SECRET}"
       scopes: [echo.read, echo.write, admin]
       default_scopes: [echo.read]
-      audiences: [tokengate-gateway, {{.MintAudience}}]
+      # Not the mint routes' audience: a token minted for the upstream must not be one a client
+      # can obtain (SPEC section 6, RFC 8725 section 3.9).
+      audiences: [tokengate-gateway]
       claims: {tenant: demo}
 providers:
   - name: self
@@ -116,9 +121,9 @@ routes:
 
 // StackOptions configure a Stack; empty addresses listen on 127.0.0.1:0.
 type StackOptions struct {
-	GRPCAddr, HTTPAddr, GatewayAddr string
-	Logger                          *slog.Logger
-	Dir                             string // where the configuration file is written; default a temp dir
+	GRPCAddr, HTTPAddr, AuthzAddr, GatewayAddr string
+	Logger                                     *slog.Logger
+	Dir                                        string // where the configuration file is written; default a temp dir
 }
 
 // Stack is the whole rig: a fake IdP, an echo upstream, tokengate itself (the real servers,
@@ -130,38 +135,44 @@ type Stack struct {
 	Gateway    *Gateway
 	ConfigPath string
 
-	cancel  context.CancelFunc
-	done    chan error
-	cleanup []func()
+	authzAddr string // the configured server.authz_addr
+	cancel    context.CancelFunc
+	done      chan error
+	cleanup   []func()
 }
 
-// StartStack starts the rig and returns once tokengate is ready.
-func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
-	s = &Stack{}
-	defer func() {
-		if err != nil {
-			s.Close()
-		}
-	}()
+// StartStack starts the rig and returns once tokengate is ready. When a part cannot start (a
+// busy address) what did start is stopped and the error names the address.
+func StartStack(ctx context.Context, opts StackOptions) (*Stack, error) {
+	s := &Stack{}
+	if err := s.start(ctx, opts); err != nil {
+		_ = s.Close() // s holds what did start
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) start(ctx context.Context, opts StackOptions) (err error) {
 	if s.IdP, err = NewIdP("", map[string]string{GatewayClientID: GatewaySecret, PartnerClientID: PartnerSecret}); err != nil {
-		return nil, fmt.Errorf("idp: %w", err)
+		return fmt.Errorf("idp: %w", err)
 	}
 	s.cleanup = append(s.cleanup, s.IdP.Close)
 	if s.Echo, err = NewEcho(""); err != nil {
-		return nil, fmt.Errorf("echo: %w", err)
+		return fmt.Errorf("echo: %w", err)
 	}
 	s.cleanup = append(s.cleanup, s.Echo.Close)
 
 	dir := opts.Dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "tokengate-rig-"); err != nil {
-			return nil, err
+			return err
 		}
 		s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
 	}
 	s.ConfigPath = filepath.Join(dir, "tokengate.yaml")
+	s.authzAddr = opts.AuthzAddr
 	if err := s.WriteConfig(opts.GRPCAddr, opts.HTTPAddr, ""); err != nil {
-		return nil, err
+		return err
 	}
 	env := func(k string) (string, bool) {
 		switch k {
@@ -174,7 +185,7 @@ func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
 	}
 	s.App, err = app.New(ctx, app.Options{ConfigPath: s.ConfigPath, Env: env, Logger: opts.Logger})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel, s.done = cancel, make(chan error, 1)
@@ -182,15 +193,15 @@ func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
 	readyCtx, readyCancel := context.WithTimeout(ctx, 10*time.Second)
 	defer readyCancel()
 	if err := s.App.WaitReady(readyCtx); err != nil {
-		return nil, err
+		return err
 	}
 	s.Gateway, err = NewGateway(GatewayOptions{
 		Addr: opts.GatewayAddr, CheckAddr: s.App.GRPCAddr(), UpstreamURL: s.Echo.URL(), Routes: DemoRoutes,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return fmt.Errorf("gateway: %w", err)
 	}
-	return s, nil
+	return nil
 }
 
 // WriteConfig (re)writes the rig's configuration file; extra YAML is appended (it may add
@@ -202,10 +213,14 @@ func (s *Stack) WriteConfig(grpcAddr, httpAddr, extra string) error {
 	if httpAddr == "" {
 		httpAddr = "127.0.0.1:0"
 	}
+	authzAddr := s.authzAddr
+	if authzAddr == "" {
+		authzAddr = "127.0.0.1:0"
+	}
 	var buf bytes.Buffer
 	t := template.Must(template.New("cfg").Parse(demoConfig))
 	if err := t.Execute(&buf, map[string]string{
-		"GRPCAddr": grpcAddr, "HTTPAddr": httpAddr, "IssuerURL": DemoIssuerURL, "IdP": s.IdP.URL(),
+		"GRPCAddr": grpcAddr, "HTTPAddr": httpAddr, "AuthzAddr": authzAddr, "IssuerURL": DemoIssuerURL, "IdP": s.IdP.URL(),
 		"DemoClientID": DemoClientID, "GatewayClientID": GatewayClientID,
 		"MintAudience": DemoMintAudience, "FetchAudience": DemoFetchAudience,
 	}); err != nil {
@@ -214,6 +229,9 @@ func (s *Stack) WriteConfig(grpcAddr, httpAddr, extra string) error {
 	buf.WriteString(extra)
 	return os.WriteFile(s.ConfigPath, buf.Bytes(), 0o600)
 }
+
+// AuthzURL is tokengate's forward-auth endpoint (on its own listener, server.authz_addr).
+func (s *Stack) AuthzURL() string { return "http://" + s.App.AuthzAddr() + "/authz" }
 
 // TokenURL is tokengate's own token endpoint.
 func (s *Stack) TokenURL() string { return "http://" + s.App.HTTPAddr() + "/oauth2/token" }
