@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -456,9 +457,7 @@ func (a *App) routes(authz, metrics bool) http.Handler {
 	})
 	mux.Handle("/oauth2/", issuerHandler)
 	mux.Handle("/.well-known/", issuerHandler)
-	if authz {
-		a.handleForwardAuth(mux)
-	}
+
 	if metrics {
 		mux.Handle("GET /metrics", a.metrics.Handler())
 	}
@@ -470,6 +469,9 @@ func (a *App) routes(authz, metrics bool) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
 	})
+	if authz {
+		return a.withForwardAuth(mux)
+	}
 	return mux
 }
 
@@ -477,9 +479,8 @@ func (a *App) routes(authz, metrics bool) http.Handler {
 // health checks).
 func (a *App) authzRoutes() http.Handler {
 	mux := http.NewServeMux()
-	a.handleForwardAuth(mux)
 	mux.HandleFunc("GET /healthz", healthz)
-	return mux
+	return a.withForwardAuth(mux)
 }
 
 // metricsRoutes is the metrics_addr listener: /metrics and /healthz.
@@ -490,11 +491,18 @@ func (a *App) metricsRoutes() http.Handler {
 	return mux
 }
 
-// handleForwardAuth serves /authz and /authz/* (SPEC section 5) on mux.
-func (a *App) handleForwardAuth(mux *http.ServeMux) {
-	fa := extauthz.NewForwardAuth(a.engine, a.logger, extauthz.ForwardAuthOptions{Headers: a.started.Server.ForwardAuthHeaders, TrustedProxies: a.started.Server.TrustedProxyPrefixes})
-	mux.Handle(extauthz.ForwardAuthPath, fa)
-	mux.Handle(extauthz.ForwardAuthPath+"/", fa)
+// withForwardAuth serves /authz and /authz/* (SPEC section 5) ahead of next. It is not a
+// ServeMux pattern: the mux answers a path with dot segments or "//" with a 301 to its cleaned
+// form before any handler runs, which would turn /authz/x/../admin into a redirect instead of
+// the 403 the path's normal form calls for (Envoy's HTTP ext_authz in `request` mode).
+func (a *App) withForwardAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == extauthz.ForwardAuthPath || strings.HasPrefix(p, extauthz.ForwardAuthPath+"/") {
+			a.state.Load().forwardAuth.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func healthz(w http.ResponseWriter, _ *http.Request) {

@@ -2,9 +2,9 @@ package app_test
 
 import (
 	"encoding/json"
-	"io"
 	"fmt"
 	"github.com/tokengate/tokengate/internal/testkit"
+	"io"
 	"net/http"
 	"strings"
 	"testing"

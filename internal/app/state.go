@@ -30,6 +30,9 @@ type state struct {
 	issuerMux  *http.ServeMux // the issuer's endpoints, nil without an issuer
 	verifier   *verify.Verifier
 	authorizer *extauthz.Authorizer
+	// forwardAuth is /authz with this configuration's header family and trusted proxies, so
+	// a reload applies them as it applies the issuer's.
+	forwardAuth *extauthz.ForwardAuth
 }
 
 func (s *state) missing() []string {

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 
@@ -97,7 +98,21 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 		return nil, fmt.Errorf("routes: %w", err)
 	}
 	st.authorizer = authz
+	st.forwardAuth = extauthz.NewForwardAuth(engineOf{a}, a.logger, extauthz.ForwardAuthOptions{
+		Headers: cfg.Server.ForwardAuthHeaders, TrustedProxies: cfg.Server.TrustedProxyPrefixes,
+	})
+	for _, w := range cfg.Warnings {
+		a.logger.Warn("configuration: "+w.Message, slog.String("field", w.Path))
+	}
 	return st, nil
+}
+
+// engineOf decides with the App's engine as it is at the time of the call (the first state is
+// built before the engine exists).
+type engineOf struct{ a *App }
+
+func (e engineOf) Decide(ctx context.Context, req extauthz.Request) extauthz.Decision {
+	return e.a.engine.Decide(ctx, req)
 }
 
 func issuerConfig(c *config.Issuer) issuer.Config {
