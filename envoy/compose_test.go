@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 // composeFiles are the shipped compose files and the profiles that enable all their services.
@@ -26,33 +28,11 @@ var composeFiles = []struct {
 // failure rather than a reason to skip.
 func inCI() bool { return os.Getenv("CI") == "true" }
 
-// needTool returns the path of a gateway or tool binary; without it the test skips, or fails in
-// CI, where .ci/run installs it.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin"} {
-		// Debian installs nginx in /usr/sbin, which a non-root PATH may lack.
-		if err != nil {
-			if _, serr := os.Stat(filepath.Join(dir, name)); serr == nil {
-				p, err = filepath.Join(dir, name), nil
-			}
-		}
-	}
-	if err != nil {
-		if inCI() {
-			t.Fatalf("%s not found: CI must install it (apt-get install %s)", name, pkg)
-		}
-		t.Skipf("%s not found (apt-get install %s); CI=true makes this a failure", name, pkg)
-	}
-	return p
-}
-
 // TestComposeConfig runs `docker-compose config -q` (Debian's docker-compose package; no Docker
 // engine needed) on every compose file with all its profiles: the Compose implementation's own
 // schema and interpolation checks.
 func TestComposeConfig(t *testing.T) {
-	bin := needTool(t, "docker-compose", "docker-compose")
+	bin := testkit.Tool(t, "docker-compose", "docker-compose")
 	for _, f := range composeFiles {
 		t.Run(f.name, func(t *testing.T) {
 			args := []string{"-f", f.name}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 // End to end through the real nginx and Caddy of Debian's packages, with the shipped files: the
@@ -72,16 +72,6 @@ func (e *echoRecorder) count() int {
 	return len(e.uris)
 }
 
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startApp runs tokengate from data (a shipped configuration with its addresses rewritten)
 // until the test ends, and waits until it is ready.
 func startApp(t *testing.T, data string, env map[string]string) *app.App {
@@ -132,7 +122,7 @@ type e2eRig struct {
 func startRig(t *testing.T, service string) *e2eRig {
 	t.Helper()
 	r := &e2eRig{echo: newEchoRecorder(t)}
-	idpHTTP := freeLoopback(t)
+	idpHTTP := testkit.FreeAddr(t)
 	r.idpURL = "http://" + idpHTTP
 	idp := rewriteAll(t, string(readFile(t, "idp.yaml")),
 		`http_addr: ":8080"`, `http_addr: "`+idpHTTP+`"`,
@@ -141,7 +131,7 @@ func startRig(t *testing.T, service string) *e2eRig {
 		"http://idp:8080", r.idpURL)
 	startApp(t, idp, composeEnv(t, "docker-compose.yaml", "idp"))
 
-	r.authzAddr = freeLoopback(t)
+	r.authzAddr = testkit.FreeAddr(t)
 	tg := rewriteAll(t, string(readFile(t, "tokengate.yaml")),
 		`http_addr: ":8080"`, `http_addr: "127.0.0.1:0"`,
 		`authz_addr: ":9002"`, `authz_addr: "`+r.authzAddr+`"`,
@@ -170,38 +160,6 @@ func (r *e2eRig) idpToken(t *testing.T) string {
 		t.Fatalf("IdP token: status %d, %v", resp.StatusCode, err)
 	}
 	return body.AccessToken
-}
-
-// runGateway starts a gateway process until the test ends and waits for its port.
-func runGateway(t *testing.T, addr string, env []string, bin string, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(bin), out.String())
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not listen on %s", bin, addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // rawGet sends a request with the path exactly as given (no client-side cleaning), as an
@@ -318,10 +276,10 @@ func basicAuth(user, pass string) string {
 // TestNginxEndToEnd: nginx/nginx.conf in front of tokengate.yaml as compose's tokengate-nginx
 // runs it (forward_auth_headers: x-original).
 func TestNginxEndToEnd(t *testing.T) {
-	bin := needTool(t, "nginx", "nginx")
+	bin := testkit.Tool(t, "nginx", "nginx")
 	r := startRig(t, "tokengate-nginx")
 	dir := t.TempDir()
-	listen := freeLoopback(t)
+	listen := testkit.FreeAddr(t)
 	conf, err := NginxConfig(Addrs{Listen: listen, Tokengate: r.authzAddr, Upstream: strings.TrimPrefix(r.echo.srv.URL, "http://")}, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +288,7 @@ func TestNginxEndToEnd(t *testing.T) {
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	runGateway(t, listen, nil, bin, "-p", dir, "-c", file, "-e", filepath.Join(dir, "error.log"))
+	testkit.StartProcess(t, listen, nil, bin, "-p", dir, "-c", file, "-e", filepath.Join(dir, "error.log"))
 	// A client's own X-Forwarded-Uri naming the public route (tokengate's `auto` reads that
 	// family first).
 	exerciseAttacks(t, r, listen, map[string]string{"X-Forwarded-Uri": "/none/x", "X-Forwarded-Method": "GET"})
@@ -339,10 +297,10 @@ func TestNginxEndToEnd(t *testing.T) {
 // TestCaddyEndToEnd: caddy/Caddyfile in front of tokengate.yaml as compose's tokengate-fwd runs
 // it (forward_auth_headers: x-forwarded).
 func TestCaddyEndToEnd(t *testing.T) {
-	bin := needTool(t, "caddy", "caddy")
+	bin := testkit.Tool(t, "caddy", "caddy")
 	r := startRig(t, "tokengate-fwd")
 	dir := t.TempDir()
-	listen := freeLoopback(t)
+	listen := testkit.FreeAddr(t)
 	conf, err := Caddyfile(Addrs{Listen: listen, Tokengate: r.authzAddr, Upstream: strings.TrimPrefix(r.echo.srv.URL, "http://")})
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +309,7 @@ func TestCaddyEndToEnd(t *testing.T) {
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	runGateway(t, listen, []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}, bin, "run", "--config", file, "--adapter", "caddyfile")
+	testkit.StartProcess(t, listen, []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}, bin, "run", "--config", file, "--adapter", "caddyfile")
 	// A client's own X-Original-URI naming the public route.
 	exerciseAttacks(t, r, listen, map[string]string{"X-Original-URI": "/none/x", "X-Original-Method": "GET"})
 }
@@ -362,7 +320,7 @@ func TestCaddyEndToEnd(t *testing.T) {
 // locations undo; a 429 keeps its Retry-After (issue 9 item 13). Independent of tokengate's own
 // answers, so it proves the nginx file alone.
 func TestNginxPassesTokengateStatuses(t *testing.T) {
-	bin := needTool(t, "nginx", "nginx")
+	bin := testkit.Tool(t, "nginx", "nginx")
 	authz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		uri := r.Header.Get("X-Original-URI")
 		w.Header().Set("Content-Type", "application/json")
@@ -388,7 +346,7 @@ func TestNginxPassesTokengateStatuses(t *testing.T) {
 	defer authz.Close()
 	echo := newEchoRecorder(t)
 	dir := t.TempDir()
-	listen := freeLoopback(t)
+	listen := testkit.FreeAddr(t)
 	conf, err := NginxConfig(Addrs{Listen: listen, Tokengate: strings.TrimPrefix(authz.URL, "http://"), Upstream: strings.TrimPrefix(echo.srv.URL, "http://")}, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -397,7 +355,7 @@ func TestNginxPassesTokengateStatuses(t *testing.T) {
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	runGateway(t, listen, nil, bin, "-p", dir, "-c", file, "-e", filepath.Join(dir, "error.log"))
+	testkit.StartProcess(t, listen, nil, bin, "-p", dir, "-c", file, "-e", filepath.Join(dir, "error.log"))
 	for _, c := range []struct {
 		path       string
 		status     int

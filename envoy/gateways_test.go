@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 // The forward-auth examples are checked here for structure and syntax; tokengate's end-to-end
@@ -124,7 +125,7 @@ func TestNginxExample(t *testing.T) {
 		if err := os.WriteFile(file, []byte(got), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		nginx := needTool(t, "nginx", "nginx")
+		nginx := testkit.Tool(t, "nginx", "nginx")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, nginx, "-t", "-p", dir, "-c", file, "-e", filepath.Join(dir, "error.log")).CombinedOutput()
@@ -230,7 +231,7 @@ func TestCaddyExample(t *testing.T) {
 		if err := os.WriteFile(file, []byte(got), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		caddy := needTool(t, "caddy", "caddy")
+		caddy := testkit.Tool(t, "caddy", "caddy")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, caddy, "validate", "--config", file, "--adapter", "caddyfile")
