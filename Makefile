@@ -2,11 +2,13 @@
 GO            ?= go
 STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK   ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
+# The gofmt of the toolchain go runs (GOTOOLCHAIN may have switched it), not whichever is on PATH.
+GOFMT         ?= $(shell $(GO) env GOROOT)/bin/gofmt
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -s -w -X main.version=$(VERSION)
 PKGS          := ./...
 
-.PHONY: all build test test-short lint vet fmt-check staticcheck vulncheck run bench fuzz clean
+.PHONY: all build test test-short lint lint-ci vet fmt-check staticcheck tidy-check vulncheck run bench fuzz clean
 
 all: build
 
@@ -22,11 +24,20 @@ test-short: ## quick run without the race detector
 vet:
 	$(GO) vet $(PKGS)
 
+# The tracked Go files (another checkout's untracked scratch files are not ours to judge); without
+# git (an unpacked tarball) every Go file under the tree.
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@files=$$(git ls-files '*.go' 2>/dev/null); out=$$($(GOFMT) -l $${files:-.}); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 staticcheck:
 	$(GO) run $(STATICCHECK) $(PKGS)
+
+# go mod tidy -diff changes nothing: it prints what tidy would change and fails when that is not
+# empty (an import added or removed without go.mod following, a direct dependency marked
+# indirect or the reverse).
+tidy-check:
+	$(GO) mod tidy -diff
 
 # govulncheck reads the Go vulnerability database at vuln.go.dev; on a machine that cannot
 # reach it, point GOVULNDB at a local copy (GOVULNDB=file:///path/to/vulndb).
@@ -34,6 +45,10 @@ vulncheck:
 	$(GO) run $(GOVULNCHECK) $(if $(GOVULNDB),-db $(GOVULNDB)) $(PKGS)
 
 lint: fmt-check vet staticcheck vulncheck ## gofmt, go vet, staticcheck, govulncheck
+
+# lint-ci is what .ci/run checks before the tests: everything in lint that needs no network
+# beyond the Go module proxy (govulncheck reads vuln.go.dev, so it stays out).
+lint-ci: fmt-check vet staticcheck tidy-check ## gofmt, go vet, staticcheck, go mod tidy -diff
 
 run: ## the demo: issuer, ext_authz, an echo upstream and a stand-in gateway on loopback
 	$(GO) run ./cmd/tokengate demo
