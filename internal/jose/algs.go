@@ -1,6 +1,9 @@
 package jose
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // Key types as named by RFC 7518 §6.1 and RFC 8037 §2.
 const (
@@ -11,40 +14,54 @@ const (
 
 // algInfo describes one asymmetric JWS algorithm (RFC 7518 §3.1, RFC 8037 §3.1).
 type algInfo struct {
-	kty string
-	crv string // EC curve (RFC 7518 §3.4) or OKP subtype; empty for RSA
+	kty  string
+	crv  string // EC curve (RFC 7518 §3.4) or OKP subtype; empty for RSA
+	sign bool   // the issuer can sign with it (issuer.signing_keys[].alg)
+	def  bool   // in the allow-list of a provider that names none (providers[].algorithms)
 }
 
-// verifyAlgs are the only JWS algorithms this package will ever verify. HMAC
-// ("HS*") and "none" are deliberately absent: a verifier holding public keys
-// must never accept them (RFC 8725 §2.1, §3.1; CVE-2015-9235 and relatives).
+// verifyAlgs are the only JWS algorithms this package will ever verify, and so the only ones
+// a provider may allow-list. HMAC ("HS*") and "none" are deliberately absent: a verifier
+// holding public keys must never accept them (RFC 8725 §2.1, §3.1; CVE-2015-9235 and
+// relatives). ES512, PS384 and PS512 are verified but not signed with (no need to mint them).
 var verifyAlgs = map[string]algInfo{
-	"RS256": {kty: ktyRSA},
-	"RS384": {kty: ktyRSA},
-	"RS512": {kty: ktyRSA},
-	"PS256": {kty: ktyRSA},
+	"RS256": {kty: ktyRSA, sign: true, def: true},
+	"RS384": {kty: ktyRSA, sign: true},
+	"RS512": {kty: ktyRSA, sign: true},
+	"PS256": {kty: ktyRSA, sign: true, def: true},
 	"PS384": {kty: ktyRSA},
 	"PS512": {kty: ktyRSA},
-	"ES256": {kty: ktyEC, crv: "P-256"},
-	"ES384": {kty: ktyEC, crv: "P-384"},
+	"ES256": {kty: ktyEC, crv: "P-256", sign: true, def: true},
+	"ES384": {kty: ktyEC, crv: "P-384", sign: true},
 	"ES512": {kty: ktyEC, crv: "P-521"},
-	"EdDSA": {kty: ktyOKP, crv: "Ed25519"},
+	"EdDSA": {kty: ktyOKP, crv: "Ed25519", sign: true, def: true},
 }
 
-// signAlgs are the algorithms SigningKey supports (SPEC §3 issuer.signing_keys).
-var signAlgs = []string{"ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "EdDSA"}
+// Orders in which the lists are shown (messages, help texts, the default allow-list); the
+// membership is verifyAlgs' alone.
+var (
+	signOrder    = []string{"ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "EdDSA"}
+	verifyOrder  = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+	defaultOrder = []string{"RS256", "ES256", "PS256", "EdDSA"}
+)
 
-// SigningAlgorithms returns the algorithms GenerateKey and LoadSigningKey accept.
-func SigningAlgorithms() []string { return slices.Clone(signAlgs) }
+// SigningAlgorithms returns the algorithms the issuer signs with: those GenerateKey and
+// LoadSigningKey accept (issuer.signing_keys[].alg, `tokengate keygen --alg`).
+func SigningAlgorithms() []string { return slices.Clone(signOrder) }
 
-// VerificationAlgorithms returns every algorithm Verify can ever accept; a
-// provider's allow-list should be a subset of it.
-func VerificationAlgorithms() []string {
-	return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-}
+// SigningAlgorithmList is SigningAlgorithms as text ("ES256, ES384, ...") for messages and help.
+func SigningAlgorithmList() string { return strings.Join(signOrder, ", ") }
+
+// VerificationAlgorithms returns every algorithm Verify can ever accept: the algorithms a
+// provider may allow-list (providers[].algorithms).
+func VerificationAlgorithms() []string { return slices.Clone(verifyOrder) }
+
+// DefaultAlgorithms returns the allow-list of a provider that names none: one RSA PKCS#1,
+// one RSA-PSS, one ECDSA and one EdDSA algorithm, the common choices of IdPs.
+func DefaultAlgorithms() []string { return slices.Clone(defaultOrder) }
 
 // IsSigningAlgorithm reports whether alg can be used by a SigningKey.
-func IsSigningAlgorithm(alg string) bool { return slices.Contains(signAlgs, alg) }
+func IsSigningAlgorithm(alg string) bool { return verifyAlgs[alg].sign }
 
 // IsVerificationAlgorithm reports whether alg can ever be verified by this package.
 func IsVerificationAlgorithm(alg string) bool { _, ok := verifyAlgs[alg]; return ok }
