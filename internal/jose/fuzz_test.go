@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tokengate/tokengate/internal/defaults"
 )
 
 // fuzzFixture uses fixed keys from testdata (test-only keys, never used
@@ -100,7 +102,7 @@ func (fx *fuzzFixture) seeds(tb testing.TB) []string {
 	}
 	// Every seed behaves as intended before fuzzing starts.
 	for _, s := range out {
-		_, err := parseVerify(s, DefaultMaxTokenBytes, fx.ks, VerificationAlgorithms())
+		_, err := parseVerify(s, defaults.MaxTokenBytes, fx.ks, VerificationAlgorithms())
 		isValid := slices.Contains(fx.valid, s)
 		if (err == nil) != isValid {
 			tb.Fatalf("seed %.60q: err=%v, seeded as valid=%v", s, err, isValid)
@@ -116,7 +118,7 @@ func FuzzParseVerify(f *testing.F) {
 	}
 	allowed := VerificationAlgorithms()
 	f.Fuzz(func(t *testing.T, tok string) {
-		u, err := Parse(tok, DefaultMaxTokenBytes)
+		u, err := Parse(tok, defaults.MaxTokenBytes)
 		if err == nil {
 			var c *Claims
 			c, err = u.Verify(fx.ks, allowed)

@@ -12,11 +12,9 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
-)
 
-// DefaultMaxTokenBytes is the token size cap Parse applies when called with
-// maxBytes <= 0 (SPEC §3 server.max_token_bytes default).
-const DefaultMaxTokenBytes = 8192
+	"github.com/tokengate/tokengate/internal/defaults"
+)
 
 // forbiddenHeaders are protected-header parameters whose presence rejects a
 // token before any key lookup (ErrForbiddenHeader):
@@ -99,10 +97,10 @@ const maxNumericDate = 1 << 53
 // token before any key lookup. JSON serialization (RFC 7515 §7.2) is not a
 // compact token and fails the dot count (§0.D).
 //
-// maxBytes <= 0 means DefaultMaxTokenBytes.
+// maxBytes <= 0 means defaults.MaxTokenBytes.
 func Parse(token string, maxBytes int) (*Unverified, error) {
 	if maxBytes <= 0 {
-		maxBytes = DefaultMaxTokenBytes
+		maxBytes = defaults.MaxTokenBytes
 	}
 	if len(token) == 0 {
 		return nil, fail(ErrMalformed, "empty token")

@@ -18,6 +18,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/tokengate/tokengate/internal/defaults"
 )
 
 // Round trips for every signing algorithm through the public API only:
@@ -655,7 +657,7 @@ func TestVerifyMisuse(t *testing.T) {
 		t.Fatal("nil KeySet accessors")
 	}
 	// Parse is deterministic with respect to the cap default.
-	if _, err := Parse(strings.Repeat("a", DefaultMaxTokenBytes+1), -1); !errors.Is(err, ErrMalformed) {
+	if _, err := Parse(strings.Repeat("a", defaults.MaxTokenBytes+1), -1); !errors.Is(err, ErrMalformed) {
 		t.Fatal("negative maxBytes must mean the default cap")
 	}
 	_ = base64.RawURLEncoding

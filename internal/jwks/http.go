@@ -8,10 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/httpx"
 )
 
 // Fetch failures. Their texts are fixed and short so that they can be logged as a reason: they
@@ -23,11 +24,8 @@ var (
 	ErrConnection     = errors.New("request failed")
 	ErrDiscovery      = errors.New("invalid discovery document")
 	ErrIssuerMismatch = errors.New("discovery issuer does not match the configured issuer")
-	ErrInsecureURL    = errors.New("URL must be https (http only for loopback hosts unless allowed)")
-	ErrInvalidURL     = errors.New("invalid URL")
 	ErrInsecureTLS    = errors.New("HTTP client must verify TLS certificates")
 	ErrInvalidJWKS    = errors.New("invalid JWK Set")
-	errNoRedirects    = errors.New("redirects are not followed")
 )
 
 const (
@@ -36,53 +34,22 @@ const (
 	maxResponseHeaders = 64 << 10
 )
 
-// checkURL accepts an absolute https URL, or an http URL whose host is loopback (or any host
-// when allowHTTP). Keys fetched over plain HTTP from a remote host could be substituted by
-// anyone on the path (RFC 8725 §3.10 spirit; SPEC section 7).
-func checkURL(raw string, allowHTTP bool) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "" || u.Hostname() == "" {
-		return nil, ErrInvalidURL
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !allowHTTP && !isLoopback(u.Hostname()) {
-			return nil, ErrInsecureURL
-		}
-	default:
-		return nil, ErrInsecureURL
-	}
-	return u, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// newClient returns a copy of base (or a default client) that never follows redirects and
-// refuses to run with certificate verification disabled. The caller's client is not modified.
+// newClient returns a copy of base (or a default client) that never follows redirects
+// (httpx.NoRedirect: a redirect could move the fetch to another host or to plain HTTP; an IdP
+// that redirects its jwks_uri must be configured with the final URL, and the 3xx answer fails
+// as ErrStatus) and refuses to run with certificate verification disabled. The caller's client
+// is not modified.
 func newClient(base *http.Client) (*http.Client, error) {
-	var c http.Client
-	if base != nil {
-		c = *base
-	} else {
+	if base == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxResponseHeaderBytes = maxResponseHeaders
 		t.ResponseHeaderTimeout = 10 * time.Second
-		c.Transport = t
+		base = &http.Client{Transport: t}
 	}
-	if t, ok := c.Transport.(*http.Transport); ok && t.TLSClientConfig != nil && t.TLSClientConfig.InsecureSkipVerify {
+	if t, ok := base.Transport.(*http.Transport); ok && t.TLSClientConfig != nil && t.TLSClientConfig.InsecureSkipVerify {
 		return nil, ErrInsecureTLS
 	}
-	// A redirect could move the fetch to another host or to plain HTTP; an IdP that redirects
-	// its jwks_uri must be configured with the final URL.
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return errNoRedirects }
-	return &c, nil
+	return httpx.NoRedirect(base), nil
 }
 
 // get fetches u and returns its body, read up to maxBody bytes (a larger body is an error and
@@ -90,7 +57,7 @@ func newClient(base *http.Client) (*http.Client, error) {
 func get(ctx context.Context, c *http.Client, u string, accept string, maxBody int64) ([]byte, *time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, nil, ErrInvalidURL
+		return nil, nil, httpx.ErrInvalidURL
 	}
 	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", "tokengate")
@@ -121,9 +88,6 @@ func classify(err error) error {
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return ErrTimeout
-	}
-	if errors.Is(err, errNoRedirects) {
-		return fmt.Errorf("%w: %w", ErrStatus, errNoRedirects)
 	}
 	return ErrConnection
 }
@@ -179,7 +143,7 @@ func discover(ctx context.Context, c *http.Client, issuer string, allowHTTP bool
 	if *doc.Issuer != issuer {
 		return "", ErrIssuerMismatch
 	}
-	if _, err := checkURL(*doc.JWKSURI, allowHTTP); err != nil {
+	if _, err := httpx.CheckURL(*doc.JWKSURI, allowHTTP); err != nil {
 		return "", fmt.Errorf("%w: jwks_uri: %w", ErrDiscovery, err)
 	}
 	return *doc.JWKSURI, nil

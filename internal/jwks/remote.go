@@ -13,13 +13,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/defaults"
+	"github.com/tokengate/tokengate/internal/httpx"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/metrics"
 )
 
-// Defaults of Options (SPEC section 7).
+// Defaults of Options (SPEC section 7); RefreshInterval defaults to defaults.RefreshInterval.
 const (
-	DefaultRefreshInterval    = 15 * time.Minute
 	DefaultMinRefreshInterval = 30 * time.Second
 	DefaultUnknownKidInterval = 10 * time.Second
 	DefaultInitialBackoff     = time.Second
@@ -97,10 +98,10 @@ func NewRemote(ctx context.Context, opts Options) (*Remote, error) {
 		return nil, fmt.Errorf("jwks: provider %s: exactly one of jwks_uri and discovery is required", opts.Name)
 	}
 	if opts.Discovery {
-		if _, err := checkURL(opts.Issuer, opts.AllowHTTP); err != nil {
+		if _, err := httpx.CheckURL(opts.Issuer, opts.AllowHTTP); err != nil {
 			return nil, fmt.Errorf("jwks: provider %s: issuer: %w", opts.Name, err)
 		}
-	} else if _, err := checkURL(opts.JWKSURI, opts.AllowHTTP); err != nil {
+	} else if _, err := httpx.CheckURL(opts.JWKSURI, opts.AllowHTTP); err != nil {
 		return nil, fmt.Errorf("jwks: provider %s: jwks_uri: %w", opts.Name, err)
 	}
 	for _, d := range []time.Duration{opts.RefreshInterval, opts.MinRefreshInterval, opts.UnknownKidInterval,
@@ -117,7 +118,7 @@ func NewRemote(ctx context.Context, opts Options) (*Remote, error) {
 			*d = v
 		}
 	}
-	def(&opts.RefreshInterval, DefaultRefreshInterval)
+	def(&opts.RefreshInterval, defaults.RefreshInterval)
 	def(&opts.MinRefreshInterval, DefaultMinRefreshInterval)
 	def(&opts.UnknownKidInterval, DefaultUnknownKidInterval)
 	def(&opts.InitialBackoff, DefaultInitialBackoff)

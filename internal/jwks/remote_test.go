@@ -11,40 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/httpx"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/jwks/jwkstest"
 	"github.com/tokengate/tokengate/internal/testkit"
 )
-
-func TestCheckURL(t *testing.T) {
-	tests := []struct {
-		url       string
-		allowHTTP bool
-		want      error
-	}{
-		{"https://idp.example.com/jwks", false, nil},
-		{"http://127.0.0.1:8080/jwks", false, nil},
-		{"http://127.9.9.9/jwks", false, nil},
-		{"http://[::1]:80/jwks", false, nil},
-		{"http://localhost/jwks", false, nil},
-		{"http://idp.example.com/jwks", false, ErrInsecureURL},
-		{"http://10.0.0.1/jwks", false, ErrInsecureURL},
-		{"http://localhost.example.com/jwks", false, ErrInsecureURL},
-		{"http://idp.example.com/jwks", true, nil},
-		{"ftp://idp.example.com/jwks", true, ErrInsecureURL},
-		{"file:///etc/passwd", true, ErrInvalidURL},
-		{"/jwks", false, ErrInvalidURL},
-		{"https://", false, ErrInvalidURL},
-		{"https:idp.example.com", false, ErrInvalidURL},
-		{"://bad", false, ErrInvalidURL},
-	}
-	for _, tt := range tests {
-		_, err := checkURL(tt.url, tt.allowHTTP)
-		if !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
-			t.Errorf("checkURL(%q, %v) = %v, want %v", tt.url, tt.allowHTTP, err, tt.want)
-		}
-	}
-}
 
 func TestNewRemoteRefusesBadOptions(t *testing.T) {
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
@@ -56,8 +27,8 @@ func TestNewRemoteRefusesBadOptions(t *testing.T) {
 		{"no name", Options{JWKSURI: "https://idp/jwks"}, nil},
 		{"neither uri nor discovery", Options{Name: "x"}, nil},
 		{"both uri and discovery", Options{Name: "x", JWKSURI: "https://idp/jwks", Discovery: true, Issuer: "https://idp"}, nil},
-		{"plain http remote", Options{Name: "x", JWKSURI: "http://idp.example.com/jwks"}, ErrInsecureURL},
-		{"discovery over plain http", Options{Name: "x", Discovery: true, Issuer: "http://idp.example.com"}, ErrInsecureURL},
+		{"plain http remote", Options{Name: "x", JWKSURI: "http://idp.example.com/jwks"}, httpx.ErrInsecureURL},
+		{"discovery over plain http", Options{Name: "x", Discovery: true, Issuer: "http://idp.example.com"}, httpx.ErrInsecureURL},
 		{"TLS verification off", Options{Name: "x", JWKSURI: "https://idp/jwks", HTTPClient: insecure}, ErrInsecureTLS},
 		{"negative interval", Options{Name: "x", JWKSURI: "https://idp/jwks", RefreshInterval: -1}, nil},
 	}
@@ -445,7 +416,7 @@ func TestDiscovery(t *testing.T) {
 		{"good", "", "", jwkstest.OK, nil, true},
 		{"issuer mismatch", "https://evil.example.com", "", jwkstest.OK, ErrIssuerMismatch, false},
 		{"issuer differs by a trailing slash", "SERVER/", "", jwkstest.OK, ErrIssuerMismatch, false},
-		{"jwks_uri over plain http to a remote host", "", "http://idp.example.com/jwks", jwkstest.OK, ErrInsecureURL, false},
+		{"jwks_uri over plain http to a remote host", "", "http://idp.example.com/jwks", jwkstest.OK, httpx.ErrInsecureURL, false},
 		{"404", "", "", jwkstest.NotFound, ErrStatus, false},
 		{"500", "", "", jwkstest.Status500, ErrStatus, false},
 		{"garbage", "", "", jwkstest.Garbage, ErrDiscovery, false},

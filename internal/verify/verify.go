@@ -27,20 +27,11 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/jwks"
 	"github.com/tokengate/tokengate/internal/metrics"
 )
-
-// Defaults applied to zero values.
-const (
-	DefaultMaxTokenBytes    = 8192
-	DefaultMaxTokenLifetime = 24 * time.Hour
-	DefaultRefreshInterval  = jwks.DefaultRefreshInterval
-)
-
-// DefaultAlgorithms is the allow-list of a provider that names none (SPEC section 3).
-var DefaultAlgorithms = []string{"RS256", "ES256", "PS256", "EdDSA"}
 
 const cacheName = "verified_tokens"
 
@@ -55,8 +46,8 @@ type Provider struct {
 	Audiences  []string
 	Algorithms []string
 	ClockSkew  time.Duration
-	// RefreshInterval: JWKS refresh period (default 15m); MaxTokenLifetime: exp-iat, or exp-now
-	// without iat, above it is refused (default 24h).
+	// RefreshInterval: JWKS refresh period (default defaults.RefreshInterval); MaxTokenLifetime: exp-iat, or exp-now
+	// without iat, above it is refused (default defaults.MaxTokenLifetime).
 	RefreshInterval, MaxTokenLifetime time.Duration
 	RequireTyp                        string
 }
@@ -65,7 +56,7 @@ type Provider struct {
 type Options struct {
 	Providers     []Provider
 	CacheSize     int // verified-token LRU entries; 0 disables the cache
-	MaxTokenBytes int // default 8192
+	MaxTokenBytes int // default defaults.MaxTokenBytes
 	HTTPClient    *http.Client
 	AllowHTTP     bool
 	Logger        *slog.Logger
@@ -172,7 +163,7 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 		metrics:   opts.Metrics,
 	}
 	if v.maxBytes == 0 {
-		v.maxBytes = DefaultMaxTokenBytes
+		v.maxBytes = defaults.MaxTokenBytes
 	}
 	if v.maxBytes < 0 || opts.CacheSize < 0 {
 		return nil, errors.New("verify: negative size")
@@ -258,7 +249,7 @@ func newProvider(cfg Provider, opts Options) (*provider, error) {
 		aud[a] = true
 	}
 	if len(cfg.Algorithms) == 0 {
-		cfg.Algorithms = slices.Clone(DefaultAlgorithms)
+		cfg.Algorithms = jose.DefaultAlgorithms()
 	}
 	for _, a := range cfg.Algorithms {
 		if !jose.IsVerificationAlgorithm(a) {
@@ -269,10 +260,10 @@ func newProvider(cfg Provider, opts Options) (*provider, error) {
 		return nil, fmt.Errorf("verify: provider %s: negative duration", name)
 	}
 	if cfg.RefreshInterval == 0 {
-		cfg.RefreshInterval = DefaultRefreshInterval
+		cfg.RefreshInterval = defaults.RefreshInterval
 	}
 	if cfg.MaxTokenLifetime == 0 {
-		cfg.MaxTokenLifetime = DefaultMaxTokenLifetime
+		cfg.MaxTokenLifetime = defaults.MaxTokenLifetime
 	}
 	p := &provider{cfg: cfg, algs: cfg.Algorithms, audiences: aud}
 	p.key = sourceKey{name: name, issuer: cfg.Issuer, isStatic: static}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/jwks/jwkstest"
 )
 
@@ -119,7 +120,7 @@ func TestVerifyTable(t *testing.T) {
 		{name: "empty", desc: DescMalformed, token: func(*fixture) string { return "" }},
 		{name: "two segments", desc: DescMalformed, token: func(*fixture) string { return "eyJhbGciOiJFUzI1NiJ9.e30" }},
 		{name: "over max_token_bytes", desc: DescTooLarge, token: func(f *fixture) string {
-			return f.token("k1", with(f.claims(), "pad", strings.Repeat("x", DefaultMaxTokenBytes)))
+			return f.token("k1", with(f.claims(), "pad", strings.Repeat("x", defaults.MaxTokenBytes)))
 		}},
 
 		// Row 14: exp.
