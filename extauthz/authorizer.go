@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/internal/verify"
@@ -114,7 +115,7 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 		deps.Now = time.Now
 	}
 	if deps.MaxTokenBytes <= 0 {
-		deps.MaxTokenBytes = 8192
+		deps.MaxTokenBytes = defaults.MaxTokenBytes
 	}
 	if deps.DecisionTimeout <= 0 {
 		deps.DecisionTimeout = 5 * time.Second

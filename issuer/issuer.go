@@ -24,13 +24,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/tokengate/tokengate/internal/authlimit"
+	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/metrics"
 )
-
-// DefaultTokenTTL is the lifetime of an access token when neither the issuer nor the client
-// configures one.
-const DefaultTokenTTL = time.Hour
 
 // MaxBodyBytes caps the request body of the token and introspection endpoints; a larger body is
 // answered 413 before it is parsed (RFC 6749 §3.2 leaves the size to the server).
@@ -40,11 +37,10 @@ const MaxBodyBytes = 64 << 10
 // client with one secret, a client with two (rotation) and an unknown client do the same work.
 const minCompares = 2
 
-// reservedClaims are the claims the issuer sets itself (RFC 9068 §2.2, RFC 7519 §4.1), the same
-// list internal/config refuses in a client's `claims`. Static claims of a client may not use these
-// names; extra claims given to Mint never replace them. (An introspection answer sets "active"
-// after copying the claims, so a claim of that name cannot fake it either.)
-var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope"}
+// The claims the issuer sets itself are jose.ReservedClaims (RFC 7519 §4.1, RFC 9068 §2.2), the
+// same list internal/config refuses in a client's `claims`. Static claims of a client may not use
+// these names; extra claims given to Mint never replace them. (An introspection answer sets
+// "active" after copying the claims, so a claim of that name cannot fake it either.)
 
 // KeyConfig is one signing key. PEM holds the key file's bytes: PEM (PKCS#8, PKCS#1, SEC1) or a
 // private JWK. Generate makes an ephemeral key instead (development only: its tokens stop
@@ -84,7 +80,7 @@ type Client struct {
 type Config struct {
 	// IssuerURL is the `iss` of every token and the base of the endpoints in the metadata.
 	IssuerURL string
-	// TokenTTL is the default access-token lifetime (DefaultTokenTTL when zero).
+	// TokenTTL is the default access-token lifetime (defaults.IssuerTokenTTL when zero).
 	TokenTTL time.Duration
 	// Keys are the signing keys: the first signs, every one is published in the JWKS.
 	Keys    []KeyConfig
@@ -179,7 +175,7 @@ func New(cfg Config, opts Options) (*Issuer, error) {
 	}
 	switch {
 	case i.ttl == 0:
-		i.ttl = DefaultTokenTTL
+		i.ttl = defaults.IssuerTokenTTL
 	case i.ttl < time.Second:
 		return nil, fmt.Errorf("issuer: token_ttl %s: must be at least 1s", cfg.TokenTTL)
 	}
@@ -357,7 +353,7 @@ func (i *Issuer) addClient(n int, c Client) error {
 		cl.key = i.keys[idx]
 	}
 	for name := range c.Claims {
-		if slices.Contains(reservedClaims, name) {
+		if jose.IsReservedClaim(name) {
 			return fmt.Errorf("%s: claims: %q is set by the issuer and cannot be overridden", where, name)
 		}
 	}

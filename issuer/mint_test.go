@@ -203,48 +203,6 @@ func TestNewValidation(t *testing.T) {
 	}
 }
 
-// TestHashSecret: the client_secret_hash format round-trips and rejects malformed values without
-// echoing them.
-func TestHashSecret(t *testing.T) {
-	h := HashSecret("my-secret")
-	if !strings.HasPrefix(h, "sha256:") || len(h) != 7+64 || strings.ToLower(h) != h {
-		t.Fatalf("HashSecret = %q", h)
-	}
-	// Known answer: sha256("abc").
-	if got := HashSecret("abc"); got != "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
-		t.Errorf("HashSecret(abc) = %q", got)
-	}
-	d, err := ParseSecretHash(HashSecret("abc"))
-	if err != nil || d != DigestSecret("abc") {
-		t.Fatalf("round trip: %v", err)
-	}
-	if d, err := ParseSecretHash(strings.ToUpper(HashSecret("abc")[7:])); err == nil {
-		t.Errorf("accepted a value without prefix: %x", d)
-	}
-	if d, err := ParseSecretHash("sha256:" + strings.ToUpper(HashSecret("abc")[7:])); err != nil || d != DigestSecret("abc") {
-		t.Errorf("upper-case hex: %v", err)
-	}
-	for _, bad := range []string{"", "sha256:", "sha256:abc", "SHA256:" + HashSecret("abc")[7:], "sha512:" + HashSecret("abc")[7:],
-		"sha256:" + strings.Repeat("g", 64), HashSecret("abc") + "00", " " + HashSecret("abc")} {
-		if _, err := ParseSecretHash(bad); err == nil {
-			t.Errorf("accepted %q", bad)
-		} else if len(bad) > 10 && strings.Contains(err.Error(), bad[7:]) {
-			t.Errorf("error echoes the value: %v", err)
-		}
-	}
-	// A secret stored with HashSecret authenticates.
-	cfg := testConfig("https://tg.example.com")
-	d, _ = ParseSecretHash(HashSecret("from-hash-secret"))
-	cfg.Clients[0].SecretHashes = [][32]byte{d}
-	iss, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !iss.secretMatches(iss.clients[svcID], "from-hash-secret") || iss.secretMatches(iss.clients[svcID], "from-hash-secret\n") {
-		t.Error("HashSecret digest does not authenticate exactly its secret")
-	}
-}
-
 // TestReloadKeepsGeneratedKeys: an issuer built with Previous keeps the generated keys whose kid
 // and alg did not change (tokens they signed keep verifying after a reload); a changed alg makes
 // a new key. (The failure limiter survives a reload by being shared: Options.Limiter, see

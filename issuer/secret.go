@@ -1,41 +1,9 @@
 package issuer
 
-import (
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
-	"strings"
-)
+import "crypto/sha256"
 
-// secretHashPrefix starts every client_secret_hash value (SPEC section 3).
-const secretHashPrefix = "sha256:"
-
-// HashSecret returns the `client_secret_hash` value of a secret: "sha256:" and the lower-case hex
-// SHA-256 of its bytes, as `tokengate hash-secret` prints it. The caller strips the one trailing
-// newline of a secret read from stdin or a file; HashSecret hashes exactly what it is given.
-func HashSecret(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return secretHashPrefix + hex.EncodeToString(sum[:])
-}
-
-// ParseSecretHash reads a `client_secret_hash` value ("sha256:" and 64 hex digits, either case).
-// Its error text never repeats the value.
-func ParseSecretHash(s string) ([32]byte, error) {
-	var out [32]byte
-	rest, ok := strings.CutPrefix(s, secretHashPrefix)
-	if !ok {
-		return out, errors.New(`secret hash must start with "sha256:"`)
-	}
-	if len(rest) != 2*len(out) {
-		return out, errors.New(`secret hash must be "sha256:" followed by 64 hex digits`)
-	}
-	if _, err := hex.Decode(out[:], []byte(rest)); err != nil {
-		return [32]byte{}, errors.New(`secret hash must be "sha256:" followed by 64 hex digits`)
-	}
-	return out, nil
-}
-
-// DigestSecret is the digest stored for a secret (what SecretHashes holds).
+// DigestSecret is the digest stored for a secret (what SecretHashes holds): the digest that
+// secrets.ParseHash reads from the client_secret_hash value secrets.Hash prints.
 func DigestSecret(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
 
 // secretMatches reports whether secret is one of the accepted digests of c (nil: unknown client).

@@ -135,7 +135,7 @@ func (i *Issuer) sign(key *jose.SigningKey, now, exp time.Time, sub, clientID, a
 	}
 	claims := make(map[string]any, len(extra)+9)
 	maps.Copy(claims, extra)
-	for _, name := range reservedClaims {
+	for _, name := range jose.ReservedClaims() {
 		delete(claims, name)
 	}
 	claims["iss"] = i.issuerURL

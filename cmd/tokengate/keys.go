@@ -10,13 +10,13 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tokengate/tokengate/internal/jose"
-	"github.com/tokengate/tokengate/issuer"
+	"github.com/tokengate/tokengate/internal/secrets"
 )
 
 // cmdKeygen writes a private signing key as PKCS#8 PEM (SPEC section 2).
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keygen", stderr)
-	alg := fs.String("alg", "ES256", "signing algorithm: ES256, ES384, RS256, RS384, RS512, PS256, EdDSA")
+	alg := fs.String("alg", "ES256", "signing algorithm: "+jose.SigningAlgorithmList())
 	kid := fs.String("kid", "", "key id (documentation only: the kid is set in the configuration)")
 	out := fs.String("out", "", "write the key to this file (mode 0600) instead of stdout")
 	ifMissing := fs.Bool("if-missing", false, "with --out: succeed without writing when the file already exists (one-shot init containers)")
@@ -68,7 +68,7 @@ func cmdHashSecret(args []string, stdin io.Reader, stdout io.Writer) error {
 	if secret == "" {
 		return usageErrorf("hash-secret: empty secret on stdin")
 	}
-	fmt.Fprintln(stdout, issuer.HashSecret(secret))
+	fmt.Fprintln(stdout, secrets.Hash(secret))
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/tokengate/tokengate/internal/jose"
 )
 
 // Exit codes of SPEC section 2.
@@ -49,16 +51,19 @@ func exitCode(err error) int {
 	return exitFailure
 }
 
-const usageText = `usage: tokengate <command> [flags]
+// usageText is the top-level help; the algorithm list is jose's (jose.SigningAlgorithmList).
+func usageText() string {
+	return `usage: tokengate <command> [flags]
 
 commands:
   serve --config FILE      run the ext_authz gRPC server and the HTTP endpoints
   validate --config FILE   check a configuration file; prints every problem, exits 2 if any
   demo                     everything on loopback with no file: issuer, ext_authz, echo upstream, gateway
-  keygen --alg ALG         write a private signing key (PEM, PKCS#8): ES256, ES384, RS256, RS384, RS512, PS256, EdDSA
+  keygen --alg ALG         write a private signing key (PEM, PKCS#8): ` + jose.SigningAlgorithmList() + `
   hash-secret              read a client secret on stdin, print its client_secret_hash
   version                  print the version
 `
+}
 
 // run is the whole program: main only calls it, so tests run the binary in-process.
 // Signals are not handled here but by serve and demo, which own their servers.
@@ -71,7 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usageText)
+		fmt.Fprint(stderr, usageText())
 		return usageErrorf("no command given")
 	}
 	cmd, rest := args[0], args[1:]
@@ -90,9 +95,9 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintln(stdout, "tokengate", version)
 		return nil
 	case "help", "--help", "-h":
-		fmt.Fprint(stdout, usageText)
+		fmt.Fprint(stdout, usageText())
 		return nil
 	}
-	fmt.Fprint(stderr, usageText)
+	fmt.Fprint(stderr, usageText())
 	return usageErrorf("unknown command %q", strings.TrimSpace(cmd))
 }

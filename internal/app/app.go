@@ -32,6 +32,7 @@ import (
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/authlimit"
 	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/httpx"
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/internal/upstream/redisstore"
@@ -108,7 +109,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a := &App{opts: opts, logger: opts.Logger, metrics: metrics.New(), started: cfg}
 	a.limiter = authlimit.New(authlimit.Options{Now: a.opts.Now})
 	if opts.HTTPClient == nil {
-		a.opts.HTTPClient = newHTTPClient()
+		a.opts.HTTPClient = httpx.NewClient()
 	}
 	tokens, err := a.newTokenCache(cfg)
 	if err != nil {

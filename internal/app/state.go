@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -76,29 +75,6 @@ func (m *issuerMinter) Mint(ctx context.Context, r extauthz.MintRequest) (upstre
 // KeyEpoch is a hash of the published keys: a reload that changes them changes every mint
 // cache key, so a token signed by a retired key is never served again.
 func (m *issuerMinter) KeyEpoch() string { return m.epoch }
-
-// newHTTPClient is the client for JWKS and token endpoints: TLS verification always on
-// (TLS 1.2+), bounded dials and handshakes, and no redirects (a token endpoint or JWKS that
-// redirects is misconfigured or hijacked; following it could leak credentials).
-func newHTTPClient() *http.Client {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: 10 * time.Second,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		ForceAttemptHTTP2:     true,
-	}
-	return &http.Client{
-		Transport: tr,
-		Timeout:   30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return errors.New("redirects are not followed")
-		},
-	}
-}
 
 // gatewayRecheck is how often, at most, the gateway_tls files are looked at (one stat each) to
 // notice a rotation, e.g. cert-manager renewing the Secret they are mounted from.

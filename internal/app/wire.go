@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/config"
@@ -194,17 +193,13 @@ func (a *App) newTokenCache(cfg *config.Config) (*upstream.Cache, error) {
 // newRedisStore maps cache.redis onto the shared store. It contacts nothing: readiness never
 // depends on Redis, and the store falls back to local fetches while Redis is away.
 func (a *App) newRedisStore(r *config.Redis) (*redisstore.Store, error) {
-	caFile := r.TLS.CAFile
-	if caFile != "" && !filepath.IsAbs(caFile) && a.opts.ConfigPath != "" {
-		caFile = filepath.Join(filepath.Dir(a.opts.ConfigPath), caFile)
-	}
 	if len(r.EncryptionKey) == 0 {
 		a.logger.Warn("cache.redis has no encryption_key_file: upstream tokens, which are bearer credentials, are stored in Redis in clear")
 	}
 	return redisstore.New(redisstore.Options{
 		Addr: r.Addr, SentinelAddrs: r.SentinelAddrs, MasterName: r.MasterName, ClusterAddrs: r.ClusterAddrs,
 		Username: r.Username, Password: r.ResolvedPassword, DB: r.DB,
-		TLS: r.TLS.Enabled, CAFile: caFile, ServerName: r.TLS.ServerName,
+		TLS: r.TLS.Enabled, CAPEM: r.TLS.CAData, ServerName: r.TLS.ServerName, // read once, by config
 		KeyPrefix: r.KeyPrefix, EncryptionKey: r.EncryptionKey,
 		Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now,
 	})

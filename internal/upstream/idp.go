@@ -17,12 +17,14 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/tokengate/tokengate/internal/httpx"
 )
 
 // newHTTPClient returns the client used for token requests: TLS verification on (TLS 1.2+),
-// no redirect followed (a 3xx is answered as is, which x/oauth2 reports as an error: a token
-// endpoint that redirects could send our credentials elsewhere), and every response body capped
-// at maxBytes. base may be nil (a fresh transport) or the caller's client, whose transport is
+// no redirect followed (httpx.NoRedirect: a 3xx is answered as is, which x/oauth2 reports as an
+// error; a token endpoint that redirects could send our credentials elsewhere), and every
+// response body capped at maxBytes. base may be nil (a fresh transport) or the caller's client, whose transport is
 // reused but whose redirect policy is replaced.
 func newHTTPClient(base *http.Client, maxBytes int64) *http.Client {
 	var rt http.RoundTripper
@@ -46,11 +48,7 @@ func newHTTPClient(base *http.Client, maxBytes int64) *http.Client {
 	if timeout == 0 {
 		timeout = time.Minute // a backstop; every request also carries a context deadline
 	}
-	return &http.Client{
-		Transport:     &capTransport{base: rt, max: maxBytes},
-		Timeout:       timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return httpx.NoRedirect(&http.Client{Transport: &capTransport{base: rt, max: maxBytes}, Timeout: timeout})
 }
 
 // probeKey carries a *probe in a request's context so the transport can tell the request's

@@ -32,10 +32,11 @@ package upstream
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/defaults"
+	"github.com/tokengate/tokengate/internal/httpx"
 )
 
 // Modes, the values of the `mode` label of tokengate_upstream_token_requests_total.
@@ -51,11 +52,13 @@ const (
 	AuthStyleBody  = "body"  // client_secret_post: client_id and client_secret as form fields (Auth0)
 )
 
-// Defaults applied when a field is zero.
+// Defaults applied when a field is zero. The timeout, the token lifetime and the cache size
+// are internal/defaults' (UpstreamTimeout, UpstreamTokenTTL, CacheEntries).
 const (
-	DefaultTimeout     = 2 * time.Second
-	DefaultTokenTTL    = 5 * time.Minute
-	DefaultCacheSize   = 100000
+	// DefaultTimeout and DefaultCacheSize name defaults.UpstreamTimeout and
+	// defaults.CacheEntries only until cache.go uses those directly (issue 10 item 2).
+	DefaultTimeout     = defaults.UpstreamTimeout
+	DefaultCacheSize   = defaults.CacheEntries
 	DefaultNegativeTTL = 30 * time.Second
 	DefaultBackoffBase = time.Second
 	DefaultBackoffMax  = time.Minute
@@ -93,32 +96,17 @@ type ClientCredentials struct {
 	// overridden; "scope" may not be given together with Scopes; "audience" must agree with Audience.
 	EndpointParams map[string][]string
 	AuthStyle      string        // "basic" (default) or "body"
-	Timeout        time.Duration // bound on a caller's whole wait for this token (default 2 s)
-	DefaultTTL     time.Duration // lifetime when the IdP's answer has no expires_in (default 5 m)
+	Timeout        time.Duration // bound on a caller's whole wait for this token (default defaults.UpstreamTimeout)
+	DefaultTTL     time.Duration // lifetime when the IdP's answer has no expires_in (default defaults.UpstreamTokenTTL)
 }
 
 // Validate reports a configuration problem of cc that would make every token request fail.
-// allowHTTP permits http:// token URLs for non-loopback hosts (server.allow_http_urls).
-// The error text names the field but never its value when the field is a secret.
+// allowHTTP permits http:// token URLs for non-loopback hosts (server.allow_http_urls); the
+// URL rule is httpx.CheckURL's (RFC 6749 §3.2: the token endpoint MUST use TLS; no
+// credentials, no fragment). The error text names the field but never its value.
 func (cc ClientCredentials) Validate(allowHTTP bool) error {
-	u, err := url.Parse(cc.TokenURL)
-	if err != nil || u.Host == "" {
-		return errors.New("token_url: not an absolute URL")
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !allowHTTP && !isLoopbackHost(u.Hostname()) {
-			return errors.New("token_url: http:// is only allowed for loopback hosts (set allow_http_urls)")
-		}
-	default:
-		return errors.New("token_url: scheme must be https")
-	}
-	if u.User != nil {
-		return errors.New("token_url: must not carry credentials")
-	}
-	if u.Fragment != "" {
-		return errors.New("token_url: must not have a fragment")
+	if _, err := httpx.CheckURL(cc.TokenURL, allowHTTP); err != nil {
+		return fmt.Errorf("token_url: %w", err)
 	}
 	if cc.ClientID == "" {
 		return errors.New("client_id: required")
@@ -162,22 +150,14 @@ func (cc ClientCredentials) timeout() time.Duration {
 	if cc.Timeout > 0 {
 		return cc.Timeout
 	}
-	return DefaultTimeout
+	return defaults.UpstreamTimeout
 }
 
 func (cc ClientCredentials) defaultTTL() time.Duration {
 	if cc.DefaultTTL > 0 {
 		return cc.DefaultTTL
 	}
-	return DefaultTokenTTL
-}
-
-func isLoopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return defaults.UpstreamTokenTTL
 }
 
 // isVSChars reports whether s consists of RFC 6749 Appendix A VSCHAR (%x20-7E) only.

@@ -33,13 +33,11 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -47,13 +45,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/upstream"
 )
 
-// Defaults for zero Options fields.
+// Defaults for zero Options fields; the key prefix's is defaults.RedisKeyPrefix.
 const (
-	DefaultKeyPrefix     = "tokengate:"
 	DefaultTimeout       = 250 * time.Millisecond
 	DefaultLockTTL       = time.Second
 	DefaultRetryInterval = time.Second
@@ -71,12 +69,15 @@ type Options struct {
 	Password string
 	DB       int
 
-	TLS        bool
-	CAFile     string // PEM bundle; empty = system roots
+	TLS bool
+	// CAPEM is the PEM bundle of CAs that verify the server: the contents of cache.redis.tls
+	// ca_file as the configuration read and checked it (config.Redis.TLS.CAData), so the file
+	// is read once. Empty = system roots.
+	CAPEM      []byte
 	ServerName string // overrides the name checked in the server's certificate
 
-	KeyPrefix     string // default "tokengate:"
-	EncryptionKey []byte // 32 bytes (see ParseEncryptionKey); empty = values stored in clear (warned)
+	KeyPrefix     string // default defaults.RedisKeyPrefix
+	EncryptionKey []byte // 32 bytes (secrets.DecodeEncryptionKey); empty = values stored in clear (warned)
 
 	Timeout       time.Duration // bound on every Redis call (dial, read, write); default 250 ms
 	LockTTL       time.Duration // lease of the fetch lock; default 1 s
@@ -133,7 +134,7 @@ return 0`),
 		renewScr: redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end`),
 	}
 	if s.prefix == "" {
-		s.prefix = DefaultKeyPrefix
+		s.prefix = defaults.RedisKeyPrefix
 	}
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
@@ -216,18 +217,14 @@ return 0`),
 	}
 	if opts.TLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: opts.ServerName}
-		if opts.CAFile != "" {
-			pem, err := os.ReadFile(opts.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("redis: tls ca_file: %w", err)
-			}
+		if len(opts.CAPEM) > 0 {
 			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			if !tc.RootCAs.AppendCertsFromPEM(opts.CAPEM) {
 				return nil, errors.New("redis: tls ca_file: no PEM certificate found")
 			}
 		}
 		uo.TLSConfig = tc
-	} else if opts.CAFile != "" || opts.ServerName != "" {
+	} else if len(opts.CAPEM) > 0 || opts.ServerName != "" {
 		return nil, errors.New("redis: ca_file and server_name need tls enabled")
 	}
 	s.rdb = redis.NewUniversalClient(uo)
@@ -246,29 +243,6 @@ func (a LogAdapter) Printf(ctx context.Context, format string, v ...any) {
 	if a.L != nil {
 		a.L.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
 	}
-}
-
-// ParseEncryptionKey reads a 32-byte key from the contents of encryption_key_file: 32 raw bytes,
-// or 64 hex digits, or standard/URL base64 of 32 bytes (surrounding whitespace ignored).
-func ParseEncryptionKey(data []byte) ([]byte, error) {
-	if len(data) == 32 {
-		return append([]byte(nil), data...), nil
-	}
-	s := strings.TrimSpace(string(data))
-	if len(s) == 64 {
-		if k, err := hex.DecodeString(s); err == nil {
-			return k, nil
-		}
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-		if k, err := enc.DecodeString(s); err == nil && len(k) == 32 {
-			return k, nil
-		}
-	}
-	if len(s) == 32 {
-		return []byte(s), nil
-	}
-	return nil, errors.New("encryption key must be 32 bytes (raw, 64 hex digits or base64)")
 }
 
 // Close closes the connections. A lease held at that moment lapses on its own.

@@ -63,6 +63,10 @@ func writeTLSFiles(t *testing.T, dir string) *x509.CertPool {
 func TestRedisTLS(t *testing.T) {
 	dir := t.TempDir()
 	pool := writeTLSFiles(t, dir)
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	rp := startRedisWith(t, &tls.Config{RootCAs: pool, ServerName: "redis.test"}, func(port int) []string {
 		return []string{"--port", "0", "--tls-port", strconv.Itoa(port),
 			"--tls-cert-file", filepath.Join(dir, "server.pem"), "--tls-key-file", filepath.Join(dir, "server-key.pem"),
@@ -71,7 +75,7 @@ func TestRedisTLS(t *testing.T) {
 	i := newIDP(t, 100)
 	clk := newClock()
 	fleet := newFleet(t, 2, rp.addr(), clk, func(o *Options) {
-		o.TLS, o.CAFile, o.ServerName = true, filepath.Join(dir, "ca.pem"), "redis.test"
+		o.TLS, o.CAPEM, o.ServerName = true, caPEM, "redis.test"
 	})
 	cc := i.cc("tls")
 	for _, r := range fleet {
@@ -87,7 +91,7 @@ func TestRedisTLS(t *testing.T) {
 	}
 	for name, mod := range map[string]func(*Options){
 		"system roots": func(o *Options) { o.TLS = true },
-		"wrong name":   func(o *Options) { o.TLS, o.CAFile, o.ServerName = true, filepath.Join(dir, "ca.pem"), "other.test" },
+		"wrong name":   func(o *Options) { o.TLS, o.CAPEM, o.ServerName = true, caPEM, "other.test" },
 		"no TLS":       nil,
 	} {
 		r := newReplica(t, rp.addr(), clk, mod)
