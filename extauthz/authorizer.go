@@ -27,30 +27,6 @@ type Verifier interface {
 	Verify(ctx context.Context, token string, providers []string) (*verify.Principal, error)
 }
 
-// TokenCache obtains upstream tokens: cached, refreshed ahead of expiry, one IdP call or mint
-// for any number of concurrent requests. Implemented by *upstream.Cache.
-type TokenCache interface {
-	FetchSource(ctx context.Context, s *upstream.Source) (upstream.Token, error)
-	Exchange(ctx context.Context, route string, cc upstream.ClientCredentials) (upstream.Token, error)
-	Mint(ctx context.Context, route, key string, timeout time.Duration, mint func(context.Context) (upstream.Token, error)) (upstream.Token, error)
-}
-
-// MintRequest is a token a `mint` route asks the built-in issuer to sign.
-type MintRequest struct {
-	Subject, ClientID, Audience string
-	Scopes                      []string
-	TTL                         time.Duration
-	NotAfter                    time.Time // the caller's own token's exp: a minted token never outlives it
-}
-
-// Minter signs upstream tokens for `mint` routes (the built-in issuer).
-type Minter interface {
-	Mint(ctx context.Context, r MintRequest) (upstream.Token, error)
-	// KeyEpoch changes whenever the published signing keys change, so that cached minted
-	// tokens signed by a key that is no longer published are never served.
-	KeyEpoch() string
-}
-
 // Request is one request to authorize, whatever the transport.
 type Request struct {
 	RouteName     string   // Envoy's context_extensions["route"], "" when absent
@@ -76,11 +52,10 @@ type ClientVerifier interface {
 	VerifyClientSecret(clientID, secret string) bool
 }
 
-// Deps are the collaborators an Authorizer calls.
+// Deps are the collaborators an Authorizer calls. The upstream tokens come from each route's
+// own Source and Exchange.
 type Deps struct {
 	Verifier Verifier       // required when a route authenticates with jwt
-	Tokens   TokenCache     // required for mint, fetch and exchanged routes, and token_url verification
-	Minter   Minter         // required for mint routes
 	Clients  ClientVerifier // required for client_credentials routes with clients: self
 	// Limiter limits failed client authentications on client_credentials routes; nil allows
 	// every attempt (tests only: the app always passes the shared one).
@@ -96,9 +71,8 @@ type Deps struct {
 
 // Authorizer decides requests for one immutable configuration. Safe for concurrent use.
 type Authorizer struct {
-	routes  *routeTable
-	deps    Deps
-	sources map[string]*upstream.Source // fetch routes: the cache key is computed once, not per request
+	routes *routeTable
+	deps   Deps
 	// claimHeaders are the headers any route forwards as a claim, sorted: every allowed
 	// response sets or removes each, so a caller can never set x-subject itself on a route
 	// that does not forward it (SPEC section 5).
@@ -124,28 +98,25 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 		switch {
 		case r.Auth == AuthJWT && deps.Verifier == nil:
 			return nil, fmt.Errorf("route %q: jwt authentication needs a verifier", r.Name)
-		case (r.Upstream == UpstreamMint || r.Upstream == UpstreamFetch || r.Upstream == UpstreamExchanged) && deps.Tokens == nil:
-			return nil, fmt.Errorf("route %q: upstream %s needs a token cache", r.Name, r.Upstream)
-		case r.Upstream == UpstreamMint && deps.Minter == nil:
-			return nil, fmt.Errorf("route %q: upstream mint needs the issuer", r.Name)
-		case r.Upstream == UpstreamExchanged && (r.Auth != AuthClientCredentials || r.ClientsSelf):
-			return nil, fmt.Errorf("route %q: upstream exchanged needs client_credentials authentication at a token_url", r.Name)
 		case r.Auth == AuthClientCredentials && r.ClientsSelf && deps.Clients == nil:
 			return nil, fmt.Errorf("route %q: clients: self needs the issuer", r.Name)
-		case r.Auth == AuthClientCredentials && !r.ClientsSelf && deps.Tokens == nil:
-			return nil, fmt.Errorf("route %q: client_credentials verification needs a token cache", r.Name)
+		case r.Auth == AuthClientCredentials && !r.ClientsSelf && r.Exchange == nil:
+			return nil, fmt.Errorf("route %q: client_credentials verification needs a token_url source", r.Name)
+		case r.Upstream == UpstreamToken && r.Source == nil:
+			return nil, fmt.Errorf("route %q: the upstream token needs a source", r.Name)
+		case r.Upstream != UpstreamToken && r.Source != nil:
+			return nil, fmt.Errorf("route %q: a source without upstream mode token", r.Name)
+		case r.Upstream != UpstreamToken && r.Upstream != UpstreamPassthrough && r.Upstream != UpstreamRemove:
+			return nil, fmt.Errorf("route %q: no upstream mode", r.Name)
 		}
 	}
 	t, err := newRouteTable(routes)
 	if err != nil {
 		return nil, err
 	}
-	a := &Authorizer{routes: t, deps: deps, sources: map[string]*upstream.Source{}}
+	a := &Authorizer{routes: t, deps: deps}
 	seen := map[string]bool{}
 	for _, r := range routes {
-		if r.Upstream == UpstreamFetch {
-			a.sources[r.Name] = upstream.NewSource(r.Name, r.Fetch)
-		}
 		for h := range r.ForwardClaims {
 			if !seen[h] {
 				seen[h] = true
@@ -157,15 +128,12 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 	return a, nil
 }
 
-// caller is who was authenticated, in the terms the upstream modes need.
+// caller is who was authenticated: the verified token's principal (AuthJWT), and what the
+// route's upstream Source sees of the caller (for AuthClientCredentials, ClientID is the
+// caller's client id and Verified the token its verification obtained, if any).
 type caller struct {
-	principal *verify.Principal // AuthJWT
-	clientID  string            // AuthClientCredentials
-	secret    string            // AuthClientCredentials (never logged)
-	token     string            // the caller's Bearer token (AuthJWT)
-	// exchanged is the token the IdP issued for the caller's credentials when it verified them
-	// (AuthClientCredentials with a token_url); it goes upstream on exchanged routes.
-	exchanged upstream.Token
+	principal *verify.Principal
+	upstream.Caller
 }
 
 // Decide judges one request. It never panics on any input and always returns a complete
@@ -257,8 +225,8 @@ func (a *Authorizer) authenticate(ctx context.Context, r *Route, req Request) (c
 			d.TokenHash = shortHash(cred.value)
 			return c, d, false
 		}
-		c = caller{clientID: id, secret: secret}
-		d = a.verifyClient(ctx, r, req.ClientIP, &c)
+		c = caller{Caller: upstream.Caller{Subject: id, ClientID: id, ClientSecret: secret}}
+		d = a.verifyClient(ctx, r, req.ClientIP, &c.Caller)
 		d.TokenHash = shortHash(id)
 		return c, d, d.Status == 0
 	}
@@ -288,7 +256,9 @@ func (a *Authorizer) authenticate(ctx context.Context, r *Route, req Request) (c
 			return c, d, false
 		}
 	}
-	return caller{principal: p, token: cred.value}, Decision{TokenHash: hash}, true
+	return caller{principal: p, Caller: upstream.Caller{
+		Subject: p.Subject, ClientID: p.ClientID, Expiry: p.Expiry, Bearer: cred.value,
+	}}, Decision{TokenHash: hash}, true
 }
 
 // verifyClient checks a client_credentials caller's secret, whatever the upstream mode (SPEC
@@ -298,32 +268,36 @@ func (a *Authorizer) authenticate(ctx context.Context, r *Route, req Request) (c
 // caller IP; a limited key is refused before the secret is looked at, good secret or not, so
 // a guesser learns nothing and never reaches the IdP (RFC 6749 §2.3.1). It returns the zero
 // Decision when the caller is verified.
-func (a *Authorizer) verifyClient(ctx context.Context, r *Route, ip netip.Addr, c *caller) Decision {
+func (a *Authorizer) verifyClient(ctx context.Context, r *Route, ip netip.Addr, c *upstream.Caller) Decision {
 	if a.deps.Limiter != nil {
-		if wait, ok := a.deps.Limiter.Allow(c.clientID, ip); !ok {
+		if wait, ok := a.deps.Limiter.Allow(c.ClientID, ip); !ok {
 			return slowDown(wait)
 		}
 	}
 	if r.ClientsSelf {
-		if a.deps.Clients.VerifyClientSecret(c.clientID, c.secret) {
+		if a.deps.Clients.VerifyClientSecret(c.ClientID, c.ClientSecret) {
 			return Decision{}
 		}
-		a.fail(c.clientID, ip)
+		a.fail(c.ClientID, ip)
 		return invalidClient()
 	}
-	cc := r.Exchange
-	cc.ClientID, cc.ClientSecret = c.clientID, c.secret
-	tok, err := a.deps.Tokens.Exchange(ctx, r.Name, cc)
+	tok, err := r.Exchange.Token(ctx, *c)
 	switch {
 	case err == nil:
-		c.exchanged = tok
+		c.Verified = tok
 		return Decision{}
-	case errors.Is(err, upstream.ErrRejected):
-		a.fail(c.clientID, ip)
+	case rejected(err):
+		a.fail(c.ClientID, ip)
 		return invalidClient()
 	}
 	// The IdP is down, slow or busy: the caller did nothing wrong, and nothing is counted.
 	return unavailable("the client credentials could not be verified", "client verification failed: "+err.Error())
+}
+
+// rejected reports whether err says the caller's own credentials were refused (RFC 6749 §5.2
+// invalid_client), rather than that no credential could be had (503).
+func rejected(err error) bool {
+	return errors.Is(err, upstream.ErrRejected) && !errors.Is(err, upstream.ErrUnavailable)
 }
 
 func (a *Authorizer) fail(clientID string, ip netip.Addr) {
@@ -407,10 +381,10 @@ func (a *Authorizer) allow(ctx context.Context, r *Route, c caller, hash string)
 		d.Passthrough = true
 	case UpstreamRemove:
 		d.RemoveHeaders = append(d.RemoveHeaders, "authorization")
-	case UpstreamMint, UpstreamFetch, UpstreamExchanged:
-		tok, err := a.upstreamToken(ctx, r, c)
+	case UpstreamToken:
+		tok, err := r.Source.Token(ctx, c.Caller)
 		if err != nil {
-			deny := upstreamDenial(r, err)
+			deny := upstreamDenial(err)
 			deny.TokenHash = d.TokenHash
 			return deny
 		}
@@ -421,39 +395,12 @@ func (a *Authorizer) allow(ctx context.Context, r *Route, c caller, hash string)
 	return d
 }
 
-func (a *Authorizer) upstreamToken(ctx context.Context, r *Route, c caller) (upstream.Token, error) {
-	switch r.Upstream {
-	case UpstreamFetch:
-		return a.deps.Tokens.FetchSource(ctx, a.sources[r.Name])
-	case UpstreamExchanged:
-		return c.exchanged, nil // obtained when the caller's credentials were verified
-	default: // UpstreamMint
-		req := MintRequest{Audience: r.Mint.Audience, Scopes: r.Mint.Scopes, TTL: r.Mint.TTL}
-		key := r.Name + "\x00" + a.deps.Minter.KeyEpoch()
-		if p := c.principal; p != nil {
-			req.Subject, req.ClientID, req.NotAfter = p.Subject, p.ClientID, p.Expiry
-			if req.Subject == "" { // RFC 9068 §2.2 requires sub; a client token may lack one
-				req.Subject = p.ClientID
-			}
-			// The full hash of the caller's token: two callers never share a minted token.
-			sum := sha256.Sum256([]byte(c.token))
-			key += "\x00" + hex.EncodeToString(sum[:])
-		} else if c.clientID != "" {
-			req.Subject, req.ClientID = c.clientID, c.clientID
-			key += "\x00client\x00" + c.clientID
-		}
-		return a.deps.Tokens.Mint(ctx, r.Name, key, r.Mint.Timeout, func(ctx context.Context) (upstream.Token, error) {
-			return a.deps.Minter.Mint(ctx, req)
-		})
-	}
-}
-
-func upstreamDenial(r *Route, err error) Decision {
-	if r.Upstream == UpstreamExchanged && errors.Is(err, upstream.ErrRejected) {
-		return invalidClient()
+func upstreamDenial(err error) Decision {
+	if rejected(err) {
+		return invalidClient() // the caller's own credentials, exchanged upstream, were refused
 	}
 	reason := "upstream credential unavailable"
-	if r.Upstream == UpstreamMint {
+	if ue := (*upstream.Error)(nil); errors.As(err, &ue) && ue.Mode == upstream.ModeMint {
 		reason = "minting failed"
 	}
 	// The error text is ours (the upstream package never includes an IdP body or a secret), so
@@ -493,8 +440,8 @@ func claimValue(claim string, c caller) (string, bool) {
 				return "", false
 			}
 		}
-	case c.clientID != "" && (claim == "client_id" || claim == "sub"):
-		v = c.clientID
+	case c.ClientID != "" && (claim == "client_id" || claim == "sub"):
+		v = c.ClientID // a client_credentials caller
 	default:
 		return "", false
 	}
@@ -562,9 +509,9 @@ func metadata(r *Route, c caller) map[string]string {
 		put("iss", p.Issuer)
 		put("client_id", p.ClientID)
 		put("scope", strings.Join(p.Scopes, " "))
-	} else if c.clientID != "" {
-		put("sub", c.clientID)
-		put("client_id", c.clientID)
+	} else if c.ClientID != "" { // a client_credentials caller
+		put("sub", c.ClientID)
+		put("client_id", c.ClientID)
 	}
 	return m
 }

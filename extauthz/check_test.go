@@ -92,7 +92,7 @@ func TestCheckDecisions(t *testing.T) {
 	r := newRig(t, 1000)
 	good := r.token("rs", nil)
 	bearer := func(tok string) map[string]string { return map[string]string{"authorization": "Bearer " + tok} }
-	selfTok, _, _, err := r.iss.Mint(context.Background(), issuerMint("svc"))
+	selfTok, _, err := r.iss.Mint(context.Background(), issuerMint("svc"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/upstream"
+	"github.com/tokengate/tokengate/issuer"
 )
 
 // fixedDescriptions is every error_description a denial may carry: the fuzzer fails on any other
@@ -106,11 +107,11 @@ func BenchmarkCheckUpstream(b *testing.B) {
 	defer tokens.Close()
 	routes := []extauthz.Route{
 		{Name: "mint", PathPrefix: "/mint/", Auth: extauthz.AuthJWT, Providers: []string{"corp"},
-			Upstream: extauthz.UpstreamMint, Mint: extauthz.MintSpec{Audience: "billing", TTL: 5 * time.Minute}},
+			Upstream: extauthz.UpstreamToken, Source: upstream.NewMintSource(tokens, "mint", r.iss, issuer.MintRequest{Audience: "billing", TTL: 5 * time.Minute})},
 		{Name: "fetch", PathPrefix: "/fetch/", Auth: extauthz.AuthJWT, Providers: []string{"corp"},
-			Upstream: extauthz.UpstreamFetch, Fetch: upstream.ClientCredentials{TokenURL: idp.URL, ClientID: "gw", ClientSecret: "s"}},
+			Upstream: extauthz.UpstreamToken, Source: upstream.NewFetchSource(tokens, "fetch", upstream.ClientCredentials{TokenURL: idp.URL, ClientID: "gw", ClientSecret: "s"})},
 	}
-	authz, err := extauthz.New(routes, extauthz.Deps{Verifier: r.verifier, Tokens: tokens, Minter: minter{r.iss}})
+	authz, err := extauthz.New(routes, extauthz.Deps{Verifier: r.verifier})
 	if err != nil {
 		b.Fatal(err)
 	}

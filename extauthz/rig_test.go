@@ -85,12 +85,13 @@ type rig struct {
 	jwks     *jwksServer
 	iss      *issuer.Issuer
 	verifier *verify.Verifier
+	tokens   *upstream.Cache
 	authz    *extauthz.Authorizer
 	client   authv3.AuthorizationClient
 }
 
-// testRoutes covers every selection rule and both simple upstream modes.
-func testRoutes() []extauthz.Route {
+// testRoutes covers every selection rule, both simple upstream modes and a mint route.
+func testRoutes(r *rig) []extauthz.Route {
 	return []extauthz.Route{
 		{Name: "billing", Authority: "billing.example.com", PathPrefix: "/api/", Methods: []string{"GET", "POST"},
 			Auth: extauthz.AuthJWT, Providers: []string{"corp", "self"}, Scopes: []string{"billing.read", "billing.write"},
@@ -98,7 +99,7 @@ func testRoutes() []extauthz.Route {
 			ForwardClaims: map[string]string{"x-subject": "sub", "x-scopes": "scope", "x-groups": "groups", "x-level": "level", "x-missing": "nope"}},
 		{Name: "wild", Authority: "*.example.com", Auth: extauthz.AuthJWT, Providers: []string{"corp"}, Upstream: extauthz.UpstreamRemove},
 		{Name: "mint", PathPrefix: "/mint/", Auth: extauthz.AuthJWT, Providers: []string{"corp", "self"},
-			Upstream: extauthz.UpstreamMint, Mint: extauthz.MintSpec{Audience: "billing", Scopes: []string{"billing.read"}, TTL: 5 * time.Minute}},
+			Upstream: extauthz.UpstreamToken, Source: r.mint("mint", issuer.MintRequest{Audience: "billing", Scopes: []string{"billing.read"}, TTL: 5 * time.Minute})},
 		{Name: "public", PathPrefix: "/public/", Auth: extauthz.AuthNone, Upstream: extauthz.UpstreamRemove},
 		{Name: "jwt", PathPrefix: "/", Auth: extauthz.AuthJWT, Providers: []string{"corp"}, Upstream: extauthz.UpstreamPassthrough},
 		{Name: "dead", PathPrefix: "/never-matches-first", Auth: extauthz.AuthJWT, Providers: []string{"dead"}, Upstream: extauthz.UpstreamPassthrough},
@@ -107,10 +108,16 @@ func testRoutes() []extauthz.Route {
 
 func newRig(t testing.TB, cacheSize int) *rig {
 	t.Helper()
-	return newRigWithRoutes(t, testRoutes(), cacheSize)
+	return newRigWith(t, testRoutes, cacheSize)
 }
 
 func newRigWithRoutes(t testing.TB, routes []extauthz.Route, cacheSize int) *rig {
+	t.Helper()
+	return newRigWith(t, func(*rig) []extauthz.Route { return routes }, cacheSize)
+}
+
+// newRigWith builds the rig, then its routes, which may use the rig's issuer and token cache.
+func newRigWith(t testing.TB, routes func(*rig) []extauthz.Route, cacheSize int) *rig {
 	t.Helper()
 	r := &rig{t: t, keys: map[string]*jose.SigningKey{}}
 	for _, a := range []struct{ alg, kid string }{{"RS256", "rs"}, {"ES256", "es"}, {"PS256", "ps"}, {"EdDSA", "ed"}} {
@@ -155,11 +162,9 @@ func newRigWithRoutes(t testing.TB, routes []extauthz.Route, cacheSize int) *rig
 		}
 		return true
 	})
-	tokens := upstream.NewCache(upstream.Options{Size: 1000})
-	t.Cleanup(tokens.Close)
-	r.authz, err = extauthz.New(routes, extauthz.Deps{
-		Verifier: v, Tokens: tokens, Minter: minter{iss}, MaxTokenBytes: 8192,
-	})
+	r.tokens = upstream.NewCache(upstream.Options{Size: 1000})
+	t.Cleanup(r.tokens.Close)
+	r.authz, err = extauthz.New(routes(r), extauthz.Deps{Verifier: v, MaxTokenBytes: 8192})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,15 +172,10 @@ func newRigWithRoutes(t testing.TB, routes []extauthz.Route, cacheSize int) *rig
 	return r
 }
 
-// minter adapts the real issuer, as internal/app does.
-type minter struct{ iss *issuer.Issuer }
-
-func (m minter) Mint(ctx context.Context, req extauthz.MintRequest) (upstream.Token, error) {
-	tok, exp, _, err := m.iss.Mint(ctx, issuer.MintRequest{Subject: req.Subject, ClientID: req.ClientID,
-		Audience: req.Audience, Scopes: req.Scopes, TTL: req.TTL, NotAfter: req.NotAfter})
-	return upstream.Token{AccessToken: tok, Expiry: exp}, err
+// mint is a mint route's source with the rig's issuer and token cache, as internal/app builds it.
+func (r *rig) mint(route string, tmpl issuer.MintRequest) upstream.Source {
+	return upstream.NewMintSource(r.tokens, route, r.iss, tmpl)
 }
-func (m minter) KeyEpoch() string { return m.iss.ActiveKeyID() }
 
 func serveGRPC(t testing.TB, s authv3.AuthorizationServer) authv3.AuthorizationClient {
 	t.Helper()

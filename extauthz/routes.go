@@ -3,7 +3,6 @@ package extauthz
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/tokengate/tokengate/internal/upstream"
 )
@@ -17,32 +16,16 @@ const (
 	AuthNone                                  // no authentication
 )
 
-// UpstreamMode is which credential goes upstream (SPEC section 3, `upstream`).
+// UpstreamMode is what the authorizer does with Authorization on an allowed request (SPEC
+// section 3, `upstream`). Which token replaces it is the route's Source's business: the modes
+// of the configuration that obtain a token (mint, fetch, exchanged, ...) are all UpstreamToken.
 type UpstreamMode int
 
 const (
-	UpstreamMint        UpstreamMode = iota + 1 // a token tokengate signs
-	UpstreamFetch                               // a token fetched with tokengate's own credentials
-	UpstreamExchanged                           // the token obtained for the caller's credentials
+	UpstreamToken       UpstreamMode = iota + 1 // Route.Source's token replaces Authorization
 	UpstreamPassthrough                         // the caller's own Authorization, untouched
 	UpstreamRemove                              // no Authorization upstream
 )
-
-func (m UpstreamMode) String() string {
-	switch m {
-	case UpstreamMint:
-		return "mint"
-	case UpstreamFetch:
-		return "fetch"
-	case UpstreamExchanged:
-		return "exchange"
-	case UpstreamPassthrough:
-		return "passthrough"
-	case UpstreamRemove:
-		return "remove"
-	}
-	return "unknown"
-}
 
 // Route is one configured route, already validated by the config package.
 type Route struct {
@@ -60,27 +43,20 @@ type Route struct {
 	Providers []string       // AuthJWT: provider names
 	Scopes    []string       // AuthJWT: all required
 	Claims    map[string]any // AuthJWT: each must equal (compared as text, as forward_claims renders them)
-	// AuthClientCredentials: where the caller's credentials are exchanged; ClientID and
-	// ClientSecret are filled per request from the caller's Basic header.
-	Exchange upstream.ClientCredentials
 	// ClientsSelf (AuthClientCredentials): verify the caller against the built-in issuer's
-	// clients instead of at Exchange.TokenURL.
+	// clients (Deps.Clients).
 	ClientsSelf bool
+	// Exchange (AuthClientCredentials without ClientsSelf) verifies the caller by obtaining a
+	// token for its Basic credentials at the route's token_url (upstream.ExchangeSource): a
+	// refusal (upstream.ErrRejected alone) is 401 invalid_client. The token it obtains is
+	// upstream.Caller.Verified for the route's Source.
+	Exchange upstream.Source
 
 	Upstream UpstreamMode
-	Mint     MintSpec                   // UpstreamMint
-	Fetch    upstream.ClientCredentials // UpstreamFetch
+	Source   upstream.Source // UpstreamToken: the credential that goes upstream
 
 	// ForwardClaims maps a request header (lower-case) to the claim it carries.
 	ForwardClaims map[string]string
-}
-
-// MintSpec is the token a `mint` route signs for its upstream.
-type MintSpec struct {
-	Audience string
-	Scopes   []string
-	TTL      time.Duration
-	Timeout  time.Duration // bound on a Check's wait for the mint (a cache miss signs in-process)
 }
 
 // routeTable selects routes by name (Envoy's context_extensions) or by match, in file order.

@@ -84,22 +84,30 @@ func newCCRig(t *testing.T) *ccRig {
 	idp := upstream.ClientCredentials{TokenURL: r.idp.srv.URL, AuthStyle: "basic", Timeout: 2 * time.Second, DefaultTTL: time.Minute}
 	fetch := upstream.ClientCredentials{TokenURL: r.idp.srv.URL, ClientID: "app", ClientSecret: "good-secret", AuthStyle: "basic",
 		Timeout: 2 * time.Second, DefaultTTL: time.Minute}
-	routes := []extauthz.Route{
-		{Name: "cc-mint", PathPrefix: "/mint/", Auth: extauthz.AuthClientCredentials, Exchange: idp,
-			Upstream: extauthz.UpstreamMint, Mint: extauthz.MintSpec{Audience: "machines", TTL: time.Minute}},
-		{Name: "cc-fetch", PathPrefix: "/fetch/", Auth: extauthz.AuthClientCredentials, Exchange: idp,
-			Upstream: extauthz.UpstreamFetch, Fetch: fetch},
-		{Name: "cc-remove", PathPrefix: "/remove/", Auth: extauthz.AuthClientCredentials, Exchange: idp,
-			Upstream: extauthz.UpstreamRemove},
-		{Name: "cc-exchanged", PathPrefix: "/exchanged/", Auth: extauthz.AuthClientCredentials, Exchange: idp,
-			Upstream: extauthz.UpstreamExchanged},
-		{Name: "cc-self", PathPrefix: "/self/", Auth: extauthz.AuthClientCredentials, ClientsSelf: true,
-			Upstream: extauthz.UpstreamMint, Mint: extauthz.MintSpec{Audience: "machines", TTL: time.Minute}},
-	}
 	tokens := upstream.NewCache(upstream.Options{Size: 1000})
 	t.Cleanup(tokens.Close)
+	// Each route's sources, as internal/app builds them: every route verifies at its own
+	// ExchangeSource (its own bound of verifications in flight), and the exchanged route passes
+	// on the token its verification obtained.
+	exchange := func(route string) *upstream.ExchangeSource { return upstream.NewExchangeSource(tokens, route, idp) }
+	mint := func(route string) upstream.Source {
+		return upstream.NewMintSource(tokens, route, iss, issuer.MintRequest{Audience: "machines", TTL: time.Minute})
+	}
+	exchanged := exchange("cc-exchanged")
+	routes := []extauthz.Route{
+		{Name: "cc-mint", PathPrefix: "/mint/", Auth: extauthz.AuthClientCredentials, Exchange: exchange("cc-mint"),
+			Upstream: extauthz.UpstreamToken, Source: mint("cc-mint")},
+		{Name: "cc-fetch", PathPrefix: "/fetch/", Auth: extauthz.AuthClientCredentials, Exchange: exchange("cc-fetch"),
+			Upstream: extauthz.UpstreamToken, Source: upstream.NewFetchSource(tokens, "cc-fetch", fetch)},
+		{Name: "cc-remove", PathPrefix: "/remove/", Auth: extauthz.AuthClientCredentials, Exchange: exchange("cc-remove"),
+			Upstream: extauthz.UpstreamRemove},
+		{Name: "cc-exchanged", PathPrefix: "/exchanged/", Auth: extauthz.AuthClientCredentials, Exchange: exchanged,
+			Upstream: extauthz.UpstreamToken, Source: upstream.NewExchangedSource(exchanged)},
+		{Name: "cc-self", PathPrefix: "/self/", Auth: extauthz.AuthClientCredentials, ClientsSelf: true,
+			Upstream: extauthz.UpstreamToken, Source: mint("cc-self")},
+	}
 	authz, err := extauthz.New(routes, extauthz.Deps{
-		Tokens: tokens, Minter: minter{iss}, Clients: iss,
+		Clients: iss,
 		Limiter: authlimit.New(authlimit.Options{Now: r.clock.Now}),
 	})
 	if err != nil {

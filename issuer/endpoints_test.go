@@ -39,7 +39,7 @@ func TestIntrospection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok, _, _, err := other.Mint(t.Context(), MintRequest{Subject: svcID, ClientID: svcID, Audience: "billing"})
+		tok, _, err := other.Mint(t.Context(), MintRequest{Subject: svcID, ClientID: svcID, Audience: "billing"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +52,7 @@ func TestIntrospection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok, _, _, err := other.Mint(t.Context(), MintRequest{Subject: svcID, Audience: "billing"})
+		tok, _, err := other.Mint(t.Context(), MintRequest{Subject: svcID, Audience: "billing"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,11 +362,11 @@ func TestIntrospectionOwnTokensOnly(t *testing.T) {
 	e := newEnv(t, nil)
 	svcTok := e.getToken(t, svcID, svcSecret).AccessToken
 	perKeyTok := e.getToken(t, perKeyID, perKeySecret).AccessToken
-	minted, _, _, err := e.iss.Mint(t.Context(), MintRequest{Subject: "u", Audience: "billing"})
+	minted, _, err := e.iss.Mint(t.Context(), MintRequest{Subject: "u", Audience: "billing"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mintedAsSvc, _, _, err := e.iss.Mint(t.Context(), MintRequest{Subject: "u", ClientID: svcID, Audience: "billing"})
+	mintedAsSvc, _, err := e.iss.Mint(t.Context(), MintRequest{Subject: "u", ClientID: svcID, Audience: "billing"})
 	if err != nil {
 		t.Fatal(err)
 	}

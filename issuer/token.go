@@ -65,7 +65,7 @@ func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 		aud = a
 	}
 	now := i.now()
-	token, exp, _, err := i.sign(c.key, now, now.Add(c.ttl), c.id, c.id, aud, scopes, c.claims)
+	token, exp, err := i.sign(c.key, now, now.Add(c.ttl), c.id, c.id, aud, scopes, c.claims)
 	if err != nil {
 		i.log.Error("issuer: signing failed", "client_id", c.id, "error", err)
 		writeError(w, errServer)
@@ -124,14 +124,14 @@ func validScopeToken(s string) bool {
 
 // sign builds and signs one RFC 9068 access token. extra claims never replace the registered
 // ones. exp is truncated to whole seconds (NumericDate) and must be after now.
-func (i *Issuer) sign(key *jose.SigningKey, now, exp time.Time, sub, clientID, aud string, scopes []string, extra map[string]any) (string, time.Time, string, error) {
+func (i *Issuer) sign(key *jose.SigningKey, now, exp time.Time, sub, clientID, aud string, scopes []string, extra map[string]any) (string, time.Time, error) {
 	expSec, nowSec := exp.Unix(), now.Unix()
 	if expSec <= nowSec {
-		return "", time.Time{}, "", errors.New("issuer: token would already be expired")
+		return "", time.Time{}, errors.New("issuer: token would already be expired")
 	}
 	jti, err := i.newJTI()
 	if err != nil {
-		return "", time.Time{}, "", err
+		return "", time.Time{}, err
 	}
 	claims := make(map[string]any, len(extra)+9)
 	maps.Copy(claims, extra)
@@ -152,9 +152,9 @@ func (i *Issuer) sign(key *jose.SigningKey, now, exp time.Time, sub, clientID, a
 	}
 	token, err := key.Sign(claims, TokenType)
 	if err != nil {
-		return "", time.Time{}, "", fmt.Errorf("issuer: signing: %w", err)
+		return "", time.Time{}, fmt.Errorf("issuer: signing: %w", err)
 	}
-	return token, time.Unix(expSec, 0), key.KeyID(), nil
+	return token, time.Unix(expSec, 0), nil
 }
 
 // newJTI is a random 128-bit token identifier (RFC 9068 §2.2, RFC 7519 §4.1.7).
@@ -189,25 +189,26 @@ type MintRequest struct {
 
 // Mint signs an access token for a `mint` route with the active key: exp = min(now+TTL,
 // NotAfter), truncated to whole seconds, and an error when that is not in the future. It returns
-// the token, its expiry and the kid that signed it, so a cache can drop tokens whose kid is no
-// longer published. Mint does not count in tokengate_tokens_issued_total, which counts the token
-// endpoint's answers per client; mint routes are counted by the caller's upstream-token metric.
-func (i *Issuer) Mint(ctx context.Context, r MintRequest) (token string, expiry time.Time, kid string, err error) {
+// the token and its expiry. The caller (upstream.MintSource) caches minted tokens under a hash of
+// the published key set, so a token signed by a key no longer published is never served, and
+// needs no kid. Mint does not count in tokengate_tokens_issued_total, which counts the token
+// endpoint's answers per client; mint routes are counted by the upstream-token metric.
+func (i *Issuer) Mint(ctx context.Context, r MintRequest) (token string, expiry time.Time, err error) {
 	if err := ctx.Err(); err != nil {
-		return "", time.Time{}, "", err
+		return "", time.Time{}, err
 	}
 	if r.Subject == "" {
-		return "", time.Time{}, "", errors.New("issuer: mint: subject required")
+		return "", time.Time{}, errors.New("issuer: mint: subject required")
 	}
 	if r.Audience == "" {
-		return "", time.Time{}, "", errors.New("issuer: mint: audience required")
+		return "", time.Time{}, errors.New("issuer: mint: audience required")
 	}
 	if r.TTL < 0 {
-		return "", time.Time{}, "", errors.New("issuer: mint: negative ttl")
+		return "", time.Time{}, errors.New("issuer: mint: negative ttl")
 	}
 	for _, s := range r.Scopes {
 		if !validScopeToken(s) {
-			return "", time.Time{}, "", errors.New("issuer: mint: a scope is not an RFC 6749 §3.3 scope token")
+			return "", time.Time{}, errors.New("issuer: mint: a scope is not an RFC 6749 §3.3 scope token")
 		}
 	}
 	ttl := r.TTL

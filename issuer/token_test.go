@@ -548,7 +548,7 @@ func TestTokensIssuedMetric(t *testing.T) {
 	e.getToken(t, svcID, svcSecret)
 	e.getToken(t, rotID, rotOld)
 	e.do(t, req{contentType: formCT, basic: basicAuth(svcID, "bad"), body: form("grant_type", "client_credentials")})
-	if _, _, _, err := e.iss.Mint(t.Context(), MintRequest{Subject: "u", ClientID: svcID, Audience: "billing"}); err != nil {
+	if _, _, err := e.iss.Mint(t.Context(), MintRequest{Subject: "u", ClientID: svcID, Audience: "billing"}); err != nil {
 		t.Fatal(err)
 	}
 	got := issuedCounts(t, e)

@@ -57,7 +57,6 @@ type App struct {
 	opts    Options
 	logger  *slog.Logger
 	metrics *metrics.Metrics
-	engine  *extauthz.Engine
 	tokens  *upstream.Cache
 	store   *redisstore.Store // nil without cache.redis
 	// limiter counts failed client authentications (SPEC section 6, "Failure limiter"). It
@@ -71,7 +70,10 @@ type App struct {
 	// started is the configuration the process started with: listeners and caches are built
 	// once, so a reload that changes them is told to restart.
 	started *config.Config
-	state   atomic.Pointer[state]
+	// state is the current configuration generation: the authorizer, the issuer and /authz's
+	// handler, swapped by one store on reload (a decision that started on the old one finishes
+	// on it). Nothing else holds a configuration.
+	state atomic.Pointer[state]
 
 	grpcLis, httpLis net.Listener
 	grpcSrv          *grpc.Server
@@ -122,7 +124,6 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.state.Store(st)
-	a.engine = extauthz.NewEngine(st.authorizer)
 
 	if g := cfg.Server.GatewayTLS; g != nil {
 		if a.gatewayCerts, err = newGatewayCerts(g, opts.ConfigPath, opts.Now, a.logger); err != nil {
@@ -143,7 +144,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(a.gatewayCerts.serverConfig([]string{"h2"}))))
 	}
 	a.grpcSrv = grpc.NewServer(grpcOpts...)
-	authv3.RegisterAuthorizationServer(a.grpcSrv, extauthz.NewCheckServer(a.engine, a.logger))
+	authv3.RegisterAuthorizationServer(a.grpcSrv, extauthz.NewCheckServer(currentAuthorizer{a}, a.logger))
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpcSrv, a.health)
 	reflection.Register(a.grpcSrv)
@@ -395,11 +396,18 @@ func (a *App) Reload(ctx context.Context) (err error) {
 		return fmt.Errorf("reload: %w", err)
 	}
 	a.state.Store(st)
-	a.engine.Swap(st.authorizer)
 	a.updateHealth()
 	old.close()
 	a.logger.Info("configuration reloaded", slog.Int("routes", len(cfg.Routes)), slog.Int("providers", len(cfg.Providers)))
 	return nil
+}
+
+// currentAuthorizer decides with the authorizer of the generation current at the time of the
+// call.
+type currentAuthorizer struct{ a *App }
+
+func (c currentAuthorizer) Decide(ctx context.Context, req extauthz.Request) extauthz.Decision {
+	return c.a.state.Load().authorizer.Decide(ctx, req)
 }
 
 // Missing lists what keeps the server from being ready (SPEC section 6, /readyz).

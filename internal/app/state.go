@@ -1,11 +1,8 @@
 package app
 
 import (
-	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,12 +15,14 @@ import (
 
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/config"
-	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/internal/verify"
 	"github.com/tokengate/tokengate/issuer"
 )
 
-// state is everything built from one configuration; it is replaced whole on reload.
+// state is everything built from one configuration: one generation, replaced whole on reload
+// by a single atomic store (App.state). Every transport reads it there, the gRPC Check and
+// /authz alike, so no request ever sees one configuration's routes with another's issuer or
+// forward-auth settings.
 type state struct {
 	issuer     *issuer.Issuer // nil without an issuer section
 	issuerMux  *http.ServeMux // the issuer's endpoints, nil without an issuer
@@ -48,33 +47,6 @@ func (s *state) close() {
 		s.verifier.Close()
 	}
 }
-
-// issuerMinter adapts the built-in issuer to extauthz.Minter.
-type issuerMinter struct {
-	iss   *issuer.Issuer
-	epoch string
-	now   func() time.Time
-}
-
-func newIssuerMinter(iss *issuer.Issuer, now func() time.Time) *issuerMinter {
-	sum := sha256.Sum256(iss.PublicJWKS())
-	return &issuerMinter{iss: iss, epoch: hex.EncodeToString(sum[:8]), now: now}
-}
-
-func (m *issuerMinter) Mint(ctx context.Context, r extauthz.MintRequest) (upstream.Token, error) {
-	tok, exp, _, err := m.iss.Mint(ctx, issuer.MintRequest{
-		Subject: r.Subject, ClientID: r.ClientID, Audience: r.Audience, Scopes: r.Scopes,
-		TTL: r.TTL, NotAfter: r.NotAfter,
-	})
-	if err != nil {
-		return upstream.Token{}, err
-	}
-	return upstream.Token{AccessToken: tok, Expiry: exp, IssuedAt: m.now()}, nil
-}
-
-// KeyEpoch is a hash of the published keys: a reload that changes them changes every mint
-// cache key, so a token signed by a retired key is never served again.
-func (m *issuerMinter) KeyEpoch() string { return m.epoch }
 
 // gatewayRecheck is how often, at most, the gateway_tls files are looked at (one stat each) to
 // notice a rotation, e.g. cert-manager renewing the Secret they are mounted from.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,7 +19,6 @@ import (
 // replaced: providers whose settings did not change keep their key caches.
 func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*state, error) {
 	st := &state{}
-	var minter extauthz.Minter
 	if cfg.Issuer != nil {
 		var prevIssuer *issuer.Issuer
 		if prev != nil {
@@ -34,7 +34,6 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 		st.issuer = iss
 		st.issuerMux = http.NewServeMux()
 		iss.Register(st.issuerMux)
-		minter = newIssuerMinter(iss, a.opts.Now)
 	}
 
 	var providers []verify.Provider
@@ -76,14 +75,16 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 
 	routes := make([]extauthz.Route, 0, len(cfg.Routes))
 	for _, r := range cfg.Routes {
-		routes = append(routes, route(r))
+		er, err := a.route(r, st.issuer)
+		if err != nil {
+			v.Close()
+			return nil, fmt.Errorf("routes: %s: %w", r.Name, err)
+		}
+		routes = append(routes, er)
 	}
 	deps := extauthz.Deps{
-		Verifier: v, Tokens: a.tokens, MaxTokenBytes: cfg.Server.MaxTokenBytes,
+		Verifier: v, MaxTokenBytes: cfg.Server.MaxTokenBytes,
 		Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now,
-	}
-	if minter != nil {
-		deps.Minter = minter
 	}
 	if st.issuer != nil {
 		deps.Clients = st.issuer
@@ -97,21 +98,15 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 		return nil, fmt.Errorf("routes: %w", err)
 	}
 	st.authorizer = authz
-	st.forwardAuth = extauthz.NewForwardAuth(engineOf{a}, a.logger, extauthz.ForwardAuthOptions{
+	// /authz decides with this state's authorizer: the handler and the routes it judges are one
+	// generation, swapped together.
+	st.forwardAuth = extauthz.NewForwardAuth(authz, a.logger, extauthz.ForwardAuthOptions{
 		Headers: cfg.Server.ForwardAuthHeaders, TrustedProxies: cfg.Server.TrustedProxyPrefixes,
 	})
 	for _, w := range cfg.Warnings {
 		a.logger.Warn("configuration: "+w.Message, slog.String("field", w.Path))
 	}
 	return st, nil
-}
-
-// engineOf decides with the App's engine as it is at the time of the call (the first state is
-// built before the engine exists).
-type engineOf struct{ a *App }
-
-func (e engineOf) Decide(ctx context.Context, req extauthz.Request) extauthz.Decision {
-	return e.a.engine.Decide(ctx, req)
 }
 
 func issuerConfig(c *config.Issuer) issuer.Config {
@@ -129,12 +124,19 @@ func issuerConfig(c *config.Issuer) issuer.Config {
 	return ic
 }
 
-// route maps one validated configuration route onto the authorizer's terms.
-func route(r config.Route) extauthz.Route {
+// route maps one validated configuration route onto the authorizer's terms, with the route's
+// token sources built from it: an ExchangeSource verifies a client_credentials caller at its
+// token_url, and the upstream Source is the route's one way to obtain its upstream token
+// (mint: the issuer signs; fetch: tokengate's own credentials; exchanged: the token the
+// verification obtained). The sources use the process's token cache, so a reload keeps every
+// cached token whose key (everything that selects it) is unchanged. iss is this configuration's
+// issuer, nil without one.
+func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) {
 	out := extauthz.Route{
 		Name: r.Name, Authority: r.Match.Authority, PathPrefix: r.Match.PathPrefix, Methods: r.Match.Methods,
 		IgnoreCase: r.Match.IgnoreCase, ForwardClaims: r.ForwardClaims,
 	}
+	var exchange *upstream.ExchangeSource
 	switch r.Authenticate.Mode() {
 	case config.AuthJWT:
 		j := r.Authenticate.JWT
@@ -143,34 +145,46 @@ func route(r config.Route) extauthz.Route {
 		c := r.Authenticate.ClientCredentials
 		out.Auth = extauthz.AuthClientCredentials
 		out.ClientsSelf = c.Clients == config.ClientsSelf
-		out.Exchange = upstream.ClientCredentials{
-			TokenURL: c.TokenURL, Scopes: c.Scopes, Audience: c.Audience, EndpointParams: c.EndpointParams,
-			AuthStyle: c.AuthStyle, Timeout: c.Timeout.Std(), DefaultTTL: c.DefaultTTL.Std(),
+		if !out.ClientsSelf {
+			exchange = upstream.NewExchangeSource(a.tokens, r.Name, upstream.ClientCredentials{
+				TokenURL: c.TokenURL, Scopes: c.Scopes, Audience: c.Audience, EndpointParams: c.EndpointParams,
+				AuthStyle: c.AuthStyle, Timeout: c.Timeout.Std(), DefaultTTL: c.DefaultTTL.Std(),
+			})
+			out.Exchange = exchange
 		}
 	default:
 		out.Auth = extauthz.AuthNone
 	}
+	// Config validation refuses the combinations refused below; the guards catch wiring bugs.
 	switch r.Upstream.Mode() {
 	case config.UpstreamMint:
+		if iss == nil {
+			return out, errors.New("upstream mint needs the issuer section")
+		}
 		m := r.Upstream.Mint
-		out.Upstream = extauthz.UpstreamMint
-		out.Mint = extauthz.MintSpec{Audience: m.Audience, Scopes: m.Scopes, TTL: m.TTL.Std()}
+		out.Upstream = extauthz.UpstreamToken
+		out.Source = upstream.NewMintSource(a.tokens, r.Name, iss, issuer.MintRequest{
+			Audience: m.Audience, Scopes: m.Scopes, TTL: m.TTL.Std(),
+		})
 	case config.UpstreamFetch:
 		f := r.Upstream.Fetch
-		out.Upstream = extauthz.UpstreamFetch
-		out.Fetch = upstream.ClientCredentials{
-			TokenURL: f.TokenURL, ClientID: f.ClientID, ClientSecret: f.ResolvedSecret, Scopes: f.Scopes,
+		out.Upstream = extauthz.UpstreamToken
+		out.Source = upstream.NewFetchSource(a.tokens, r.Name, upstream.ClientCredentials{
+			TokenURL: f.TokenURL, ClientID: f.ClientID, ClientSecret: f.ClientSecret.Value(), Scopes: f.Scopes,
 			Audience: f.Audience, EndpointParams: f.EndpointParams, AuthStyle: f.AuthStyle,
 			Timeout: f.Timeout.Std(), DefaultTTL: f.DefaultTTL.Std(),
-		}
+		})
 	case config.UpstreamExchanged:
-		out.Upstream = extauthz.UpstreamExchanged
+		if exchange == nil {
+			return out, errors.New("upstream exchanged needs client_credentials authentication at a token_url")
+		}
+		out.Upstream, out.Source = extauthz.UpstreamToken, upstream.NewExchangedSource(exchange)
 	case config.UpstreamPassthrough:
 		out.Upstream = extauthz.UpstreamPassthrough
 	default:
 		out.Upstream = extauthz.UpstreamRemove
 	}
-	return out
+	return out, nil
 }
 
 // newTokenCache builds the upstream-token cache, which lives as long as the process: a reload

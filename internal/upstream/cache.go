@@ -178,27 +178,6 @@ func (c *Cache) Fetch(ctx context.Context, route string, cc ClientCredentials) (
 	return c.byCredentials(ctx, route, ModeFetch, cc, CredentialsKey(ModeFetch, cc))
 }
 
-// Source is one fetch route's credentials with its cache key computed once, so that the hot path
-// of FetchSource hashes nothing. Build it when the configuration is loaded.
-type Source struct {
-	route string
-	cc    ClientCredentials
-	key   Key
-}
-
-// NewSource prepares route's fetch credentials for FetchSource. cc must not be modified after.
-func NewSource(route string, cc ClientCredentials) *Source {
-	return &Source{route: route, cc: cc, key: CredentialsKey(ModeFetch, cc)}
-}
-
-// Key is the source's cache key.
-func (s *Source) Key() Key { return s.key }
-
-// FetchSource is Fetch with a prepared Source.
-func (c *Cache) FetchSource(ctx context.Context, s *Source) (Token, error) {
-	return c.byCredentials(ctx, s.route, ModeFetch, s.cc, s.key)
-}
-
 // byCredentials is Fetch once key is known: the cached token, or one requested at
 // the IdP with cc, which may be shared through the Store.
 func (c *Cache) byCredentials(ctx context.Context, route, mode string, cc ClientCredentials, key Key) (Token, error) {
@@ -279,26 +258,18 @@ func (c *Cache) isQueued(key Key) bool {
 	return ok
 }
 
-// Mint returns the token cached under (route, key), calling mint (tokengate's own issuer, no
-// HTTP) when there is none or it is due for refresh. key must hold everything that selects the
-// token (subject, audience, scopes, the caller token's expiry bound, ...). mint runs detached
-// from ctx with its own timeout; a zero timeout means 2 s. Tokens minted are never shared
-// through the Store.
-func (c *Cache) Mint(ctx context.Context, route, key string, timeout time.Duration, mint func(context.Context) (Token, error)) (Token, error) {
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	mkey := MintKey(route, key)
-	if tok, ok := c.fresh(mkey); ok {
-		return tok, nil
-	}
+// mint returns the token cached under key (MintSource.key), calling sign (tokengate's own
+// issuer, no HTTP) when there is none or it is due for refresh. sign runs detached from ctx,
+// within DefaultTimeout: the mint configuration has no timeout of its own, as signing is
+// in-process. Minted tokens are never shared through the Store.
+func (c *Cache) mint(ctx context.Context, route string, key Key, sign func(context.Context) (Token, error)) (Token, error) {
 	return c.get(ctx, &request{
 		route:   route,
 		mode:    ModeMint,
-		key:     mkey,
-		timeout: timeout,
+		key:     key,
+		timeout: DefaultTimeout,
 		acquire: func(ctx context.Context) (Token, error) {
-			t, err := mint(ctx)
+			t, err := sign(ctx)
 			if err != nil {
 				return Token{}, &Error{Mode: ModeMint, Reason: ReasonMintFailed, cause: err}
 			}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/testkit"
 )
 
@@ -391,9 +390,6 @@ func TestKeysDiffer(t *testing.T) {
 	if strings.Contains(string(k0), "s") && strings.Contains(string(k0), base.ClientSecret+base.Audience) {
 		t.Error("key holds the secret")
 	}
-	if MintKey("r", "k") == MintKey("r2", "k") || MintKey("r", "k") == MintKey("r", "k2") {
-		t.Error("mint keys collide")
-	}
 
 	// Live: two routes differing only in audience get different tokens from two IdP calls.
 	i := newIDP(t)
@@ -408,70 +404,5 @@ func TestKeysDiffer(t *testing.T) {
 	// The same credentials on another route share the token.
 	if tc, err := c.Fetch(bg, "rc", a); err != nil || tc != ta || i.n() != 2 {
 		t.Fatalf("shared: %v", err)
-	}
-}
-
-func TestMint(t *testing.T) {
-	clk := newClock()
-	m := metrics.New()
-	c := newTestCache(t, clk, func(o *Options) { o.Metrics = m })
-	var calls atomic.Int64
-	release := make(chan struct{})
-	mint := func(ctx context.Context) (Token, error) {
-		n := calls.Add(1)
-		if n == 1 {
-			<-release
-		}
-		now := clk.Now()
-		return Token{AccessToken: fmt.Sprintf("minted-%d", n), IssuedAt: now, Expiry: now.Add(5 * time.Minute)}, nil
-	}
-	var wg sync.WaitGroup
-	toks := make([]Token, 50)
-	for j := range 50 {
-		wg.Go(func() { toks[j], _ = c.Mint(bg, "billing", "sub=alice", 5*time.Second, mint) })
-	}
-	testkit.WaitFor(t, "mint call", 5*time.Second, 2*time.Millisecond, func() bool { return calls.Load() == 1 })
-	close(release)
-	wg.Wait()
-	for _, tok := range toks {
-		if tok.AccessToken != "minted-1" {
-			t.Fatalf("token %q", tok.AccessToken)
-		}
-	}
-	if calls.Load() != 1 {
-		t.Fatalf("mint calls %d", calls.Load())
-	}
-	// Another key mints again.
-	if tok, _ := c.Mint(bg, "billing", "sub=bob", 0, mint); tok.AccessToken != "minted-2" {
-		t.Fatalf("bob %q", tok.AccessToken)
-	}
-	// Refresh ahead.
-	clk.Advance(250 * time.Second) // 83 % of 5 min
-	if tok, _ := c.Mint(bg, "billing", "sub=alice", 0, mint); tok.AccessToken != "minted-1" {
-		t.Fatalf("refresh ahead served %q", tok.AccessToken)
-	}
-	idle(t, c, MintKey("billing", "sub=alice"))
-	if tok, _ := c.Mint(bg, "billing", "sub=alice", 0, mint); tok.AccessToken != "minted-3" {
-		t.Fatalf("after refresh %q", tok.AccessToken)
-	}
-	// A failing mint: ErrUnavailable, the cause unwraps; a panicking mint does not crash.
-	boom := errors.New("no signing key")
-	_, err := c.Mint(bg, "billing", "sub=carol", 0, func(context.Context) (Token, error) { return Token{}, boom })
-	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, boom) {
-		t.Fatalf("mint error %v", err)
-	}
-	_, err = c.Mint(bg, "billing", "sub=dave", 0, func(context.Context) (Token, error) { panic("bug") })
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("panic: %v", err)
-	}
-	// An already-expired minted token is not served.
-	_, err = c.Mint(bg, "billing", "sub=erin", 0, func(context.Context) (Token, error) {
-		return Token{AccessToken: "x", Expiry: clk.Now().Add(-time.Second)}, nil
-	})
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("expired mint: %v", err)
-	}
-	if got := testkit.CounterValue(t, m, "tokengate_upstream_token_requests_total", map[string]string{"route": "billing", "mode": "mint", "result": "success"}); got != 3 {
-		t.Fatalf("mint successes counted %v, want 3", got)
 	}
 }

@@ -191,7 +191,7 @@ func BenchmarkFetchCached(b *testing.B) {
 	if _, err := c.Fetch(bg, "partner", cc); err != nil {
 		b.Fatal(err)
 	}
-	src := NewSource("partner", cc)
+	src := NewFetchSource(c, "partner", cc)
 	b.Run("Fetch", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
@@ -206,7 +206,7 @@ func BenchmarkFetchCached(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := c.FetchSource(bg, src); err != nil {
+				if _, err := src.Token(bg, Caller{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -20,8 +20,15 @@ func (k Key) String() string {
 	return hex.EncodeToString([]byte(k[:8]))
 }
 
+// keyVersion starts every key's encoding: a change of the encoding changes it, so a shared
+// Store never serves a token under a key that meant something else.
+const keyVersion = "tokengate/upstream/v1"
+
 // Hex is the full hex form of the key (for a shared store's key names).
 func (k Key) Hex() string { return hex.EncodeToString([]byte(k)) }
+
+// Every key is built in this package: CredentialsKey for fetch and exchange, MintSource.key
+// for minted tokens.
 
 // CredentialsKey is the key of the token selected by cc in the given mode ("fetch" or
 // "exchange"). Two ClientCredentials that differ in the mode, token URL, client id, secret,
@@ -33,7 +40,7 @@ func CredentialsKey(mode string, cc ClientCredentials) Key {
 	var stack [512]byte
 	b := stack[:0]
 	secret := sha256.Sum256([]byte(cc.ClientSecret))
-	b = appendField(b, "tokengate/upstream/v1")
+	b = appendField(b, keyVersion)
 	b = appendField(b, mode)
 	b = appendField(b, cc.TokenURL)
 	b = appendField(b, cc.ClientID)
@@ -76,19 +83,6 @@ func CredentialsKey(mode string, cc ClientCredentials) Key {
 			b = appendField(b, v)
 		}
 	}
-	sum := sha256.Sum256(b)
-	return Key(sum[:])
-}
-
-// MintKey is the key of a minted token: the route and the caller-supplied key (which the
-// caller builds from everything that selects its token: subject, audience, scopes, ...).
-func MintKey(route, key string) Key {
-	var stack [256]byte
-	b := stack[:0]
-	b = appendField(b, "tokengate/upstream/v1")
-	b = appendField(b, ModeMint)
-	b = appendField(b, route)
-	b = appendField(b, key)
 	sum := sha256.Sum256(b)
 	return Key(sum[:])
 }
