@@ -117,7 +117,7 @@ func TestTokengateConfigs(t *testing.T) {
 		if f.ClientID != idpGatewayClient {
 			t.Errorf("fetch uses client %q, want %q", f.ClientID, idpGatewayClient)
 		}
-		if !slices.Contains(c.SecretHashes, sha256.Sum256([]byte(f.ResolvedSecret))) {
+		if !slices.Contains(c.SecretHashes, sha256.Sum256([]byte(f.ClientSecret.Value()))) {
 			t.Errorf("fetch client_secret does not match the IdP's %s secret under the compose defaults", f.ClientID)
 		}
 		if !subset(f.Scopes, c.Scopes) {

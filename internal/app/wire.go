@@ -212,7 +212,7 @@ func (a *App) newRedisStore(r *config.Redis) (*redisstore.Store, error) {
 	}
 	return redisstore.New(redisstore.Options{
 		Addr: r.Addr, SentinelAddrs: r.SentinelAddrs, MasterName: r.MasterName, ClusterAddrs: r.ClusterAddrs,
-		Username: r.Username, Password: r.ResolvedPassword, DB: r.DB,
+		Username: r.Username, Password: r.Password.Value(), DB: r.DB,
 		TLS: r.TLS.Enabled, CAPEM: r.TLS.CAData, ServerName: r.TLS.ServerName, // read once, by config
 		KeyPrefix: r.KeyPrefix, EncryptionKey: r.EncryptionKey,
 		Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now,

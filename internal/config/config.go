@@ -1,91 +1,78 @@
-// Package config loads, checks and describes tokengate's configuration file (SPEC section 3).
+// Package config loads, checks and describes tokengate's configuration file (docs/configuration).
 //
 // Load and Parse turn a YAML file into a *Config in fixed steps:
 //
-//  1. the YAML is parsed into a node tree (go.yaml.in/yaml/v3, the YAML 1.2 parser, so that
-//     every key keeps its line and column, numbers written in string fields keep their text,
-//     and anchors, aliases and merge keys (<<) work as YAML defines them). As in YAML 1.2, yes,
-//     no, on and off are strings, not booleans;
-//  2. the tree is walked against the Go types of this package: every key that names no field is
-//     reported as "unknown field" with its full path, every value of the wrong shape is reported,
-//     and ${NAME} references inside string values are expanded (after parsing, so an environment
-//     value is inserted as text and can never add YAML structure; it is not expanded again).
-//     "$${" writes a literal "${"; any other "$" is kept. A variable that is not set is a problem
-//     naming the field. A quoted "${NAME}" may also give a boolean or integer field its value
-//     (`db: "${REDIS_DB}"`);
-//  3. the checked tree is decoded through the json tags of the types below (the tags are the YAML
-//     keys, as with sigs.k8s.io/yaml);
-//  4. defaults are applied to absent keys (each is documented on its field and in defaults.go);
-//  5. *_file secrets and keys are read, relative to the configuration file's directory when not
-//     absolute, with one trailing newline stripped from secrets;
-//  6. the whole configuration is validated.
+//  1. go.yaml.in/yaml/v3 parses the file into a node tree (YAML 1.2: yes, no, on and off are
+//     strings; anchors, aliases and merge keys (<<) work as YAML defines them);
+//  2. one walk of the tree checks it against the yaml tags of the types below, with the full
+//     path and line of every problem (unknown keys, wrong shapes, refused scalars), expands
+//     ${NAME} references in scalar values (after parsing, so an environment value is text and can
+//     never add YAML structure; "$${" writes a literal "${"; a quoted "${NAME}" may give a
+//     boolean or integer field its value), and yields a clean tree: aliases and merges
+//     expanded, refused values dropped;
+//  3. yaml.v3 decodes the clean tree into a Config that already holds the defaults (and each
+//     list element or optional section sets its own in UnmarshalYAML), so an absent key keeps
+//     its default and an explicit zero wins;
+//  4. every Secret and *_file is read, relative to the configuration file's directory;
+//  5. the whole configuration is validated.
 //
-// Every problem found by any step is reported at once in a *Errors, one "path: message" line per
-// problem in document order, with paths such as routes[2].upstream.fetch.token_url. No message
-// ever contains a secret: secret values, URLs and file contents are never quoted.
+// Every problem is reported at once in a *Errors, one "line N: path: message" line per problem
+// in document order. No message ever contains a secret: secret values, URLs and file contents
+// are never quoted.
 package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokengate/tokengate/internal/defaults"
 )
 
 // Config is one complete, validated configuration. Values returned by Load and Parse have every
-// default applied and every *_file secret resolved; callers treat them as read-only.
+// default applied and every secret resolved; callers treat them as read-only.
 type Config struct {
-	// Server holds the listeners and request limits.
-	Server Server `json:"server"`
+	Server Server `yaml:"server"`
 	// Issuer, when present, makes tokengate an OAuth2 client-credentials authorization server
-	// (SPEC section 6) and enables `mint` routes and `issuer: self` providers.
-	Issuer *Issuer `json:"issuer,omitempty"`
+	// and enables `mint` routes and `issuer: self` providers.
+	Issuer *Issuer `yaml:"issuer"`
 	// Providers are the issuers whose JWTs callers may present.
-	Providers []Provider `json:"providers,omitempty"`
-	// Routes are tried in file order when Envoy names no route (SPEC section 4).
-	Routes []Route `json:"routes,omitempty"`
-	// Cache sizes the in-process caches and optionally shares upstream tokens through Redis.
-	Cache Cache `json:"cache"`
+	Providers []Provider `yaml:"providers"`
+	// Routes are tried in file order when the gateway names no route.
+	Routes []Route `yaml:"routes"`
+	Cache  Cache   `yaml:"cache"`
 
-	// Warnings are filled by Load/Parse: things that are allowed but probably wrong (a route an
-	// earlier route shadows, a short client secret). `validate` prints them and still exits 0;
-	// `serve` logs them.
-	Warnings []Problem `json:"-"`
+	// Warnings are things allowed but probably wrong (a route an earlier route shadows, a short
+	// client secret): `validate` prints them and exits 0, `serve` logs them.
+	Warnings []Problem `yaml:"-"`
 }
 
 // Server holds the listeners and request limits.
 type Server struct {
-	// GRPCAddr serves ext_authz gRPC, grpc.health.v1 and reflection. Default ":9001".
-	GRPCAddr string `json:"grpc_addr,omitempty"`
-	// HTTPAddr serves the issuer endpoints, forward-auth, /metrics, /healthz and /readyz.
-	// Default ":8080".
-	HTTPAddr string `json:"http_addr,omitempty"`
-	// MaxTokenBytes bounds the Authorization header; longer ones are rejected before any parsing.
-	// Default 8192; allowed range 1024..65536.
-	MaxTokenBytes int `json:"max_token_bytes,omitempty"`
-	// AllowHTTPURLs permits http:// JWKS, discovery, token and issuer URLs for hosts that are not
-	// loopback. Default false: plain HTTP only for 127.0.0.0/8, ::1 and localhost.
-	AllowHTTPURLs bool `json:"allow_http_urls,omitempty"`
-	// AuthzAddr, when set, serves forward-auth /authz on its own listener (and not on HTTPAddr),
-	// so that only gateways need reach it (SPEC section 5, "Who may call").
-	AuthzAddr string `json:"authz_addr,omitempty"`
-	// MetricsAddr, when set, serves /metrics on its own listener and not on HTTPAddr.
-	MetricsAddr string `json:"metrics_addr,omitempty"`
-	// GatewayTLS, when set, serves GRPCAddr and AuthzAddr over TLS, and with ClientCAFile only to
-	// gateways presenting a certificate that CA signed (mTLS).
-	GatewayTLS *GatewayTLS `json:"gateway_tls,omitempty"`
-	// ForwardAuthHeaders says which headers forward-auth reads the original request from:
-	// auto (default), x-forwarded, x-original or request (SPEC section 5).
-	ForwardAuthHeaders string `json:"forward_auth_headers,omitempty"`
-	// ClientCertHeader is, for forward-auth, the header holding the caller's URL-encoded PEM
-	// client certificate (RFC 8705). Empty: none.
-	ClientCertHeader string `json:"client_cert_header,omitempty"`
-	// TrustedProxies are the CIDRs (or single addresses) whose X-Forwarded-For names the client
-	// for the failure limiter (SPEC section 6). Empty: the socket peer is the client.
-	TrustedProxies []string `json:"trusted_proxies,omitempty"`
+	GRPCAddr string `yaml:"grpc_addr"` // ext_authz gRPC, health, reflection. Default ":9001".
+	HTTPAddr string `yaml:"http_addr"` // issuer, forward-auth, metrics, health. Default ":8080".
+	// MaxTokenBytes bounds the Authorization header. Default 8192; 1024..65536.
+	MaxTokenBytes int `yaml:"max_token_bytes"`
+	// AllowHTTPURLs permits http:// URLs for hosts that are not loopback.
+	AllowHTTPURLs bool `yaml:"allow_http_urls"`
+	// AuthzAddr, when set, serves forward-auth /authz on its own listener (not on HTTPAddr).
+	AuthzAddr string `yaml:"authz_addr"`
+	// MetricsAddr, when set, serves /metrics on its own listener (not on HTTPAddr).
+	MetricsAddr string `yaml:"metrics_addr"`
+	// GatewayTLS, when set, serves GRPCAddr and AuthzAddr over TLS (mTLS with ClientCAFile).
+	GatewayTLS *GatewayTLS `yaml:"gateway_tls"`
+	// ForwardAuthHeaders: auto (default), x-forwarded, x-original or request.
+	ForwardAuthHeaders string `yaml:"forward_auth_headers"`
+	// ClientCertHeader is the forward-auth header with the caller's URL-encoded PEM client
+	// certificate (RFC 8705). Empty: none.
+	ClientCertHeader string `yaml:"client_cert_header"`
+	// TrustedProxies are CIDRs (or addresses) whose X-Forwarded-For names the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	// TrustedProxyPrefixes is filled by Load/Parse: TrustedProxies parsed.
-	TrustedProxyPrefixes []netip.Prefix `json:"-"`
+	TrustedProxyPrefixes []netip.Prefix `yaml:"-"`
 }
 
 // Forward-auth header families (Server.ForwardAuthHeaders).
@@ -98,129 +85,94 @@ const (
 
 // GatewayTLS is TLS on the gateway-facing listeners (gRPC and authz_addr).
 type GatewayTLS struct {
-	// CertFile and KeyFile are the server's PEM certificate chain and private key. Required.
-	CertFile string `json:"cert_file,omitempty"`
-	KeyFile  string `json:"key_file,omitempty"`
-	// ClientCAFile, when set, holds the PEM CA certificates that sign gateways' client
-	// certificates; a gateway without such a certificate fails the handshake.
-	ClientCAFile string `json:"client_ca_file,omitempty"`
-	// ClientSANs, when set, requires the gateway certificate to carry one of these DNS or URI
-	// SANs (e.g. spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway).
-	ClientSANs []string `json:"client_sans,omitempty"`
+	CertFile string `yaml:"cert_file"` // PEM certificate chain. Required.
+	KeyFile  string `yaml:"key_file"`  // PEM private key. Required.
+	// ClientCAFile, when set, holds the CA certificates that sign gateways' client certificates.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientSANs, when set, requires one of these DNS or URI SANs in the gateway certificate.
+	ClientSANs []string `yaml:"client_sans"`
 
-	// Filled by Load/Parse: CertFile, KeyFile and ClientCAFile resolved against the configuration
-	// file's directory (the files are re-read by the server, so only their paths are kept).
-	CertPath, KeyPath, ClientCAPath string `json:"-"`
+	// Filled by Load/Parse: the files' paths resolved against the configuration's directory
+	// (the server re-reads them when they change, so only the paths are kept).
+	CertPath, KeyPath, ClientCAPath string `yaml:"-"`
 }
 
 // Issuer configures tokengate's own OAuth2 client-credentials server.
 type Issuer struct {
-	// IssuerURL is the `iss` of every minted token and the RFC 8414 metadata `issuer`: an
-	// absolute http(s) URL without query or fragment (RFC 8414 section 2). Required.
-	IssuerURL string `json:"issuer_url,omitempty"`
+	// IssuerURL is the `iss` of minted tokens: absolute, no query or fragment (RFC 8414 §2).
+	IssuerURL string `yaml:"issuer_url"`
 	// TokenTTL is the lifetime of issued tokens unless a client overrides it. Default 1h.
-	TokenTTL Duration `json:"token_ttl,omitempty"`
-	// SigningKeys: the first is the active key; the others stay published in the JWKS so tokens
-	// they signed keep verifying during a rotation. At least one is required.
-	SigningKeys []SigningKey `json:"signing_keys,omitempty"`
-	// Clients are the registered OAuth2 clients.
-	Clients []Client `json:"clients,omitempty"`
+	TokenTTL Duration `yaml:"token_ttl"`
+	// SigningKeys: the first signs; the others stay published in the JWKS (rotation).
+	SigningKeys []SigningKey `yaml:"signing_keys"`
+	Clients     []Client     `yaml:"clients"`
 }
 
 // SigningKey is one private key of the issuer.
 type SigningKey struct {
-	// Kid is published as the JWK `kid` and set in every token header. Required, unique,
-	// printable ASCII, at most 256 bytes.
-	Kid string `json:"kid,omitempty"`
-	// Alg is one of ES256, ES384, RS256, RS384, RS512, PS256, EdDSA. Required.
-	Alg string `json:"alg,omitempty"`
-	// File is a PEM (PKCS#8, PKCS#1, SEC1) or private JWK file. Exactly one of File and Generate.
-	File string `json:"file,omitempty"`
-	// Generate creates an ephemeral key at start-up, for development only.
-	Generate bool `json:"generate,omitempty"`
+	Kid string `yaml:"kid"` // required, unique, printable ASCII, at most 256 bytes
+	Alg string `yaml:"alg"` // one of jose.SigningAlgorithms
+	// File is a PEM or private JWK file; Generate makes an ephemeral key. Exactly one.
+	File     string `yaml:"file"`
+	Generate bool   `yaml:"generate"`
 
-	// KeyData is the content of File, read by Load/Parse. It is only checked to look like a PEM
-	// private key or a JSON object; the issuer parses it (internal/jose).
-	KeyData []byte `json:"-"`
+	// KeyData is the content of File, read by Load/Parse (parsed by internal/jose).
+	KeyData []byte `yaml:"-"`
 }
 
-// Client is one OAuth2 client of the issuer. It has exactly one secret source among
-// ClientSecretHash, ClientSecretHashes, ClientSecret and ClientSecretFile.
+// Client is one OAuth2 client of the issuer, with exactly one secret source among
+// ClientSecretHash, ClientSecretHashes and ClientSecret (inline or file).
 type Client struct {
-	// ClientID is required and unique.
-	ClientID string `json:"client_id,omitempty"`
-	// ClientSecretHash is "sha256:" followed by the 64 hex digits of SHA-256(secret), as printed by
-	// `tokengate hash-secret`.
-	ClientSecretHash string `json:"client_secret_hash,omitempty"`
-	// ClientSecretHashes is an addition to SPEC section 3: several hashes in the format of
-	// ClientSecretHash, each an accepted secret, so a secret can be rotated without downtime
-	// (old and new valid together).
-	ClientSecretHashes []string `json:"client_secret_hashes,omitempty"`
-	// ClientSecret is the secret itself, usually "${VAR}".
-	ClientSecret string `json:"client_secret,omitempty"`
-	// ClientSecretFile holds the secret; one trailing newline is stripped.
-	ClientSecretFile string `json:"client_secret_file,omitempty"`
-	// Scopes this client may ask for (RFC 6749 section 3.3 scope tokens).
-	Scopes []string `json:"scopes,omitempty"`
-	// DefaultScopes are granted when the request names none; a subset of Scopes.
-	DefaultScopes []string `json:"default_scopes,omitempty"`
-	// Audiences it may ask for; the first is the default. At least one is required, since
-	// RFC 9068 section 2.2 requires `aud` in every access token.
-	Audiences []string `json:"audiences,omitempty"`
-	// TokenTTL overrides issuer.token_ttl. Default: issuer.token_ttl.
-	TokenTTL Duration `json:"token_ttl,omitempty"`
-	// SigningKey names the kid of a configured signing key to sign this client's tokens with.
-	// Default: the active (first) key.
-	SigningKey string `json:"signing_key,omitempty"`
-	// Claims are static claims added to the client's tokens. Registered claims the issuer sets
-	// itself (iss, sub, aud, exp, nbf, iat, jti, client_id, scope) are refused. Numbers are
-	// json.Number.
-	Claims map[string]any `json:"claims,omitempty"`
+	ClientID string `yaml:"client_id"` // required, unique
+	// ClientSecretHash is "sha256:" and 64 hex digits, as `tokengate hash-secret` prints it.
+	ClientSecretHash string `yaml:"client_secret_hash"`
+	// ClientSecretHashes: several accepted hashes, so a secret can rotate without downtime.
+	ClientSecretHashes []string `yaml:"client_secret_hashes"`
+	// ClientSecret is client_secret (usually "${VAR}") or client_secret_file.
+	ClientSecret  Secret   `yaml:"client_secret"`
+	Scopes        []string `yaml:"scopes"`         // scopes it may ask for (RFC 6749 §3.3)
+	DefaultScopes []string `yaml:"default_scopes"` // granted when it asks for none
+	// Audiences it may ask for, the first by default; at least one (RFC 9068 §2.2).
+	Audiences []string `yaml:"audiences"`
+	// TokenTTL overrides issuer.token_ttl.
+	TokenTTL Duration `yaml:"token_ttl"`
+	// SigningKey is the kid of the key that signs its tokens. Default: the first key.
+	SigningKey string `yaml:"signing_key"`
+	// Claims are static claims added to its tokens; registered claims are refused.
+	Claims Claims `yaml:"claims"`
+	// Introspect lets it introspect any token of the issuer (RFC 7662 §4), not only its own.
+	Introspect bool `yaml:"introspect"`
 
-	// Introspect lets this client introspect any token of the issuer (a resource server, RFC 7662
-	// section 4); otherwise only tokens issued to itself.
-	Introspect bool `json:"introspect,omitempty"`
-
-	// SecretHashes is filled by Load/Parse: the SHA-256 of every accepted secret, whatever the
-	// secret source (hashes are parsed, plain secrets and secret files are hashed), so the issuer
-	// never needs the plain secret.
-	SecretHashes [][32]byte `json:"-"`
+	// SecretHashes is filled by Load/Parse: the SHA-256 of every accepted secret, whatever its
+	// source, so the issuer never needs the plain secret.
+	SecretHashes [][32]byte `yaml:"-"`
 }
 
 // Provider is an issuer whose JWTs callers may present, or the built-in issuer (`issuer: self`).
 type Provider struct {
-	// Name is referenced by routes' authenticate.jwt.providers. Required, unique, [A-Za-z0-9._-].
-	Name string `json:"name,omitempty"`
-	// Issuer is the exact `iss` of its tokens, or "self" for tokengate's own issuer.
-	Issuer string `json:"issuer,omitempty"`
-	// JWKSURI is where its keys are published. Exactly one of JWKSURI and Discovery for an
-	// external provider; neither for `issuer: self`.
-	JWKSURI string `json:"jwks_uri,omitempty"`
-	// Discovery reads the jwks_uri from Issuer + "/.well-known/openid-configuration".
-	Discovery bool `json:"discovery,omitempty"`
-	// Audiences: the token's aud must contain one. Required for an external provider; for
-	// `issuer: self`, empty means any audience this issuer mints.
-	Audiences []string `json:"audiences,omitempty"`
-	// Algorithms is the allow-list of header `alg` values. Default RS256, ES256, PS256, EdDSA
-	// for an external provider; for `issuer: self`, the algorithms of the issuer's signing keys.
-	// Allowed: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA (never none or HS*).
-	Algorithms []string `json:"algorithms,omitempty"`
-	// ClockSkew is tolerated on exp, nbf and iat. Default 30s (0s is allowed); at most 5m.
-	ClockSkew Duration `json:"clock_skew,omitempty"`
-	// RefreshInterval is the background JWKS refresh period; Cache-Control max-age is honoured
-	// within bounds. Default 15m; at least 10s.
-	RefreshInterval Duration `json:"refresh_interval,omitempty"`
-	// RequireTyp, when set (e.g. "at+jwt", RFC 9068 section 4), must match the header typ,
-	// compared case-insensitively with an optional "application/" prefix; a missing typ is
-	// refused. Empty accepts any typ.
-	RequireTyp string `json:"require_typ,omitempty"`
-	// MaxTokenLifetime rejects tokens whose exp - iat (exp - now without iat) is larger.
-	// Default 24h.
-	MaxTokenLifetime Duration `json:"max_token_lifetime,omitempty"`
+	Name string `yaml:"name"` // required, unique, [A-Za-z0-9._-]
+	// Issuer is the exact `iss` of its tokens, or "self".
+	Issuer string `yaml:"issuer"`
+	// JWKSURI, or Discovery (Issuer + "/.well-known/openid-configuration"): exactly one for an
+	// external provider, neither for `issuer: self`.
+	JWKSURI   string `yaml:"jwks_uri"`
+	Discovery bool   `yaml:"discovery"`
+	// Audiences: the token's aud must contain one (for self, empty means any it mints).
+	Audiences []string `yaml:"audiences"`
+	// Algorithms allowed in the header. Default jose.DefaultAlgorithms, for self the
+	// algorithms of the issuer's keys. Never none or HS*.
+	Algorithms []string `yaml:"algorithms"`
+	// ClockSkew tolerated on exp, nbf and iat. Default 30s; at most 5m.
+	ClockSkew Duration `yaml:"clock_skew"`
+	// RefreshInterval of the JWKS. Default 15m; at least 10s.
+	RefreshInterval Duration `yaml:"refresh_interval"`
+	// RequireTyp, when set (e.g. "at+jwt", RFC 9068 §4), must match the header typ.
+	RequireTyp string `yaml:"require_typ"`
+	// MaxTokenLifetime refuses tokens whose exp - iat is larger. Default 24h.
+	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
 }
 
-// ClientsSelf is the client_credentials.clients value that verifies callers against the built-in
-// issuer's clients.
+// ClientsSelf is the client_credentials.clients value naming the issuer's own clients.
 const ClientsSelf = "self"
 
 // SelfIssuer is the Provider.Issuer value naming tokengate's built-in issuer.
@@ -229,45 +181,33 @@ const SelfIssuer = "self"
 // IsSelf reports whether p is the built-in issuer, verified with its own keys and no HTTP.
 func (p *Provider) IsSelf() bool { return p != nil && p.Issuer == SelfIssuer }
 
-// Route is one entry of `routes` (SPEC sections 3 and 4).
+// Route is one entry of `routes`.
 type Route struct {
-	// Name is the value Envoy sends in context_extensions["route"]. Required, unique,
-	// [A-Za-z0-9._-]; also a metrics label.
-	Name string `json:"name,omitempty"`
-	// Match selects the route when Envoy names none; empty fields match anything.
-	Match Match `json:"match"`
+	// Name is the gateway's route name. Required, unique, [A-Za-z0-9._-].
+	Name  string `yaml:"name"`
+	Match Match  `yaml:"match"`
 	// Authenticate takes exactly one of jwt, client_credentials and none.
-	Authenticate Authenticate `json:"authenticate"`
+	Authenticate Authenticate `yaml:"authenticate"`
 	// Upstream takes exactly one of mint, fetch, exchanged, passthrough and remove.
-	Upstream Upstream `json:"upstream"`
-	// ForwardClaims maps a request header (lower-cased by Load) to the claim whose value it
-	// carries upstream. Authorization, Host, pseudo-headers and framing or hop-by-hop headers
-	// are refused.
-	ForwardClaims map[string]string `json:"forward_claims,omitempty"`
+	Upstream Upstream `yaml:"upstream"`
+	// ForwardClaims maps a request header (lower-cased by Load) to a claim.
+	ForwardClaims map[string]string `yaml:"forward_claims"`
 }
 
-// Match selects a route from the request (SPEC section 4).
+// Match selects a route from the request; empty fields match anything.
 type Match struct {
-	// IgnoreCase compares PathPrefix in any letter case (for case-insensitive upstreams).
-	IgnoreCase bool `json:"ignore_case,omitempty"`
-	// Authority is an exact host or "*.domain" (any name ending in ".domain"), without port.
-	// Lower-cased by Load.
-	Authority string `json:"authority,omitempty"`
-	// PathPrefix starts with "/".
-	PathPrefix string `json:"path_prefix,omitempty"`
-	// Methods are HTTP method tokens, upper-cased by Load.
-	Methods []string `json:"methods,omitempty"`
+	IgnoreCase bool `yaml:"ignore_case"` // PathPrefix in any letter case
+	// Authority is a host or "*.domain", without port. Lower-cased by Load.
+	Authority  string   `yaml:"authority"`
+	PathPrefix string   `yaml:"path_prefix"`
+	Methods    []string `yaml:"methods"` // upper-cased by Load
 }
 
 // Authenticate says how callers prove who they are. Exactly one field is set.
 type Authenticate struct {
-	// JWT: a Bearer JWT verified against the named providers.
-	JWT *JWTAuth `json:"jwt,omitempty"`
-	// ClientCredentials: the caller's Basic client_id:secret, exchanged at an IdP (application
-	// level).
-	ClientCredentials *ClientCredentialsAuth `json:"client_credentials,omitempty"`
-	// None: no authentication.
-	None *Empty `json:"none,omitempty"`
+	JWT               *JWTAuth               `yaml:"jwt"`
+	ClientCredentials *ClientCredentialsAuth `yaml:"client_credentials"`
+	None              *Empty                 `yaml:"none"`
 }
 
 // Authenticate modes, as returned by (*Authenticate).Mode.
@@ -277,12 +217,10 @@ const (
 	AuthNone              = "none"
 )
 
-// Mode returns the configured mode (AuthJWT, AuthClientCredentials or AuthNone), or "" when none
-// is set (impossible in a validated Config).
+// Mode returns the configured mode, or "" when none is set (never in a validated Config).
 func (a *Authenticate) Mode() string {
 	switch {
 	case a == nil:
-		return ""
 	case a.JWT != nil:
 		return AuthJWT
 	case a.ClientCredentials != nil:
@@ -293,52 +231,44 @@ func (a *Authenticate) Mode() string {
 	return ""
 }
 
-// JWTAuth requires a Bearer JWT.
+// JWTAuth requires a Bearer JWT of one of Providers (names), with all Scopes and Claims.
 type JWTAuth struct {
-	// Providers lists the names of the providers whose tokens are accepted. At least one.
-	Providers []string `json:"providers,omitempty"`
-	// Scopes are all required.
-	Scopes []string `json:"scopes,omitempty"`
-	// Claims must each equal the token's claim of that name. Numbers are json.Number.
-	Claims map[string]any `json:"claims,omitempty"`
+	Providers []string `yaml:"providers"`
+	Scopes    []string `yaml:"scopes"`
+	Claims    Claims   `yaml:"claims"`
 }
 
-// ClientCredentialsAuth exchanges the caller's Basic credentials for a token at an IdP
-// (RFC 6749 section 4.4).
+// ClientCredentialsAuth verifies the caller's Basic credentials at an IdP (RFC 6749 §4.4) or
+// against the issuer's clients.
 type ClientCredentialsAuth struct {
-	// TokenURL is the IdP's token endpoint that verifies the caller's credentials (the
-	// credentials are good when it issues a token for them). Exactly one of TokenURL and Clients.
-	TokenURL string `json:"token_url,omitempty"`
-	// Clients: "self" verifies the caller's credentials against issuer.clients (constant-time
-	// secret hash comparison, no IdP call).
-	Clients string `json:"clients,omitempty"`
-	// Scopes asked for.
-	Scopes []string `json:"scopes,omitempty"`
-	// Audience, sent as the `audience` form field when set.
-	Audience string `json:"audience,omitempty"`
-	// EndpointParams are extra form fields. The names grant_type, client_id, client_secret,
-	// scope and audience are reserved.
-	EndpointParams map[string][]string `json:"endpoint_params,omitempty"`
-	// AuthStyle is "basic" (Authorization header) or "body" (form fields). Default "basic".
-	AuthStyle string `json:"auth_style,omitempty"`
+	// TokenURL is the IdP's token endpoint; Clients "self" means issuer.clients. Exactly one.
+	TokenURL string `yaml:"token_url"`
+	Clients  string `yaml:"clients"`
+	Exchange `yaml:",inline"`
+}
+
+// Exchange holds the settings of a client-credentials request, shared by fetch and
+// client_credentials.
+type Exchange struct {
+	Scopes   []string `yaml:"scopes"`
+	Audience string   `yaml:"audience"` // the `audience` form field, when set
+	// EndpointParams are extra form fields; the names tokengate sets itself are refused.
+	EndpointParams map[string][]string `yaml:"endpoint_params"`
+	// AuthStyle is "basic" (default) or "body".
+	AuthStyle string `yaml:"auth_style"`
 	// Timeout bounds a Check's whole wait for the token. Default 2s; at most 1m.
-	Timeout Duration `json:"timeout,omitempty"`
-	// DefaultTTL is assumed when the IdP's answer has no expires_in. Default 5m.
-	DefaultTTL Duration `json:"default_ttl,omitempty"`
+	Timeout Duration `yaml:"timeout"`
+	// DefaultTTL is assumed when the answer has no expires_in. Default 5m.
+	DefaultTTL Duration `yaml:"default_ttl"`
 }
 
 // Upstream says which credential goes upstream. Exactly one field is set.
 type Upstream struct {
-	// Mint: a token signed by tokengate's issuer.
-	Mint *Mint `json:"mint,omitempty"`
-	// Fetch: a client-credentials token obtained with tokengate's own credentials.
-	Fetch *Fetch `json:"fetch,omitempty"`
-	// Exchanged: the token obtained for the caller's credentials (client_credentials routes only).
-	Exchanged *Empty `json:"exchanged,omitempty"`
-	// Passthrough: the caller's Authorization header goes on unchanged.
-	Passthrough *Empty `json:"passthrough,omitempty"`
-	// Remove: any Authorization header is stripped.
-	Remove *Empty `json:"remove,omitempty"`
+	Mint        *Mint  `yaml:"mint"`        // a token signed by tokengate's issuer
+	Fetch       *Fetch `yaml:"fetch"`       // a token for tokengate's own credentials
+	Exchanged   *Empty `yaml:"exchanged"`   // the token obtained for the caller's credentials
+	Passthrough *Empty `yaml:"passthrough"` // the caller's Authorization header
+	Remove      *Empty `yaml:"remove"`      // no Authorization header
 }
 
 // Upstream modes, as returned by (*Upstream).Mode.
@@ -350,12 +280,10 @@ const (
 	UpstreamRemove      = "remove"
 )
 
-// Mode returns the configured mode (UpstreamMint, ...), or "" when none is set (impossible in a
-// validated Config).
+// Mode returns the configured mode, or "" when none is set (never in a validated Config).
 func (u *Upstream) Mode() string {
 	switch {
 	case u == nil:
-		return ""
 	case u.Mint != nil:
 		return UpstreamMint
 	case u.Fetch != nil:
@@ -370,112 +298,68 @@ func (u *Upstream) Mode() string {
 	return ""
 }
 
-// Empty is an option that takes no settings, written `{}` (or left empty: `remove:`).
+// Empty is an option without settings, written `{}` (or nothing: `remove:`).
 type Empty struct{}
 
 // Mint describes the token tokengate signs for the upstream.
 type Mint struct {
-	// Audience of the minted token. Required.
-	Audience string `json:"audience,omitempty"`
-	// Scopes of the minted token.
-	Scopes []string `json:"scopes,omitempty"`
-	// TTL of the minted token, never past the caller's own token's exp. Default 5m.
-	TTL Duration `json:"ttl,omitempty"`
+	Audience string   `yaml:"audience"` // required
+	Scopes   []string `yaml:"scopes"`
+	// TTL of the token, never past the caller's own token's exp. Default 5m.
+	TTL Duration `yaml:"ttl"`
 }
 
-// Fetch obtains a client-credentials token with tokengate's own credentials (gateway level).
+// Fetch obtains a client-credentials token with tokengate's own credentials.
 type Fetch struct {
-	// TokenURL is the IdP's token endpoint. Required.
-	TokenURL string `json:"token_url,omitempty"`
-	// ClientID is tokengate's client id at the IdP. Required.
-	ClientID string `json:"client_id,omitempty"`
-	// ClientSecret, usually "${VAR}". Exactly one of ClientSecret and ClientSecretFile.
-	ClientSecret string `json:"client_secret,omitempty"`
-	// ClientSecretFile holds the secret; one trailing newline is stripped.
-	ClientSecretFile string `json:"client_secret_file,omitempty"`
-	// Scopes asked for.
-	Scopes []string `json:"scopes,omitempty"`
-	// Audience, sent as the `audience` form field when set.
-	Audience string `json:"audience,omitempty"`
-	// EndpointParams are extra form fields. The names grant_type, client_id, client_secret,
-	// scope and audience are reserved.
-	EndpointParams map[string][]string `json:"endpoint_params,omitempty"`
-	// AuthStyle is "basic" (Authorization header) or "body" (form fields). Default "basic".
-	AuthStyle string `json:"auth_style,omitempty"`
-	// Timeout bounds a Check's whole wait for the token. Default 2s; at most 1m.
-	Timeout Duration `json:"timeout,omitempty"`
-	// DefaultTTL is assumed when the IdP's answer has no expires_in. Default 5m.
-	DefaultTTL Duration `json:"default_ttl,omitempty"`
-
-	// ResolvedSecret is filled by Load/Parse: ClientSecret, or the content of ClientSecretFile.
-	ResolvedSecret string `json:"-"`
+	TokenURL string `yaml:"token_url"` // required
+	ClientID string `yaml:"client_id"` // required
+	// ClientSecret is client_secret or client_secret_file: exactly one.
+	ClientSecret Secret `yaml:"client_secret"`
+	Exchange     `yaml:",inline"`
 }
 
 // Cache sizes the caches and optionally shares upstream tokens across replicas.
 type Cache struct {
-	// VerifiedTokens is the number of entries of the verified-token LRU. Default 100000;
-	// allowed 1..10000000.
-	VerifiedTokens int `json:"verified_tokens,omitempty"`
-	// UpstreamTokens is the number of entries of the upstream-token cache. Default 100000;
-	// allowed 1..10000000.
-	UpstreamTokens int `json:"upstream_tokens,omitempty"`
-	// Redis, when present, shares fetched and exchanged tokens between replicas.
-	Redis *Redis `json:"redis,omitempty"`
+	// VerifiedTokens and UpstreamTokens size the two caches. Default 100000; 1..10000000.
+	VerifiedTokens int    `yaml:"verified_tokens"`
+	UpstreamTokens int    `yaml:"upstream_tokens"`
+	Redis          *Redis `yaml:"redis"`
 }
 
 // Redis locates the shared cache: exactly one of Addr, SentinelAddrs (with MasterName) and
 // ClusterAddrs.
 type Redis struct {
-	// Addr is host:port of a single server.
-	Addr string `json:"addr,omitempty"`
-	// SentinelAddrs are host:port of Sentinels; MasterName is then required.
-	SentinelAddrs []string `json:"sentinel_addrs,omitempty"`
-	// MasterName is the Sentinel master's name.
-	MasterName string `json:"master_name,omitempty"`
-	// ClusterAddrs are host:port of cluster nodes (DB must be 0).
-	ClusterAddrs []string `json:"cluster_addrs,omitempty"`
-	// Username for Redis ACLs.
-	Username string `json:"username,omitempty"`
-	// Password, usually "${VAR}". At most one of Password and PasswordFile.
-	Password string `json:"password,omitempty"`
-	// PasswordFile holds the password; one trailing newline is stripped.
-	PasswordFile string `json:"password_file,omitempty"`
-	// DB is the database number, >= 0.
-	DB int `json:"db,omitempty"`
-	// TLS configures TLS to Redis.
-	TLS TLS `json:"tls"`
+	Addr          string   `yaml:"addr"`
+	SentinelAddrs []string `yaml:"sentinel_addrs"`
+	MasterName    string   `yaml:"master_name"`
+	ClusterAddrs  []string `yaml:"cluster_addrs"` // DB must be 0
+	Username      string   `yaml:"username"`
+	// Password is password or password_file: at most one.
+	Password Secret `yaml:"password"`
+	DB       int    `yaml:"db"`
+	TLS      TLS    `yaml:"tls"`
 	// KeyPrefix prefixes every key. Default "tokengate:".
-	KeyPrefix string `json:"key_prefix,omitempty"`
-	// EncryptionKeyFile holds the AES-256-GCM key for values at rest: exactly 32 raw bytes, or
-	// (one trailing newline ignored) 64 hex digits or the standard/URL base64 (padded or not) of
-	// 32 bytes. Optional; without it tokens are stored in clear.
-	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
+	KeyPrefix string `yaml:"key_prefix"`
+	// EncryptionKeyFile holds the AES-256-GCM key for values at rest (secrets.DecodeEncryptionKey).
+	EncryptionKeyFile string `yaml:"encryption_key_file"`
 
-	// ResolvedPassword is filled by Load/Parse: Password, or the content of PasswordFile.
-	ResolvedPassword string `json:"-"`
-	// EncryptionKey is filled by Load/Parse: the 32-byte key of EncryptionKeyFile, or nil.
-	EncryptionKey []byte `json:"-"`
+	// EncryptionKey is filled by Load/Parse: the key of EncryptionKeyFile, or nil.
+	EncryptionKey []byte `yaml:"-"`
 }
 
-// TLS configures TLS to Redis.
+// TLS configures TLS to Redis; CAFile and ServerName require Enabled.
 type TLS struct {
-	// Enabled turns TLS on. CAFile and ServerName are refused while it is false.
-	Enabled bool `json:"enabled,omitempty"`
-	// CAFile holds PEM CA certificates to trust instead of the system roots.
-	CAFile string `json:"ca_file,omitempty"`
-	// ServerName overrides the name checked in the server certificate.
-	ServerName string `json:"server_name,omitempty"`
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"ca_file"` // PEM CA certificates instead of the system roots
+	ServerName string `yaml:"server_name"`
 
-	// CAData is filled by Load/Parse: the content of CAFile (at least one PEM certificate).
-	CAData []byte `json:"-"`
+	// CAData is filled by Load/Parse: the content of CAFile.
+	CAData []byte `yaml:"-"`
 }
 
 // Route returns the route named name, or nil.
 func (c *Config) Route(name string) *Route {
-	if c == nil {
-		return nil
-	}
-	for i := range c.Routes {
+	for i := 0; c != nil && i < len(c.Routes); i++ {
 		if c.Routes[i].Name == name {
 			return &c.Routes[i]
 		}
@@ -485,10 +369,7 @@ func (c *Config) Route(name string) *Route {
 
 // Provider returns the provider named name, or nil.
 func (c *Config) Provider(name string) *Provider {
-	if c == nil {
-		return nil
-	}
-	for i := range c.Providers {
+	for i := 0; c != nil && i < len(c.Providers); i++ {
 		if c.Providers[i].Name == name {
 			return &c.Providers[i]
 		}
@@ -496,8 +377,27 @@ func (c *Config) Provider(name string) *Provider {
 	return nil
 }
 
-// Duration is a time.Duration written as a Go duration string ("90s", "5m", "1h30m").
-// Negative durations are refused.
+// Secret is a secret written inline (`client_secret: "${VAR}"`) or in a file
+// (`client_secret_file: path`); the key names are the field's and the field's with "_file".
+// Load reads the file (relative to the configuration's directory, one trailing newline
+// stripped); Value returns the secret from either source. It prints as "[secret]".
+type Secret struct {
+	Inline string `yaml:"value"`
+	File   string `yaml:"file"`
+	value  string
+}
+
+// Value returns the resolved secret ("" when none is configured).
+func (s Secret) Value() string { return s.value }
+
+// String never shows the secret, so printing a configuration leaks nothing.
+func (s Secret) String() string { return "[secret]" }
+
+// Claims are static or required claims; numbers are json.Number with the digits written.
+type Claims map[string]any
+
+// Duration is a time.Duration written as a Go duration string ("90s", "5m", "1h30m"); numbers
+// (whose unit would be ambiguous) and negative durations are refused.
 type Duration time.Duration
 
 // Std returns d as a time.Duration.
@@ -506,37 +406,94 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 // String formats d as time.Duration does.
 func (d Duration) String() string { return time.Duration(d).String() }
 
-// MarshalJSON writes d as a duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
-// UnmarshalJSON reads a duration string; numbers are refused because their unit is ambiguous.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"90s\": %w", err)
-	}
-	v, err := parseDuration(s)
+// UnmarshalYAML reads a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n)
 	if err != nil {
-		return err
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*d = Duration(v)
 	return nil
 }
 
-// errNegativeDuration and errBadDuration are the two ways a duration string can be wrong; their
-// texts are used as problem messages.
+// The two ways a duration can be wrong; their texts are problem messages.
 var (
 	errNegativeDuration = fmt.Errorf("must not be negative")
 	errBadDuration      = fmt.Errorf("must be a duration such as 90s, 5m or 1h")
 )
 
-func parseDuration(s string) (time.Duration, error) {
-	v, err := time.ParseDuration(s)
-	if err != nil {
+func parseDuration(n *yaml.Node) (time.Duration, error) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
 		return 0, errBadDuration
 	}
-	if v < 0 {
+	v, err := time.ParseDuration(n.Value)
+	switch {
+	case err != nil:
+		return 0, errBadDuration
+	case v < 0:
 		return 0, errNegativeDuration
 	}
 	return v, nil
+}
+
+// unset marks a client's token_ttl the file leaves out: its default is the issuer's token_ttl.
+const unset = Duration(-1)
+
+// The defaults of each section that has some, set before its keys are decoded over them. The
+// type conversions (plain) skip these methods inside their own decoding.
+
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	type plain Config
+	c.Server = Server{GRPCAddr: defaults.GRPCAddr, HTTPAddr: defaults.HTTPAddr,
+		MaxTokenBytes: defaults.MaxTokenBytes, ForwardAuthHeaders: ForwardAuthAuto}
+	c.Cache = Cache{VerifiedTokens: defaults.CacheEntries, UpstreamTokens: defaults.CacheEntries}
+	return n.Decode((*plain)(c))
+}
+
+func (is *Issuer) UnmarshalYAML(n *yaml.Node) error {
+	type plain Issuer
+	*is = Issuer{TokenTTL: Duration(defaults.IssuerTokenTTL)}
+	return n.Decode((*plain)(is))
+}
+
+func (c *Client) UnmarshalYAML(n *yaml.Node) error {
+	type plain Client
+	*c = Client{TokenTTL: unset}
+	return n.Decode((*plain)(c))
+}
+
+func (p *Provider) UnmarshalYAML(n *yaml.Node) error {
+	type plain Provider
+	*p = Provider{ClockSkew: Duration(defaults.ClockSkew), RefreshInterval: Duration(defaults.RefreshInterval),
+		MaxTokenLifetime: Duration(defaults.MaxTokenLifetime)}
+	return n.Decode((*plain)(p))
+}
+
+func (e *Exchange) defaults() {
+	*e = Exchange{AuthStyle: defaults.AuthStyle, Timeout: Duration(defaults.UpstreamTimeout),
+		DefaultTTL: Duration(defaults.UpstreamTokenTTL)}
+}
+
+func (c *ClientCredentialsAuth) UnmarshalYAML(n *yaml.Node) error {
+	type plain ClientCredentialsAuth
+	c.Exchange.defaults()
+	return n.Decode((*plain)(c))
+}
+
+func (f *Fetch) UnmarshalYAML(n *yaml.Node) error {
+	type plain Fetch
+	f.Exchange.defaults()
+	return n.Decode((*plain)(f))
+}
+
+func (m *Mint) UnmarshalYAML(n *yaml.Node) error {
+	type plain Mint
+	*m = Mint{TTL: Duration(defaults.UpstreamTokenTTL)}
+	return n.Decode((*plain)(m))
+}
+
+func (r *Redis) UnmarshalYAML(n *yaml.Node) error {
+	type plain Redis
+	*r = Redis{KeyPrefix: defaults.RedisKeyPrefix}
+	return n.Decode((*plain)(r))
 }

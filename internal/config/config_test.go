@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"math/big"
 	"os"
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tokengate/tokengate/internal/testkit"
 )
@@ -239,27 +242,30 @@ func TestSpecExample(t *testing.T) {
 				Match:        Match{Authority: "partner.example.com"},
 				Authenticate: Authenticate{JWT: &JWTAuth{Providers: []string{"corp"}}},
 				Upstream: Upstream{Fetch: &Fetch{
-					TokenURL:         "https://idp.partner.com/oauth/token",
-					ClientID:         "partner-client",
-					ClientSecretFile: "../secrets/TEST-ONLY-partner-secret.txt",
-					Scopes:           []string{"orders.read"},
-					Audience:         "https://api.partner.com",
-					EndpointParams:   map[string][]string{"resource": {"x"}},
-					AuthStyle:        "basic",
-					Timeout:          Duration(2 * time.Second),
-					DefaultTTL:       Duration(5 * time.Minute),
-					ResolvedSecret:   testPartnerSecret,
+					TokenURL:     "https://idp.partner.com/oauth/token",
+					ClientID:     "partner-client",
+					ClientSecret: Secret{File: "../secrets/TEST-ONLY-partner-secret.txt", value: testPartnerSecret},
+					Exchange: Exchange{
+						Scopes:         []string{"orders.read"},
+						Audience:       "https://api.partner.com",
+						EndpointParams: map[string][]string{"resource": {"x"}},
+						AuthStyle:      "basic",
+						Timeout:        Duration(2 * time.Second),
+						DefaultTTL:     Duration(5 * time.Minute),
+					},
 				}},
 			},
 			{
 				Name:  "legacy",
 				Match: Match{PathPrefix: "/legacy/"},
 				Authenticate: Authenticate{ClientCredentials: &ClientCredentialsAuth{
-					TokenURL:   "https://idp.example.com/oauth/token",
-					Scopes:     []string{"legacy"},
-					AuthStyle:  "basic",
-					Timeout:    Duration(2 * time.Second),
-					DefaultTTL: Duration(5 * time.Minute),
+					TokenURL: "https://idp.example.com/oauth/token",
+					Exchange: Exchange{
+						Scopes:     []string{"legacy"},
+						AuthStyle:  "basic",
+						Timeout:    Duration(2 * time.Second),
+						DefaultTTL: Duration(5 * time.Minute),
+					},
 				}},
 				Upstream: Upstream{Exchanged: &Empty{}},
 			},
@@ -275,10 +281,9 @@ func TestSpecExample(t *testing.T) {
 			UpstreamTokens: 100000,
 			Redis: &Redis{
 				Addr:              "127.0.0.1:6379",
-				PasswordFile:      "../secrets/TEST-ONLY-redis-password.txt",
+				Password:          Secret{File: "../secrets/TEST-ONLY-redis-password.txt", value: testRedisPassword},
 				KeyPrefix:         "tokengate:",
 				EncryptionKeyFile: "../secrets/TEST-ONLY-cache-key.hex",
-				ResolvedPassword:  testRedisPassword,
 				EncryptionKey:     wantKey,
 			},
 		},
@@ -412,11 +417,11 @@ func TestEnvExpansion(t *testing.T) {
 		{"escaped", `"$${A}"`, "${A}", ""},
 		{"value is text, not YAML", `"${YAML}"`, "x\n- injected: true\n}{", ""},
 		{"value is not expanded again", `"${NESTED}"`, "${A}", ""},
-		{"unset", `"${NOPE}"`, "", "cache.redis.key_prefix: environment variable NOPE is not set"},
-		{"two unset", `"${NOPE}${NOPE2}"`, "", "cache.redis.key_prefix: environment variable NOPE is not set\ncache.redis.key_prefix: environment variable NOPE2 is not set"},
-		{"unterminated", `"${A"`, "", "cache.redis.key_prefix: unterminated ${ (write $${ for a literal ${)"},
-		{"bad name", `"${A-B}"`, "", `cache.redis.key_prefix: invalid ${...} reference: a name is letters, digits and _ (write $${ for a literal ${)`},
-		{"invalid UTF-8", `"${BADUTF}"`, "", "cache.redis.key_prefix: environment variable BADUTF is not valid UTF-8"},
+		{"unset", `"${NOPE}"`, "", "line 1: cache.redis.key_prefix: environment variable NOPE is not set"},
+		{"two unset", `"${NOPE}${NOPE2}"`, "", "line 1: cache.redis.key_prefix: environment variable NOPE is not set\nline 1: cache.redis.key_prefix: environment variable NOPE2 is not set"},
+		{"unterminated", `"${A"`, "", "line 1: cache.redis.key_prefix: unterminated ${ (write $${ for a literal ${)"},
+		{"bad name", `"${A-B}"`, "", `line 1: cache.redis.key_prefix: invalid ${...} reference: a name is letters, digits and _ (write $${ for a literal ${)`},
+		{"invalid UTF-8", `"${BADUTF}"`, "", "line 1: cache.redis.key_prefix: environment variable BADUTF is not valid UTF-8"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -464,7 +469,7 @@ routes: [{name: r, authenticate: {jwt: {providers: [p], claims: {tenant: "${A}",
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := map[string]any{"tenant": "alpha", "n": []any{json.Number("1"), json.Number("2.5"), true, nil}}
+		want := Claims{"tenant": "alpha", "n": []any{json.Number("1"), json.Number("2.5"), true, nil}}
 		if got := cfg.Routes[0].Authenticate.JWT.Claims; !reflect.DeepEqual(got, want) {
 			t.Fatalf("claims = %#v", got)
 		}
@@ -501,7 +506,7 @@ func TestScalarText(t *testing.T) {
 		t.Errorf("kids = %q", kids)
 	}
 	c := cfg.Issuer.Clients[0]
-	if c.ClientID != "00042" || c.ClientSecret != "yes" || !reflect.DeepEqual(c.Audiences, []string{"true"}) {
+	if c.ClientID != "00042" || c.ClientSecret.Inline != "yes" || !reflect.DeepEqual(c.Audiences, []string{"true"}) {
 		t.Errorf("client = %+v", c)
 	}
 }
@@ -552,7 +557,7 @@ func TestSecretFiles(t *testing.T) {
 `
 			cfg, err := Parse([]byte(doc), dir, envMap(nil))
 			if tc.problem != "" {
-				want := "routes[0].upstream.fetch.client_secret_file: " + tc.problem
+				want := "line 4: routes[0].upstream.fetch.client_secret_file: " + tc.problem
 				if err == nil || err.Error() != want {
 					t.Fatalf("err = %v, want %s", err, want)
 				}
@@ -561,7 +566,7 @@ func TestSecretFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := cfg.Routes[0].Upstream.Fetch.ResolvedSecret; got != tc.want {
+			if got := cfg.Routes[0].Upstream.Fetch.ClientSecret.Value(); got != tc.want {
 				t.Fatalf("secret = %q, want %q", got, tc.want)
 			}
 		})
@@ -633,7 +638,7 @@ func TestEncryptionKey(t *testing.T) {
 			doc := "cache: {redis: {addr: \"r:1\", encryption_key_file: key}}" + minimalRoute
 			cfg, err := Parse([]byte(doc), dir, envMap(nil))
 			if !tc.ok {
-				want := "cache.redis.encryption_key_file: must hold a 32-byte key: 32 raw bytes, 64 hex digits or base64 of 32 bytes"
+				want := "line 1: cache.redis.encryption_key_file: must hold a 32-byte key: 32 raw bytes, 64 hex digits or base64 of 32 bytes"
 				if err == nil || err.Error() != want {
 					t.Fatalf("err = %v", err)
 				}
@@ -725,13 +730,13 @@ server:
   max_token_bytes: 1
 `
 	_, err := Parse([]byte(doc), "", envMap(nil))
-	want := `cache.verified_tokens: must be between 1 and 10000000
-routes[0].upstream.fetch: exactly one of client_secret, client_secret_file
-routes[0].upstream.fetch.auth_style: must be basic or body
-routes[0].upstream.fetch.token_url: is required
-routes[1].authenticate: exactly one of jwt, client_credentials, none
-routes[1].authenticate.jwt.providers: at least one provider is required
-server.max_token_bytes: must be between 1024 and 65536`
+	want := `line 2: cache.verified_tokens: must be between 1 and 10000000
+line 7: routes[0].upstream.fetch: exactly one of client_secret, client_secret_file
+line 9: routes[0].upstream.fetch.auth_style: must be basic or body
+line 7: routes[0].upstream.fetch.token_url: is required
+line 12: routes[1].authenticate: exactly one of jwt, client_credentials, none
+line 12: routes[1].authenticate.jwt.providers: at least one provider is required
+line 14: server.max_token_bytes: must be between 1024 and 65536`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got:\n%v\nwant:\n%s", err, want)
 	}
@@ -783,19 +788,17 @@ func TestHelpers(t *testing.T) {
 	if nilCfg.Route("x") != nil || (*Provider)(nil).IsSelf() || (&Upstream{}).Mode() != "" || (&Authenticate{}).Mode() != "" {
 		t.Error("zero values")
 	}
-	d := Duration(90 * time.Second)
-	b, err := json.Marshal(d)
-	if err != nil || string(b) != `"1m30s"` {
-		t.Errorf("marshal = %s %v", b, err)
+	var d Duration
+	if err := yaml.Unmarshal([]byte("1m30s"), &d); err != nil || d != Duration(90*time.Second) || d.String() != "1m30s" {
+		t.Errorf("unmarshal = %v %v", d, err)
 	}
-	var back Duration
-	if err := json.Unmarshal(b, &back); err != nil || back != d {
-		t.Errorf("unmarshal = %v %v", back, err)
-	}
-	for _, bad := range []string{`"-1s"`, `90`, `"soon"`} {
-		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+	for _, bad := range []string{`"-1s"`, `90`, `"soon"`, `[1s]`} {
+		if err := yaml.Unmarshal([]byte(bad), &d); err == nil {
 			t.Errorf("Duration accepted %s", bad)
 		}
+	}
+	if s := fmt.Sprint(Secret{Inline: "s3cret", value: "s3cret"}); s != "[secret]" {
+		t.Errorf("a Secret prints as %q", s)
 	}
 }
 

@@ -2,14 +2,18 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 // Problem is one thing wrong with a configuration.
 type Problem struct {
+	// Line is where in the file the problem is: the line of the key, or, for a key the file
+	// lacks, of its nearest ancestor present. 0 for the file as a whole (and for warnings).
+	Line int
 	// Path names the field with dots and indices, e.g. routes[2].upstream.fetch.token_url; map
 	// keys that are not plain words are written ["key"]. Empty for the file as a whole.
 	Path string
@@ -17,12 +21,16 @@ type Problem struct {
 	Message string
 }
 
-// String formats p as "path: message" (just the message when Path is empty).
+// String formats p as "line N: path: message", leaving out what p lacks.
 func (p Problem) String() string {
-	if p.Path == "" {
-		return p.Message
+	s := p.Message
+	if p.Path != "" {
+		s = p.Path + ": " + s
 	}
-	return p.Path + ": " + p.Message
+	if p.Line > 0 {
+		s = fmt.Sprintf("line %d: %s", p.Line, s)
+	}
+	return s
 }
 
 // Errors is every problem of a configuration, in document order. Load and Parse return it (as
@@ -31,7 +39,7 @@ type Errors struct {
 	Problems []Problem
 }
 
-// Error returns one "path: message" line per problem.
+// Error returns one line per problem.
 func (e *Errors) Error() string {
 	if e == nil || len(e.Problems) == 0 {
 		return "config: no problems"
@@ -46,15 +54,15 @@ func (e *Errors) Error() string {
 // pos is a place in the document; the zero pos is before everything.
 type pos struct{ line, col int }
 
-func (a pos) less(b pos) bool {
+func (a pos) cmp(b pos) int {
 	if a.line != b.line {
-		return a.line < b.line
+		return a.line - b.line
 	}
-	return a.col < b.col
+	return a.col - b.col
 }
 
 func maxPos(a, b pos) pos {
-	if a.less(b) {
+	if a.cmp(b) < 0 {
 		return b
 	}
 	return a
@@ -63,15 +71,14 @@ func maxPos(a, b pos) pos {
 // span is where a path's key (or list item) starts and where its value's text ends.
 type span struct{ start, end pos }
 
-// problems collects problems while remembering where each path is in the document, so that the
-// final list is in document order whatever order the checks ran in.
+// problems collects problems and where each path is in the document, so that the final list is
+// in document order whatever order the checks ran in.
 type problems struct {
 	list  []Problem
 	spans map[string]span
-	// bad holds paths whose value was refused while walking the document: later checks would
-	// only repeat the same problem in other words (e.g. "is required"), so theirs are dropped.
-	bad map[string]bool
-	// warnings are allowed but probably wrong; they never make the configuration invalid.
+	// bad holds paths whose value was refused by the walk: later checks would only repeat the
+	// problem in other words (e.g. "is required"), so theirs are dropped.
+	bad      map[string]bool
 	warnings []Problem
 }
 
@@ -87,73 +94,69 @@ func (p *problems) warn(path, format string, args ...any) {
 	p.warnings = append(p.warnings, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
-// under reports whether path is anc or lies below it.
-func under(path, anc string) bool {
-	if path == anc {
-		return true
+// dropRefused drops the problems after the first n that lie under a refused path.
+func (p *problems) dropRefused(n int) {
+	kept := p.list[:n]
+	for _, pr := range p.list[n:] {
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(p.bad)), func(b string) bool { return under(pr.Path, b) }) {
+			kept = append(kept, pr)
+		}
 	}
-	if !strings.HasPrefix(path, anc) {
-		return false
-	}
-	if anc == "" {
-		return true
-	}
-	switch path[len(anc)] {
-	case '.', '[':
-		return true
-	}
-	return false
+	p.list = kept
 }
 
-// result sorts the problems in document order and returns them as *Errors (nil when none).
-// A problem about a path present in the file sorts at its key; one about a missing path sorts
-// right after the text of its nearest present ancestor. Ties keep the order they were found in.
+// under reports whether path is anc or lies below it.
+func under(path, anc string) bool {
+	return path == anc || anc == "" || strings.HasPrefix(path, anc) && strings.ContainsRune(".[", rune(path[len(anc)]))
+}
+
+// result sorts the problems in document order, gives each its line and returns them as *Errors
+// (nil when none). A problem about a path present in the file sorts at its key; one about a
+// missing path right after the text of its nearest present ancestor. Ties keep their order.
 func (p *problems) result() *Errors {
-	if len(p.list) == 0 {
-		return nil
-	}
 	type keyed struct {
 		at      pos
 		missing bool
-		seq     int
 		prob    Problem
 	}
-	ks := make([]keyed, 0, len(p.list))
+	var ks []keyed
 	seen := map[Problem]bool{}
-	for i, pr := range p.list {
+	for _, pr := range p.list {
 		if seen[pr] {
 			continue
 		}
 		seen[pr] = true
-		k := keyed{seq: i, prob: pr}
-		if s, ok := p.spans[pr.Path]; ok {
-			k.at = s.start
-		} else {
-			k.missing = true
-			anc := pr.Path
-			for anc != "" {
-				anc = parentPath(anc)
-				if s, ok := p.spans[anc]; ok {
-					k.at = s.end
-					break
-				}
-			}
+		k := keyed{prob: pr}
+		s, ok := p.spans[pr.Path]
+		k.at = s.start
+		for anc := pr.Path; !ok && anc != ""; {
+			anc = parentPath(anc)
+			s, ok = p.spans[anc]
+			k.at, k.missing = s.end, true
+		}
+		if k.prob.Line == 0 {
+			k.prob.Line = s.start.line
 		}
 		ks = append(ks, k)
 	}
-	sort.SliceStable(ks, func(i, j int) bool {
-		a, b := ks[i], ks[j]
-		if a.at != b.at {
-			return a.at.less(b.at)
+	if len(ks) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		if c := a.at.cmp(b.at); c != 0 {
+			return c
 		}
-		if a.missing != b.missing {
-			return !a.missing
+		switch {
+		case a.missing == b.missing:
+			return 0
+		case a.missing:
+			return 1
 		}
-		return a.seq < b.seq
+		return -1
 	})
-	out := &Errors{Problems: make([]Problem, len(ks))}
-	for i, k := range ks {
-		out.Problems[i] = k.prob
+	out := &Errors{}
+	for _, k := range ks {
+		out.Problems = append(out.Problems, k.prob)
 	}
 	return out
 }
@@ -163,56 +166,43 @@ var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // keyPath returns the path of key under base.
 func keyPath(base, key string) string {
-	if !plainKey.MatchString(key) {
+	switch {
+	case !plainKey.MatchString(key):
 		return base + "[" + strconv.Quote(key) + "]"
-	}
-	if base == "" {
+	case base == "":
 		return key
 	}
 	return base + "." + key
 }
 
 // indexPath returns the path of element i under base.
-func indexPath(base string, i int) string {
-	return base + "[" + strconv.Itoa(i) + "]"
-}
+func indexPath(base string, i int) string { return base + "[" + strconv.Itoa(i) + "]" }
 
 // parentPath strips the last element of a path built by keyPath and indexPath.
 func parentPath(path string) string {
-	if strings.HasSuffix(path, "]") {
-		// Either [n] or ["key"]; a quoted key may itself contain brackets and dots, so scan
-		// for the opening of the final bracket carefully.
-		if strings.HasSuffix(path, `"]`) {
-			for i := len(path) - 3; i >= 1; i-- {
-				if path[i] == '"' && path[i-1] == '[' {
-					if _, err := strconv.Unquote(path[i : len(path)-1]); err == nil {
-						return path[:i-1]
-					}
+	if strings.HasSuffix(path, `"]`) {
+		// A quoted key may itself hold brackets, dots and quotes: find the [" that opens a
+		// string that unquotes.
+		for i := len(path) - 3; i >= 1; i-- {
+			if path[i] == '"' && path[i-1] == '[' {
+				if _, err := strconv.Unquote(path[i : len(path)-1]); err == nil {
+					return path[:i-1]
 				}
 			}
-			return ""
-		}
-		if i := strings.LastIndexByte(path, '['); i >= 0 {
-			return path[:i]
 		}
 		return ""
 	}
-	if i := strings.LastIndexAny(path, ".]"); i >= 0 {
-		if path[i] == ']' {
-			return path[:i+1]
-		}
+	if i := strings.LastIndexAny(path, ".["); i >= 0 {
 		return path[:i]
 	}
 	return ""
 }
 
-// quote returns s quoted for a message, shortened so a message stays one readable line. Only
-// values that are never secret (names, algorithms, scopes, methods) are passed to it.
+// quote returns s quoted for a message, shortened to one readable line. Only values that are
+// never secret (names, algorithms, scopes, methods) are passed to it.
 func quote(s string) string {
-	const max = 64
-	r := []rune(s)
-	if len(r) > max {
-		s = string(r[:max]) + "…"
+	if r := []rune(s); len(r) > 64 {
+		s = string(r[:64]) + "…"
 	}
 	return strconv.Quote(s)
 }

@@ -146,7 +146,7 @@ routes:
 	writeTestCert(t, other)
 	doc2 := strings.Replace(doc, "key_file: tls.key", "key_file: "+filepath.Join(other, "tls.key"), 1)
 	_, err = Parse([]byte(doc2), dir, envMap(nil))
-	if err == nil || err.Error() != "server.gateway_tls: cert_file and key_file do not hold a matching PEM certificate and private key" {
+	if err == nil || err.Error() != "line 8: server.gateway_tls: cert_file and key_file do not hold a matching PEM certificate and private key" {
 		t.Errorf("mismatched pair: err = %v", err)
 	}
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -9,18 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Algorithm allow-lists. Symmetric (HS*) and "none" are never accepted: a gateway verifying
-// with public keys must not let a token choose HMAC (RFC 8725 sections 2.1 and 3.1).
-var (
-	// signingAlgs are the algorithms the issuer signs with (SPEC section 3).
-	signingAlgs = setOf("ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "EdDSA")
-	// providerAlgs are the algorithms a provider may allow-list.
-	providerAlgs = setOf("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA")
+	"github.com/tokengate/tokengate/internal/httpx"
+	"github.com/tokengate/tokengate/internal/jose"
 )
-
-const signingAlgList = "ES256, ES384, RS256, RS384, RS512, PS256, EdDSA"
 
 // Bounds of numeric settings.
 const (
@@ -33,10 +27,6 @@ const (
 	maxNameLen         = 128
 	maxKidLen          = 256
 )
-
-// reservedClaims are set by the issuer itself (RFC 9068 section 2.2); a client's static claims
-// may not replace them.
-var reservedClaims = setOf("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope")
 
 // reservedParams are form fields tokengate sets itself in a client-credentials request
 // (RFC 6749 section 4.4.2); endpoint_params may not replace them.
@@ -201,9 +191,9 @@ func (v *validator) issuer(is *Issuer) {
 		}
 		switch {
 		case k.Alg == "":
-			v.add(path+".alg", "is required (one of %s)", signingAlgList)
-		case !signingAlgs[k.Alg]:
-			v.add(path+".alg", "unsupported algorithm %s (use one of %s)", quote(k.Alg), signingAlgList)
+			v.add(path+".alg", "is required (one of %s)", jose.SigningAlgorithmList())
+		case !jose.IsSigningAlgorithm(k.Alg):
+			v.add(path+".alg", "unsupported algorithm %s (use one of %s)", quote(k.Alg), jose.SigningAlgorithmList())
 		}
 		if (k.File == "") == !k.Generate {
 			v.add(path, "exactly one of file, generate")
@@ -239,8 +229,8 @@ func (v *validator) issuer(is *Issuer) {
 		if c.SigningKey != "" && kids[c.SigningKey] == "" {
 			v.add(path+".signing_key", "unknown signing key %s", quote(c.SigningKey))
 		}
-		for _, name := range v.keys(path+".claims", c.Claims) {
-			if reservedClaims[name] {
+		for _, name := range keys(v, path+".claims", c.Claims) {
+			if jose.IsReservedClaim(name) {
 				v.add(keyPath(path+".claims", name), "reserved claim, set by the issuer")
 			} else if name == "" {
 				v.add(keyPath(path+".claims", name), "claim name is required")
@@ -295,7 +285,7 @@ func (v *validator) providers() {
 			switch {
 			case strings.EqualFold(a, "none") || strings.HasPrefix(strings.ToUpper(a), "HS"):
 				v.add(ap, "algorithm %s is never allowed (none and symmetric algorithms are refused)", quote(a))
-			case !providerAlgs[a]:
+			case !jose.IsVerificationAlgorithm(a):
 				v.add(ap, "unsupported algorithm %s", quote(a))
 			case seen[a]:
 				v.add(ap, "duplicate algorithm %s", quote(a))
@@ -516,8 +506,7 @@ func (v *validator) authenticate(path string, a *Authenticate) {
 			}
 		default:
 			v.tokenURL(cp+".token_url", cc.TokenURL)
-			v.scopes(cp+".scopes", cc.Scopes)
-			v.exchange(cp, cc.EndpointParams, cc.AuthStyle, cc.Timeout, cc.DefaultTTL)
+			v.exchange(cp, &cc.Exchange)
 		}
 	}
 }
@@ -560,8 +549,7 @@ func (v *validator) upstream(path string, u *Upstream, a *Authenticate) {
 		if f.ClientID == "" {
 			v.add(fp+".client_id", "is required")
 		}
-		v.scopes(fp+".scopes", f.Scopes)
-		v.exchange(fp, f.EndpointParams, f.AuthStyle, f.Timeout, f.DefaultTTL)
+		v.exchange(fp, &f.Exchange)
 	}
 	switch {
 	case u.Exchanged == nil:
@@ -589,8 +577,9 @@ func (v *validator) clientWithAudience(aud string) string {
 }
 
 // exchange checks the settings shared by fetch and client_credentials.
-func (v *validator) exchange(path string, params map[string][]string, authStyle string, timeout, defaultTTL Duration) {
-	for _, k := range v.keys(path+".endpoint_params", params) {
+func (v *validator) exchange(path string, e *Exchange) {
+	v.scopes(path+".scopes", e.Scopes)
+	for _, k := range keys(v, path+".endpoint_params", e.EndpointParams) {
 		switch {
 		case k == "":
 			v.add(keyPath(path+".endpoint_params", k), "parameter name is required")
@@ -598,13 +587,13 @@ func (v *validator) exchange(path string, params map[string][]string, authStyle 
 			v.add(keyPath(path+".endpoint_params", k), "reserved parameter, set by tokengate from its own settings")
 		}
 	}
-	if authStyle != "basic" && authStyle != "body" {
+	if e.AuthStyle != "basic" && e.AuthStyle != "body" {
 		v.add(path+".auth_style", "must be basic or body")
 	}
-	if v.positive(path+".timeout", timeout) && timeout.Std() > maxTimeout {
+	if v.positive(path+".timeout", e.Timeout) && e.Timeout.Std() > maxTimeout {
 		v.add(path+".timeout", "must be at most %s", maxTimeout)
 	}
-	v.positive(path+".default_ttl", defaultTTL)
+	v.positive(path+".default_ttl", e.DefaultTTL)
 }
 
 // forwardClaims checks the header names and returns the map with lower-cased names.
@@ -614,7 +603,7 @@ func (v *validator) forwardClaims(path string, fc map[string]string) map[string]
 	}
 	out := make(map[string]string, len(fc))
 	first := map[string]string{}
-	for _, h := range v.keys(path, fc) {
+	for _, h := range keys(v, path, fc) {
 		hp := keyPath(path, h)
 		lower := strings.ToLower(h)
 		switch {
@@ -697,26 +686,26 @@ func (v *validator) redisAddr(path, addr string) {
 	}
 }
 
-// url checks a URL tokengate fetches or publishes: absolute http(s), a host, no credentials,
-// no fragment; plain http only for loopback hosts unless server.allow_http_urls. issuer also
-// refuses a query (RFC 8414 section 2). The URL itself is never quoted: it could carry a
-// secret in its user-info or query.
+// url checks a URL tokengate fetches or publishes with httpx.CheckURL; issuer also refuses a
+// query (RFC 8414 §2). The URL itself is never quoted: it could carry a secret in its user-info
+// or query.
 func (v *validator) url(path, raw string, issuer bool) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" || (u.Scheme != "https" && u.Scheme != "http") {
+	_, err := httpx.CheckURL(raw, v.cfg.Server.AllowHTTPURLs)
+	u, perr := url.Parse(raw)
+	if errors.Is(err, httpx.ErrInvalidURL) || perr != nil || u.Scheme != "https" && u.Scheme != "http" {
 		v.add(path, "must be an absolute http(s) URL")
 		return
 	}
-	if u.User != nil {
+	if errors.Is(err, httpx.ErrUserinfo) {
 		v.add(path, "must not contain credentials")
 	}
-	if u.Fragment != "" || strings.Contains(raw, "#") {
+	if errors.Is(err, httpx.ErrFragment) {
 		v.add(path, "must not have a fragment")
 	}
 	if issuer && (u.RawQuery != "" || u.ForceQuery) {
 		v.add(path, "must not have a query (RFC 8414 section 2)")
 	}
-	if u.Scheme == "http" && !v.cfg.Server.AllowHTTPURLs && !isLoopback(u.Hostname()) {
+	if errors.Is(err, httpx.ErrInsecureURL) {
 		v.add(path, "http:// is only allowed for loopback hosts (127.0.0.0/8, ::1, localhost) unless server.allow_http_urls is true")
 	}
 }
@@ -727,14 +716,6 @@ func (v *validator) tokenURL(path, raw string) {
 		return
 	}
 	v.url(path, raw, false)
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // positive reports a duration that must be positive; it returns whether d is.
@@ -824,32 +805,10 @@ func hasSpaceOrControl(s string) bool {
 
 // keys returns the keys of the map at path in document order (sorted by name where the file
 // does not tell), so that for example the second of two duplicate headers is the one reported.
-func (v *validator) keys(path string, m any) []string {
-	var keys []string
-	switch m := m.(type) {
-	case map[string]any:
-		for k := range m {
-			keys = append(keys, k)
-		}
-	case map[string]string:
-		for k := range m {
-			keys = append(keys, k)
-		}
-	case map[string][]string:
-		for k := range m {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
+func keys[V any](v *validator, path string, m map[string]V) []string {
+	keys := slices.Sorted(maps.Keys(m))
 	slices.SortStableFunc(keys, func(a, b string) int {
-		pa, pb := v.p.spans[keyPath(path, a)].start, v.p.spans[keyPath(path, b)].start
-		switch {
-		case pa.less(pb):
-			return -1
-		case pb.less(pa):
-			return 1
-		}
-		return 0
+		return v.p.spans[keyPath(path, a)].start.cmp(v.p.spans[keyPath(path, b)].start)
 	})
 	return keys
 }
