@@ -32,47 +32,31 @@ import (
 )
 
 // Config is one complete, validated configuration. Values returned by Load and Parse have every
-// default applied and every secret resolved; callers treat them as read-only.
+// default applied and every secret resolved; callers treat them as read-only. Each key, its
+// default and its rules are described in docs/configuration.md; the fields tagged yaml:"-" are
+// filled by Load/Parse.
 type Config struct {
-	Server Server `yaml:"server"`
-	// Issuer, when present, makes tokengate an OAuth2 client-credentials authorization server
-	// and enables `mint` routes and `issuer: self` providers.
-	Issuer *Issuer `yaml:"issuer"`
-	// Providers are the issuers whose JWTs callers may present.
+	Server    Server     `yaml:"server"`
+	Issuer    *Issuer    `yaml:"issuer"`
 	Providers []Provider `yaml:"providers"`
-	// Routes are tried in file order when the gateway names no route.
-	Routes []Route `yaml:"routes"`
-	Cache  Cache   `yaml:"cache"`
-
-	// Warnings are things allowed but probably wrong (a route an earlier route shadows, a short
-	// client secret): `validate` prints them and exits 0, `serve` logs them.
-	Warnings []Problem `yaml:"-"`
+	Routes    []Route    `yaml:"routes"`
+	Cache     Cache      `yaml:"cache"`
+	Warnings  []Problem  `yaml:"-"` // allowed but probably wrong: `validate` prints, `serve` logs
 }
 
 // Server holds the listeners and request limits.
 type Server struct {
-	GRPCAddr string `yaml:"grpc_addr"` // ext_authz gRPC, health, reflection. Default ":9001".
-	HTTPAddr string `yaml:"http_addr"` // issuer, forward-auth, metrics, health. Default ":8080".
-	// MaxTokenBytes bounds the Authorization header. Default 8192; 1024..65536.
-	MaxTokenBytes int `yaml:"max_token_bytes"`
-	// AllowHTTPURLs permits http:// URLs for hosts that are not loopback.
-	AllowHTTPURLs bool `yaml:"allow_http_urls"`
-	// AuthzAddr, when set, serves forward-auth /authz on its own listener (not on HTTPAddr).
-	AuthzAddr string `yaml:"authz_addr"`
-	// MetricsAddr, when set, serves /metrics on its own listener (not on HTTPAddr).
-	MetricsAddr string `yaml:"metrics_addr"`
-	// GatewayTLS, when set, serves GRPCAddr and AuthzAddr over TLS (mTLS with ClientCAFile).
-	GatewayTLS *GatewayTLS `yaml:"gateway_tls"`
-	// ForwardAuthHeaders: auto (default), x-forwarded, x-original or request.
-	ForwardAuthHeaders string `yaml:"forward_auth_headers"`
-	// ClientCertHeader is the forward-auth header with the caller's URL-encoded PEM client
-	// certificate (RFC 8705). Empty: none.
-	ClientCertHeader string `yaml:"client_cert_header"`
-	// TrustedProxies are CIDRs (or addresses) whose X-Forwarded-For names the client.
-	TrustedProxies []string `yaml:"trusted_proxies"`
-
-	// TrustedProxyPrefixes is filled by Load/Parse: TrustedProxies parsed.
-	TrustedProxyPrefixes []netip.Prefix `yaml:"-"`
+	GRPCAddr             string         `yaml:"grpc_addr"`
+	HTTPAddr             string         `yaml:"http_addr"`
+	MaxTokenBytes        int            `yaml:"max_token_bytes"`
+	AllowHTTPURLs        bool           `yaml:"allow_http_urls"`
+	AuthzAddr            string         `yaml:"authz_addr"`
+	MetricsAddr          string         `yaml:"metrics_addr"`
+	GatewayTLS           *GatewayTLS    `yaml:"gateway_tls"`
+	ForwardAuthHeaders   string         `yaml:"forward_auth_headers"`
+	ClientCertHeader     string         `yaml:"client_cert_header"`
+	TrustedProxies       []string       `yaml:"trusted_proxies"`
+	TrustedProxyPrefixes []netip.Prefix `yaml:"-"` // TrustedProxies parsed
 }
 
 // Forward-auth header families (Server.ForwardAuthHeaders).
@@ -85,90 +69,58 @@ const (
 
 // GatewayTLS is TLS on the gateway-facing listeners (gRPC and authz_addr).
 type GatewayTLS struct {
-	CertFile string `yaml:"cert_file"` // PEM certificate chain. Required.
-	KeyFile  string `yaml:"key_file"`  // PEM private key. Required.
-	// ClientCAFile, when set, holds the CA certificates that sign gateways' client certificates.
-	ClientCAFile string `yaml:"client_ca_file"`
-	// ClientSANs, when set, requires one of these DNS or URI SANs in the gateway certificate.
-	ClientSANs []string `yaml:"client_sans"`
-
-	// Filled by Load/Parse: the files' paths resolved against the configuration's directory
-	// (the server re-reads them when they change, so only the paths are kept).
-	CertPath, KeyPath, ClientCAPath string `yaml:"-"`
+	CertFile                        string   `yaml:"cert_file"`
+	KeyFile                         string   `yaml:"key_file"`
+	ClientCAFile                    string   `yaml:"client_ca_file"`
+	ClientSANs                      []string `yaml:"client_sans"`
+	CertPath, KeyPath, ClientCAPath string   `yaml:"-"` // resolved paths: the server re-reads the files
 }
 
 // Issuer configures tokengate's own OAuth2 client-credentials server.
 type Issuer struct {
-	// IssuerURL is the `iss` of minted tokens: absolute, no query or fragment (RFC 8414 §2).
-	IssuerURL string `yaml:"issuer_url"`
-	// TokenTTL is the lifetime of issued tokens unless a client overrides it. Default 1h.
-	TokenTTL Duration `yaml:"token_ttl"`
-	// SigningKeys: the first signs; the others stay published in the JWKS (rotation).
+	IssuerURL   string       `yaml:"issuer_url"`
+	TokenTTL    Duration     `yaml:"token_ttl"`
 	SigningKeys []SigningKey `yaml:"signing_keys"`
 	Clients     []Client     `yaml:"clients"`
 }
 
 // SigningKey is one private key of the issuer.
 type SigningKey struct {
-	Kid string `yaml:"kid"` // required, unique, printable ASCII, at most 256 bytes
-	Alg string `yaml:"alg"` // one of jose.SigningAlgorithms
-	// File is a PEM or private JWK file; Generate makes an ephemeral key. Exactly one.
+	Kid      string `yaml:"kid"`
+	Alg      string `yaml:"alg"`
 	File     string `yaml:"file"`
 	Generate bool   `yaml:"generate"`
-
-	// KeyData is the content of File, read by Load/Parse (parsed by internal/jose).
-	KeyData []byte `yaml:"-"`
+	KeyData  []byte `yaml:"-"` // File's content, parsed by internal/jose
 }
 
 // Client is one OAuth2 client of the issuer, with exactly one secret source among
 // ClientSecretHash, ClientSecretHashes and ClientSecret (inline or file).
 type Client struct {
-	ClientID string `yaml:"client_id"` // required, unique
-	// ClientSecretHash is "sha256:" and 64 hex digits, as `tokengate hash-secret` prints it.
-	ClientSecretHash string `yaml:"client_secret_hash"`
-	// ClientSecretHashes: several accepted hashes, so a secret can rotate without downtime.
-	ClientSecretHashes []string `yaml:"client_secret_hashes"`
-	// ClientSecret is client_secret (usually "${VAR}") or client_secret_file.
-	ClientSecret  Secret   `yaml:"client_secret"`
-	Scopes        []string `yaml:"scopes"`         // scopes it may ask for (RFC 6749 §3.3)
-	DefaultScopes []string `yaml:"default_scopes"` // granted when it asks for none
-	// Audiences it may ask for, the first by default; at least one (RFC 9068 §2.2).
-	Audiences []string `yaml:"audiences"`
-	// TokenTTL overrides issuer.token_ttl.
-	TokenTTL Duration `yaml:"token_ttl"`
-	// SigningKey is the kid of the key that signs its tokens. Default: the first key.
-	SigningKey string `yaml:"signing_key"`
-	// Claims are static claims added to its tokens; registered claims are refused.
-	Claims Claims `yaml:"claims"`
-	// Introspect lets it introspect any token of the issuer (RFC 7662 §4), not only its own.
-	Introspect bool `yaml:"introspect"`
-
-	// SecretHashes is filled by Load/Parse: the SHA-256 of every accepted secret, whatever its
-	// source, so the issuer never needs the plain secret.
-	SecretHashes [][32]byte `yaml:"-"`
+	ClientID           string     `yaml:"client_id"`
+	ClientSecretHash   string     `yaml:"client_secret_hash"`
+	ClientSecretHashes []string   `yaml:"client_secret_hashes"`
+	ClientSecret       Secret     `yaml:"client_secret"`
+	Scopes             []string   `yaml:"scopes"`
+	DefaultScopes      []string   `yaml:"default_scopes"`
+	Audiences          []string   `yaml:"audiences"`
+	TokenTTL           Duration   `yaml:"token_ttl"`
+	SigningKey         string     `yaml:"signing_key"`
+	Claims             Claims     `yaml:"claims"`
+	Introspect         bool       `yaml:"introspect"`
+	SecretHashes       [][32]byte `yaml:"-"` // SHA-256 of each accepted secret: the issuer needs no plain secret
 }
 
 // Provider is an issuer whose JWTs callers may present, or the built-in issuer (`issuer: self`).
 type Provider struct {
-	Name string `yaml:"name"` // required, unique, [A-Za-z0-9._-]
-	// Issuer is the exact `iss` of its tokens, or "self".
-	Issuer string `yaml:"issuer"`
-	// JWKSURI, or Discovery (Issuer + "/.well-known/openid-configuration"): exactly one for an
-	// external provider, neither for `issuer: self`.
-	JWKSURI   string `yaml:"jwks_uri"`
-	Discovery bool   `yaml:"discovery"`
-	// Audiences: the token's aud must contain one (for self, empty means any it mints).
-	Audiences []string `yaml:"audiences"`
-	// Algorithms allowed in the header. Default jose.DefaultAlgorithms, for self the
-	// algorithms of the issuer's keys. Never none or HS*.
-	Algorithms []string `yaml:"algorithms"`
-	// ClockSkew tolerated on exp, nbf and iat. Default 30s; at most 5m.
-	ClockSkew Duration `yaml:"clock_skew"`
-	// RefreshInterval of the JWKS. Default 15m; at least 10s.
-	RefreshInterval Duration `yaml:"refresh_interval"`
-	// RequireTyp, when set (e.g. "at+jwt", RFC 9068 §4), must match the header typ.
-	RequireTyp string `yaml:"require_typ"`
-	// MaxTokenLifetime refuses tokens whose exp - iat is larger. Default 24h.
+	Name             string   `yaml:"name"`
+	Issuer           string   `yaml:"issuer"`
+	JWKSURI          string   `yaml:"jwks_uri"`
+	Discovery        bool     `yaml:"discovery"`
+	Audiences        []string `yaml:"audiences"`
+	Algorithms       []string `yaml:"algorithms"`
+	ClockSkew        Duration `yaml:"clock_skew"`
+	RefreshInterval  Duration `yaml:"refresh_interval"`
+	RequireTyp       string   `yaml:"require_typ"`
 	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
 }
 
@@ -183,24 +135,19 @@ func (p *Provider) IsSelf() bool { return p != nil && p.Issuer == SelfIssuer }
 
 // Route is one entry of `routes`.
 type Route struct {
-	// Name is the gateway's route name. Required, unique, [A-Za-z0-9._-].
-	Name  string `yaml:"name"`
-	Match Match  `yaml:"match"`
-	// Authenticate takes exactly one of jwt, client_credentials and none.
-	Authenticate Authenticate `yaml:"authenticate"`
-	// Upstream takes exactly one of mint, fetch, exchanged, passthrough and remove.
-	Upstream Upstream `yaml:"upstream"`
-	// ForwardClaims maps a request header (lower-cased by Load) to a claim.
+	Name          string            `yaml:"name"`
+	Match         Match             `yaml:"match"`
+	Authenticate  Authenticate      `yaml:"authenticate"`
+	Upstream      Upstream          `yaml:"upstream"`
 	ForwardClaims map[string]string `yaml:"forward_claims"`
 }
 
 // Match selects a route from the request; empty fields match anything.
 type Match struct {
-	IgnoreCase bool `yaml:"ignore_case"` // PathPrefix in any letter case
-	// Authority is a host or "*.domain", without port. Lower-cased by Load.
+	IgnoreCase bool     `yaml:"ignore_case"`
 	Authority  string   `yaml:"authority"`
 	PathPrefix string   `yaml:"path_prefix"`
-	Methods    []string `yaml:"methods"` // upper-cased by Load
+	Methods    []string `yaml:"methods"`
 }
 
 // Authenticate says how callers prove who they are. Exactly one field is set.
@@ -241,7 +188,6 @@ type JWTAuth struct {
 // ClientCredentialsAuth verifies the caller's Basic credentials at an IdP (RFC 6749 §4.4) or
 // against the issuer's clients.
 type ClientCredentialsAuth struct {
-	// TokenURL is the IdP's token endpoint; Clients "self" means issuer.clients. Exactly one.
 	TokenURL string `yaml:"token_url"`
 	Clients  string `yaml:"clients"`
 	Exchange `yaml:",inline"`
@@ -250,25 +196,21 @@ type ClientCredentialsAuth struct {
 // Exchange holds the settings of a client-credentials request, shared by fetch and
 // client_credentials.
 type Exchange struct {
-	Scopes   []string `yaml:"scopes"`
-	Audience string   `yaml:"audience"` // the `audience` form field, when set
-	// EndpointParams are extra form fields; the names tokengate sets itself are refused.
+	Scopes         []string            `yaml:"scopes"`
+	Audience       string              `yaml:"audience"`
 	EndpointParams map[string][]string `yaml:"endpoint_params"`
-	// AuthStyle is "basic" (default) or "body".
-	AuthStyle string `yaml:"auth_style"`
-	// Timeout bounds a Check's whole wait for the token. Default 2s; at most 1m.
-	Timeout Duration `yaml:"timeout"`
-	// DefaultTTL is assumed when the answer has no expires_in. Default 5m.
-	DefaultTTL Duration `yaml:"default_ttl"`
+	AuthStyle      string              `yaml:"auth_style"`
+	Timeout        Duration            `yaml:"timeout"`
+	DefaultTTL     Duration            `yaml:"default_ttl"`
 }
 
 // Upstream says which credential goes upstream. Exactly one field is set.
 type Upstream struct {
-	Mint        *Mint  `yaml:"mint"`        // a token signed by tokengate's issuer
-	Fetch       *Fetch `yaml:"fetch"`       // a token for tokengate's own credentials
-	Exchanged   *Empty `yaml:"exchanged"`   // the token obtained for the caller's credentials
-	Passthrough *Empty `yaml:"passthrough"` // the caller's Authorization header
-	Remove      *Empty `yaml:"remove"`      // no Authorization header
+	Mint        *Mint  `yaml:"mint"`
+	Fetch       *Fetch `yaml:"fetch"`
+	Exchanged   *Empty `yaml:"exchanged"`
+	Passthrough *Empty `yaml:"passthrough"`
+	Remove      *Empty `yaml:"remove"`
 }
 
 // Upstream modes, as returned by (*Upstream).Mode.
@@ -303,24 +245,21 @@ type Empty struct{}
 
 // Mint describes the token tokengate signs for the upstream.
 type Mint struct {
-	Audience string   `yaml:"audience"` // required
+	Audience string   `yaml:"audience"`
 	Scopes   []string `yaml:"scopes"`
-	// TTL of the token, never past the caller's own token's exp. Default 5m.
-	TTL Duration `yaml:"ttl"`
+	TTL      Duration `yaml:"ttl"`
 }
 
 // Fetch obtains a client-credentials token with tokengate's own credentials.
 type Fetch struct {
-	TokenURL string `yaml:"token_url"` // required
-	ClientID string `yaml:"client_id"` // required
-	// ClientSecret is client_secret or client_secret_file: exactly one.
+	TokenURL     string `yaml:"token_url"`
+	ClientID     string `yaml:"client_id"`
 	ClientSecret Secret `yaml:"client_secret"`
 	Exchange     `yaml:",inline"`
 }
 
 // Cache sizes the caches and optionally shares upstream tokens across replicas.
 type Cache struct {
-	// VerifiedTokens and UpstreamTokens size the two caches. Default 100000; 1..10000000.
 	VerifiedTokens int    `yaml:"verified_tokens"`
 	UpstreamTokens int    `yaml:"upstream_tokens"`
 	Redis          *Redis `yaml:"redis"`
@@ -329,32 +268,25 @@ type Cache struct {
 // Redis locates the shared cache: exactly one of Addr, SentinelAddrs (with MasterName) and
 // ClusterAddrs.
 type Redis struct {
-	Addr          string   `yaml:"addr"`
-	SentinelAddrs []string `yaml:"sentinel_addrs"`
-	MasterName    string   `yaml:"master_name"`
-	ClusterAddrs  []string `yaml:"cluster_addrs"` // DB must be 0
-	Username      string   `yaml:"username"`
-	// Password is password or password_file: at most one.
-	Password Secret `yaml:"password"`
-	DB       int    `yaml:"db"`
-	TLS      TLS    `yaml:"tls"`
-	// KeyPrefix prefixes every key. Default "tokengate:".
-	KeyPrefix string `yaml:"key_prefix"`
-	// EncryptionKeyFile holds the AES-256-GCM key for values at rest (secrets.DecodeEncryptionKey).
-	EncryptionKeyFile string `yaml:"encryption_key_file"`
-
-	// EncryptionKey is filled by Load/Parse: the key of EncryptionKeyFile, or nil.
-	EncryptionKey []byte `yaml:"-"`
+	Addr              string   `yaml:"addr"`
+	SentinelAddrs     []string `yaml:"sentinel_addrs"`
+	MasterName        string   `yaml:"master_name"`
+	ClusterAddrs      []string `yaml:"cluster_addrs"`
+	Username          string   `yaml:"username"`
+	Password          Secret   `yaml:"password"`
+	DB                int      `yaml:"db"`
+	TLS               TLS      `yaml:"tls"`
+	KeyPrefix         string   `yaml:"key_prefix"`
+	EncryptionKeyFile string   `yaml:"encryption_key_file"`
+	EncryptionKey     []byte   `yaml:"-"`
 }
 
 // TLS configures TLS to Redis; CAFile and ServerName require Enabled.
 type TLS struct {
 	Enabled    bool   `yaml:"enabled"`
-	CAFile     string `yaml:"ca_file"` // PEM CA certificates instead of the system roots
+	CAFile     string `yaml:"ca_file"`
 	ServerName string `yaml:"server_name"`
-
-	// CAData is filled by Load/Parse: the content of CAFile.
-	CAData []byte `yaml:"-"`
+	CAData     []byte `yaml:"-"`
 }
 
 // Route returns the route named name, or nil.

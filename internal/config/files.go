@@ -99,12 +99,7 @@ func resolveFiles(cfg *Config, baseDir string, p *problems) {
 
 // resolveClient checks an issuer client's secret sources and fills SecretHashes.
 func resolveClient(c *Client, path string, baseDir string, p *problems) {
-	sources := 0
-	for _, set := range []bool{c.ClientSecretHash != "", c.ClientSecretHashes != nil, c.ClientSecret.Inline != "", c.ClientSecret.File != ""} {
-		if set {
-			sources++
-		}
-	}
+	sources := count(c.ClientSecretHash != "", c.ClientSecretHashes != nil, c.ClientSecret.Inline != "", c.ClientSecret.File != "")
 	if sources != 1 {
 		p.add(path, "exactly one of client_secret_hash, client_secret_hashes, client_secret, client_secret_file")
 	}

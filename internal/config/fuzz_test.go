@@ -34,6 +34,15 @@ func FuzzParse(f *testing.F) {
 		"? [a]\n: b",
 		"--- |\n  text",
 		"\xff\xfe",
+		// Secrets given twice, by alias, or null; typed values from the environment.
+		"routes: [{name: r, authenticate: {none: }, upstream: {fetch: {token_url: \"https://i.example/t\", client_id: a, client_secret: x, client_secret_file: y}}}]",
+		"issuer: {issuer_url: \"https://i.example\", clients: [{client_id: c, client_secret: &s x, client_secret_file: *s, audiences: [a]}, ~]}",
+		"server: {allow_http_urls: \"${A}\", max_token_bytes: \"${A}\"}\ncache: {redis: {addr: \"r:1\", password: ~, password_file: \"\"}}",
+		// Defaults against explicit nulls and zeros, merged inline fields, repeated keys.
+		"providers: [{name: a, algorithms: ~, clock_skew: 0s}, {name: b, algorithms: []}]",
+		"routes: [{name: r, authenticate: {client_credentials: {<<: {timeout: 1s}, token_url: \"https://i.example/t\", auth_style: body}}, upstream: {exchanged: }}]",
+		"server: {grpc_addr: \":1\", grpc_addr: \":2\"}\nroutes: [{name: r, name: s}]",
+		"routes: [{name: r, authenticate: {none: {}}, upstream: {mint: {ttl: 90, scopes: !!str 5}}, forward_claims: {x-a: [b]}}]",
 	} {
 		f.Add([]byte(s))
 	}
@@ -48,6 +57,9 @@ func FuzzParse(f *testing.F) {
 				r := &cfg.Routes[i]
 				if r.Authenticate.Mode() == "" || r.Upstream.Mode() == "" {
 					t.Fatalf("valid config with route %d lacking a mode", i)
+				}
+				if f := r.Upstream.Fetch; f != nil && f.ClientSecret.Value() == "" {
+					t.Fatalf("valid config with route %d fetching without a secret", i)
 				}
 			}
 			if _, err := json.Marshal(cfg); err != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -105,7 +106,7 @@ func finishDefaults(cfg *Config) {
 			// The algorithms of the issuer's own keys, each once, in key order.
 			var algs []string
 			for _, k := range cfg.Issuer.SigningKeys {
-				if jose.IsSigningAlgorithm(k.Alg) && !strings.Contains(" "+strings.Join(algs, " ")+" ", " "+k.Alg+" ") {
+				if jose.IsSigningAlgorithm(k.Alg) && !slices.Contains(algs, k.Alg) {
 					algs = append(algs, k.Alg)
 				}
 			}
@@ -286,9 +287,9 @@ func (w *walker) value(path string, n *yaml.Node, t reflect.Type, depth int) (*y
 		s, ok := w.scalarString(path, n, "must be a string")
 		return scalar("!!str", s), ok
 	case k == reflect.Bool:
-		return w.boolValue(path, n)
+		return w.typedValue(path, n, "!!bool", "must be true or false")
 	case k == reflect.Int:
-		return w.intValue(path, n)
+		return w.typedValue(path, n, "!!int", "must be an integer")
 	case k == reflect.Slice:
 		return w.sliceValue(path, n, t, depth)
 	case k == reflect.Map:
@@ -323,20 +324,28 @@ func (w *walker) scalarString(path string, n *yaml.Node, shape string) (string, 
 
 var decimal = regexp.MustCompile(`^[-+]?[0-9]+$`)
 
-func (w *walker) intValue(path string, n *yaml.Node) (*yaml.Node, bool) {
-	const shape = "must be an integer"
+// typedValue reads a boolean (tag "!!bool") or decimal integer ("!!int") scalar; a quoted
+// "${NAME}" may give the value (`db: "${REDIS_DB}"`). YAML 1.1 forms (yes, on, 0x10) are refused.
+func (w *walker) typedValue(path string, n *yaml.Node, tag, shape string) (*yaml.Node, bool) {
 	if !w.scalarOK(path, n, shape) {
 		return nil, false
 	}
-	s, ok := n.Value, true
-	switch tag := n.ShortTag(); {
-	case tag == "!!str" && strings.Contains(s, "${"): // `db: "${REDIS_DB}"`
-		s, ok = w.expand(path, s)
-	case tag != "!!int":
-		w.fail(path, shape)
+	s := n.Value
+	switch {
+	case n.ShortTag() == "!!str" && strings.Contains(s, "${"):
+		var ok bool
+		if s, ok = w.expand(path, s); !ok {
+			return nil, false
+		}
+	case n.ShortTag() != tag:
+		w.fail(path, "%s", shape)
 		return nil, false
 	}
-	if !ok {
+	if tag == "!!bool" {
+		if b, err := strconv.ParseBool(s); err == nil && (n.ShortTag() == tag || s == "true" || s == "false") {
+			return scalar(tag, strconv.FormatBool(b)), true
+		}
+		w.fail(path, "%s", shape)
 		return nil, false
 	}
 	if !decimal.MatchString(s) {
@@ -348,32 +357,7 @@ func (w *walker) intValue(path string, n *yaml.Node) (*yaml.Node, bool) {
 		w.fail(path, "integer out of range")
 		return nil, false
 	}
-	return scalar("!!int", strconv.FormatInt(v, 10)), true
-}
-
-func (w *walker) boolValue(path string, n *yaml.Node) (*yaml.Node, bool) {
-	const shape = "must be true or false"
-	if !w.scalarOK(path, n, shape) {
-		return nil, false
-	}
-	s, ok := n.Value, true
-	switch tag := n.ShortTag(); {
-	case tag == "!!str" && strings.Contains(s, "${"):
-		if s, ok = w.expand(path, s); !ok {
-			return nil, false
-		}
-	case tag == "!!bool":
-		if v, err := strconv.ParseBool(s); err == nil {
-			s = strconv.FormatBool(v)
-		}
-	default:
-		s = ""
-	}
-	if s != "true" && s != "false" {
-		w.fail(path, shape)
-		return nil, false
-	}
-	return scalar("!!bool", s), true
+	return scalar(tag, strconv.FormatInt(v, 10)), true
 }
 
 func (w *walker) sliceValue(path string, n *yaml.Node, t reflect.Type, depth int) (*yaml.Node, bool) {
@@ -655,7 +639,7 @@ func (w *walker) freeValue(path string, n *yaml.Node, depth int) (*yaml.Node, bo
 		w.fail(path, "must be a finite number")
 		return nil, false
 	case "!!bool":
-		return w.boolValue(path, n)
+		return w.typedValue(path, n, "!!bool", "must be true or false")
 	}
 	s, ok := w.expand(path, n.Value)
 	return scalar("!!str", s), ok
