@@ -109,7 +109,7 @@ func BenchmarkCheckUpstream(b *testing.B) {
 		{Name: "mint", PathPrefix: "/mint/", Auth: extauthz.AuthJWT, Providers: []string{"corp"},
 			Upstream: extauthz.UpstreamToken, Source: upstream.NewMintSource(tokens, "mint", r.iss, issuer.MintRequest{Audience: "billing", TTL: 5 * time.Minute})},
 		{Name: "fetch", PathPrefix: "/fetch/", Auth: extauthz.AuthJWT, Providers: []string{"corp"},
-			Upstream: extauthz.UpstreamToken, Source: upstream.NewFetchSource(tokens, "fetch", upstream.ClientCredentials{TokenURL: idp.URL, ClientID: "gw", ClientSecret: "s"})},
+			Upstream: extauthz.UpstreamToken, Source: must(upstream.NewFetchSource(tokens, "fetch", upstream.ClientCredentials{TokenURL: idp.URL, ClientID: "gw", ClientSecret: "s"}))},
 	}
 	authz, err := extauthz.New(routes, extauthz.Deps{Verifier: r.verifier})
 	if err != nil {

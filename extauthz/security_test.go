@@ -89,7 +89,9 @@ func newCCRig(t *testing.T) *ccRig {
 	// Each route's sources, as internal/app builds them: every route verifies at its own
 	// ExchangeSource (its own bound of verifications in flight), and the exchanged route passes
 	// on the token its verification obtained.
-	exchange := func(route string) *upstream.ExchangeSource { return upstream.NewExchangeSource(tokens, route, idp) }
+	exchange := func(route string) *upstream.ExchangeSource {
+		return must(upstream.NewExchangeSource(tokens, route, idp))
+	}
 	mint := func(route string) upstream.Source {
 		return upstream.NewMintSource(tokens, route, iss, issuer.MintRequest{Audience: "machines", TTL: time.Minute})
 	}
@@ -98,7 +100,7 @@ func newCCRig(t *testing.T) *ccRig {
 		{Name: "cc-mint", PathPrefix: "/mint/", Auth: extauthz.AuthClientCredentials, Exchange: exchange("cc-mint"),
 			Upstream: extauthz.UpstreamToken, Source: mint("cc-mint")},
 		{Name: "cc-fetch", PathPrefix: "/fetch/", Auth: extauthz.AuthClientCredentials, Exchange: exchange("cc-fetch"),
-			Upstream: extauthz.UpstreamToken, Source: upstream.NewFetchSource(tokens, "cc-fetch", fetch)},
+			Upstream: extauthz.UpstreamToken, Source: must(upstream.NewFetchSource(tokens, "cc-fetch", fetch))},
 		{Name: "cc-remove", PathPrefix: "/remove/", Auth: extauthz.AuthClientCredentials, Exchange: exchange("cc-remove"),
 			Upstream: extauthz.UpstreamRemove},
 		{Name: "cc-exchanged", PathPrefix: "/exchanged/", Auth: extauthz.AuthClientCredentials, Exchange: exchanged,
@@ -373,4 +375,12 @@ func TestForwardAuthFailureLimiter(t *testing.T) {
 	if resp := do(owner, "svc-secret-0123456789"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("the owner from another address: %d, want 200", resp.StatusCode)
 	}
+}
+
+// must returns v; err is a broken test set-up (a source built from settings the test wrote).
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -146,10 +146,14 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 		out.Auth = extauthz.AuthClientCredentials
 		out.ClientsSelf = c.Clients == config.ClientsSelf
 		if !out.ClientsSelf {
-			exchange = upstream.NewExchangeSource(a.tokens, r.Name, upstream.ClientCredentials{
+			var err error
+			exchange, err = upstream.NewExchangeSource(a.tokens, r.Name, upstream.ClientCredentials{
 				TokenURL: c.TokenURL, Scopes: c.Scopes, Audience: c.Audience, EndpointParams: c.EndpointParams,
 				AuthStyle: c.AuthStyle, Timeout: c.Timeout.Std(), DefaultTTL: c.DefaultTTL.Std(),
 			})
+			if err != nil {
+				return out, fmt.Errorf("authenticate.client_credentials: %w", err)
+			}
 			out.Exchange = exchange
 		}
 	default:
@@ -169,11 +173,15 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 	case config.UpstreamFetch:
 		f := r.Upstream.Fetch
 		out.Upstream = extauthz.UpstreamToken
-		out.Source = upstream.NewFetchSource(a.tokens, r.Name, upstream.ClientCredentials{
+		src, err := upstream.NewFetchSource(a.tokens, r.Name, upstream.ClientCredentials{
 			TokenURL: f.TokenURL, ClientID: f.ClientID, ClientSecret: f.ClientSecret.Value(), Scopes: f.Scopes,
 			Audience: f.Audience, EndpointParams: f.EndpointParams, AuthStyle: f.AuthStyle,
 			Timeout: f.Timeout.Std(), DefaultTTL: f.DefaultTTL.Std(),
 		})
+		if err != nil {
+			return out, fmt.Errorf("upstream.fetch: %w", err)
+		}
+		out.Source = src
 	case config.UpstreamExchanged:
 		if exchange == nil {
 			return out, errors.New("upstream exchanged needs client_credentials authentication at a token_url")

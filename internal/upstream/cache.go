@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/metrics"
 )
 
@@ -115,7 +116,7 @@ type request struct {
 func NewCache(opts Options) *Cache {
 	size := opts.Size
 	if size <= 0 {
-		size = DefaultCacheSize
+		size = defaults.CacheEntries
 	}
 	c := &Cache{
 		now:       opts.Now,
@@ -175,6 +176,9 @@ func (c *Cache) Close() {
 // Fetch returns the token for tokengate's own credentials cc (gateway level, mode "fetch").
 // Errors match ErrUnavailable (503); a refusal of the credentials also matches ErrRejected.
 func (c *Cache) Fetch(ctx context.Context, route string, cc ClientCredentials) (Token, error) {
+	if err := cc.Validate(c.allowHTTP); err != nil {
+		return Token{}, &Error{Mode: ModeFetch, Reason: ReasonInvalidConfig}
+	}
 	return c.byCredentials(ctx, route, ModeFetch, cc, CredentialsKey(ModeFetch, cc))
 }
 
@@ -204,6 +208,14 @@ func (c *Cache) byCredentials(ctx context.Context, route, mode string, cc Client
 // (identical credentials share one). Another waits for a slot within the route's timeout; a
 // caller whose wait ends first gets an error matching ErrBusy (and ErrUnavailable: 503).
 func (c *Cache) Exchange(ctx context.Context, route string, cc ClientCredentials) (Token, error) {
+	if err := cc.validate(c.allowHTTP, false); err != nil {
+		return Token{}, &Error{Mode: ModeExchange, Reason: ReasonInvalidConfig}
+	}
+	return c.exchange(ctx, route, cc)
+}
+
+// exchange is Exchange for settings already checked (an ExchangeSource checks them once).
+func (c *Cache) exchange(ctx context.Context, route string, cc ClientCredentials) (Token, error) {
 	if cc.ClientID == "" || cc.ClientSecret == "" {
 		c.m.UpstreamToken(route, ModeExchange, "rejected")
 		return Token{}, &Error{Mode: ModeExchange, Reason: ReasonMissingCredentials, rejected: true}
@@ -260,14 +272,14 @@ func (c *Cache) isQueued(key Key) bool {
 
 // mint returns the token cached under key (MintSource.key), calling sign (tokengate's own
 // issuer, no HTTP) when there is none or it is due for refresh. sign runs detached from ctx,
-// within DefaultTimeout: the mint configuration has no timeout of its own, as signing is
+// within defaults.UpstreamTimeout: the mint configuration has no timeout of its own, as signing is
 // in-process. Minted tokens are never shared through the Store.
 func (c *Cache) mint(ctx context.Context, route string, key Key, sign func(context.Context) (Token, error)) (Token, error) {
 	return c.get(ctx, &request{
 		route:   route,
 		mode:    ModeMint,
 		key:     key,
-		timeout: DefaultTimeout,
+		timeout: defaults.UpstreamTimeout,
 		acquire: func(ctx context.Context) (Token, error) {
 			t, err := sign(ctx)
 			if err != nil {

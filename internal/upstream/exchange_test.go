@@ -191,7 +191,10 @@ func BenchmarkFetchCached(b *testing.B) {
 	if _, err := c.Fetch(bg, "partner", cc); err != nil {
 		b.Fatal(err)
 	}
-	src := NewFetchSource(c, "partner", cc)
+	src, err := NewFetchSource(c, "partner", cc)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.Run("Fetch", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {

@@ -113,10 +113,10 @@ func (b *capBody) Close() error { return b.rc.Close() }
 
 // requestToken asks the IdP for one token with x/oauth2's clientcredentials (RFC 6749 §4.4).
 // The returned Token's lifetime is measured on c's clock from the start of the request.
+//
+// cc has been checked once, where its source was built (NewFetchSource, NewExchangeSource) or
+// at the entry of Fetch and Exchange: the URL policy is not re-checked per request.
 func (c *Cache) requestToken(ctx context.Context, mode string, cc ClientCredentials) (Token, error) {
-	if err := cc.Validate(c.allowHTTP); err != nil {
-		return Token{}, &Error{Mode: mode, Reason: ReasonInvalidConfig}
-	}
 	params := url.Values{}
 	for k, v := range cc.EndpointParams {
 		params[k] = append([]string(nil), v...)

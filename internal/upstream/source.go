@@ -55,9 +55,14 @@ type FetchSource struct {
 	key   Key // computed once: the hot path hashes nothing
 }
 
-// NewFetchSource returns route's fetch source. cc must not be modified after.
-func NewFetchSource(c *Cache, route string, cc ClientCredentials) *FetchSource {
-	return &FetchSource{cache: c, route: route, cc: cc, key: CredentialsKey(ModeFetch, cc)}
+// NewFetchSource returns route's fetch source, or what is wrong with cc (the URL policy and
+// the request settings are checked here, once, not per token request). cc must not be
+// modified after.
+func NewFetchSource(c *Cache, route string, cc ClientCredentials) (*FetchSource, error) {
+	if err := cc.Validate(c.allowHTTP); err != nil {
+		return nil, err
+	}
+	return &FetchSource{cache: c, route: route, cc: cc, key: CredentialsKey(ModeFetch, cc)}, nil
 }
 
 // Token returns the route's token; the caller does not select it.
@@ -79,17 +84,21 @@ type ExchangeSource struct {
 	cc    ClientCredentials // without ClientID and ClientSecret: they are the caller's
 }
 
-// NewExchangeSource returns route's exchange source; cc's ClientID and ClientSecret are ignored.
-func NewExchangeSource(c *Cache, route string, cc ClientCredentials) *ExchangeSource {
+// NewExchangeSource returns route's exchange source, or what is wrong with cc (checked once
+// here); cc's ClientID and ClientSecret are ignored.
+func NewExchangeSource(c *Cache, route string, cc ClientCredentials) (*ExchangeSource, error) {
 	cc.ClientID, cc.ClientSecret = "", ""
-	return &ExchangeSource{cache: c, route: route, cc: cc}
+	if err := cc.validate(c.allowHTTP, false); err != nil {
+		return nil, err
+	}
+	return &ExchangeSource{cache: c, route: route, cc: cc}, nil
 }
 
 // Token exchanges the caller's credentials.
 func (s *ExchangeSource) Token(ctx context.Context, c Caller) (Token, error) {
 	cc := s.cc
 	cc.ClientID, cc.ClientSecret = c.ClientID, c.ClientSecret
-	return s.cache.Exchange(ctx, s.route, cc)
+	return s.cache.exchange(ctx, s.route, cc)
 }
 
 // ExchangedSource is the upstream of an `exchanged` route: the token the route's ExchangeSource
@@ -122,7 +131,7 @@ type Signer interface {
 
 // MintSource is mode "mint": a token tokengate's own issuer signs for the route's upstream,
 // for the caller (sub, client_id, exp capped by the caller's own; RFC 9068 §2.2). Minting is
-// in-process: a cache miss waits at most DefaultTimeout for the signature. Minted tokens are
+// in-process: a cache miss waits at most defaults.UpstreamTimeout for the signature. Minted tokens are
 // never shared through the Store.
 type MintSource struct {
 	cache  *Cache
@@ -189,16 +198,4 @@ func (s *MintSource) key(c Caller) Key {
 	}
 	sum := sha256.Sum256(b)
 	return Key(sum[:])
-}
-
-// NewSource is NewFetchSource without its cache, for Cache.FetchSource. It is the API before
-// Source existed, kept only until redisstore's BenchmarkLocalHit moves to NewFetchSource and
-// Token; delete both then.
-func NewSource(route string, cc ClientCredentials) *FetchSource {
-	return NewFetchSource(nil, route, cc)
-}
-
-// FetchSource returns s's token from c (see NewSource).
-func (c *Cache) FetchSource(ctx context.Context, s *FetchSource) (Token, error) {
-	return c.byCredentials(ctx, s.route, ModeFetch, s.cc, s.key)
 }

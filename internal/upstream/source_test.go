@@ -243,7 +243,10 @@ func TestMintSourceWithIssuer(t *testing.T) {
 func TestExchangeSources(t *testing.T) {
 	i := exchangeIDP(t)
 	c := newTestCache(t, newClock(), nil)
-	verifier := NewExchangeSource(c, "legacy", ClientCredentials{TokenURL: i.url(), ClientID: "route-id", ClientSecret: "route-secret", Scopes: []string{"legacy"}, Timeout: time.Second})
+	verifier, err := NewExchangeSource(c, "legacy", ClientCredentials{TokenURL: i.url(), ClientID: "route-id", ClientSecret: "route-secret", Scopes: []string{"legacy"}, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
 	up := NewExchangedSource(verifier)
 
 	tok, err := verifier.Token(bg, Caller{Subject: "alice", ClientID: "alice", ClientSecret: "alice-secret"})

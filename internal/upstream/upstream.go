@@ -55,10 +55,6 @@ const (
 // Defaults applied when a field is zero. The timeout, the token lifetime and the cache size
 // are internal/defaults' (UpstreamTimeout, UpstreamTokenTTL, CacheEntries).
 const (
-	// DefaultTimeout and DefaultCacheSize name defaults.UpstreamTimeout and
-	// defaults.CacheEntries only until cache.go uses those directly (issue 10 item 2).
-	DefaultTimeout     = defaults.UpstreamTimeout
-	DefaultCacheSize   = defaults.CacheEntries
 	DefaultNegativeTTL = 30 * time.Second
 	DefaultBackoffBase = time.Second
 	DefaultBackoffMax  = time.Minute
@@ -104,11 +100,15 @@ type ClientCredentials struct {
 // allowHTTP permits http:// token URLs for non-loopback hosts (server.allow_http_urls); the
 // URL rule is httpx.CheckURL's (RFC 6749 §3.2: the token endpoint MUST use TLS; no
 // credentials, no fragment). The error text names the field but never its value.
-func (cc ClientCredentials) Validate(allowHTTP bool) error {
+func (cc ClientCredentials) Validate(allowHTTP bool) error { return cc.validate(allowHTTP, true) }
+
+// validate is Validate; ownID is false for a route that exchanges its callers' own credentials,
+// whose client id comes with each request.
+func (cc ClientCredentials) validate(allowHTTP, ownID bool) error {
 	if _, err := httpx.CheckURL(cc.TokenURL, allowHTTP); err != nil {
 		return fmt.Errorf("token_url: %w", err)
 	}
-	if cc.ClientID == "" {
+	if ownID && cc.ClientID == "" {
 		return errors.New("client_id: required")
 	}
 	switch cc.AuthStyle {

@@ -558,8 +558,11 @@ func BenchmarkLocalHit(b *testing.B) {
 				c = upstream.NewCache(upstream.Options{Now: clk.Now, Metrics: metrics.New()}) // same metrics cost as a replica
 				defer c.Close()
 			}
-			src := upstream.NewSource("partner", cc)
-			if _, err := c.FetchSource(bg, src); err != nil {
+			src, err := upstream.NewFetchSource(c, "partner", cc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := src.Token(bg, upstream.Caller{}); err != nil {
 				b.Fatal(err)
 			}
 			var before float64
@@ -570,7 +573,7 @@ func BenchmarkLocalHit(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := c.FetchSource(context.Background(), src); err != nil {
+					if _, err := src.Token(context.Background(), upstream.Caller{}); err != nil {
 						b.Fatal(err)
 					}
 				}
