@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -70,15 +71,12 @@ func StartProcess(t testing.TB, addr string, env []string, bin string, args ...s
 			t.Logf("%s output:\n%s", filepath.Base(bin), out.String())
 		}
 	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	WaitFor(t, fmt.Sprintf("%s to listen on %s", filepath.Base(bin), addr), 10*time.Second, 20*time.Millisecond, func() bool {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not listen on %s", bin, addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Close()
+		return true
+	})
 }

@@ -22,8 +22,8 @@ import (
 //   - With an expiry far beyond the route's timeout, the waiting replica fetches itself once its
 //     wait has passed the route's timeout: the IdP is called once and the route serves again.
 func TestPlantedLock(t *testing.T) {
-	rp := startRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: rp.addr()})
+	rp := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rp.Addr()})
 	t.Cleanup(func() { rdb.Close() })
 
 	tests := []struct {
@@ -41,7 +41,7 @@ func TestPlantedLock(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			i := newIDP(t, 100)
 			clk := newClock()
-			fleet := newFleet(t, tt.replicas, rp.addr(), clk, nil)
+			fleet := newFleet(t, tt.replicas, rp.Addr(), clk, nil)
 			cc := i.cc(fmt.Sprint("planted-", tt.replicas))
 			cc.Timeout = tt.timeout
 			lock := fleet[0].store.name("lock:", upstream.CredentialsKey(upstream.ModeFetch, cc))
@@ -98,11 +98,11 @@ func TestPlantedLock(t *testing.T) {
 // TestTryLockTakesOverKeysWithoutExpiry: at the Store level, a lock key without an expiry (of
 // any type) is taken over as a real lease; a key with an expiry is a lease and is respected.
 func TestTryLockTakesOverKeysWithoutExpiry(t *testing.T) {
-	rp := startRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: rp.addr()})
+	rp := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rp.Addr()})
 	t.Cleanup(func() { rdb.Close() })
 	clk := newClock()
-	a := newReplica(t, rp.addr(), clk, func(o *Options) { o.LockTTL = 5 * time.Second })
+	a := newReplica(t, rp.Addr(), clk, func(o *Options) { o.LockTTL = 5 * time.Second })
 	tests := []struct {
 		name   string
 		plant  func(name string) error

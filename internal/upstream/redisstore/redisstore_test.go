@@ -23,7 +23,7 @@ import (
 // Concurrent cold calls across a fleet of 2 and 5 replicas make exactly one IdP call, and every
 // replica hands out the same token; then each refresh-ahead across the fleet makes one call.
 func TestFleetSingleFlightAndRefresh(t *testing.T) {
-	rp := startRedis(t)
+	rp := testkit.StartRedis(t)
 	for _, n := range []int{2, 5} {
 		t.Run(fmt.Sprintf("%d replicas", n), func(t *testing.T) {
 			i := newIDP(t, 100)
@@ -33,7 +33,7 @@ func TestFleetSingleFlightAndRefresh(t *testing.T) {
 				i.ok(100)(w, r, k)
 			})
 			clk := newClock()
-			fleet := newFleet(t, n, rp.addr(), clk, nil)
+			fleet := newFleet(t, n, rp.Addr(), clk, nil)
 			cc := i.cc(fmt.Sprint("fleet-", n))
 			const perReplica = 20
 			var wg sync.WaitGroup
@@ -105,7 +105,7 @@ func TestFleetSingleFlightAndRefresh(t *testing.T) {
 // A lock holder that dies mid-fetch (its IdP call hangs): the others still get a token within
 // the timeout, from one more IdP call.
 func TestLockHolderDies(t *testing.T) {
-	rp := startRedis(t)
+	rp := testkit.StartRedis(t)
 	for _, how := range []string{"crash (connections gone, lease lapses)", "canceled (its flight is canceled, lock released)"} {
 		t.Run(how, func(t *testing.T) {
 			i := newIDP(t, 100)
@@ -120,7 +120,7 @@ func TestLockHolderDies(t *testing.T) {
 				i.ok(100)(w, r, n)
 			})
 			clk := newClock()
-			fleet := newFleet(t, 3, rp.addr(), clk, nil) // lease 300 ms
+			fleet := newFleet(t, 3, rp.Addr(), clk, nil) // lease 300 ms
 			cc := i.cc("holder-dies-" + how[:5])
 			cc.Timeout = 1500 * time.Millisecond
 			holderErr := make(chan error, 1)
@@ -183,10 +183,10 @@ func TestLockHolderDies(t *testing.T) {
 // Redis killed mid-run: no call fails while local tokens are valid, fetches go on locally, the
 // outage is logged once per replica; Redis restarted: sharing resumes.
 func TestRedisOutageAndRecovery(t *testing.T) {
-	rp := startRedis(t)
+	rp := testkit.StartRedis(t)
 	i := newIDP(t, 100)
 	clk := newClock()
-	fleet := newFleet(t, 2, rp.addr(), clk, nil)
+	fleet := newFleet(t, 2, rp.Addr(), clk, nil)
 	cc := i.cc("outage")
 	for _, r := range fleet {
 		if _, err := r.cache.Fetch(bg, "partner", cc); err != nil {
@@ -197,7 +197,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		t.Fatalf("shared cold start: %d IdP calls", i.n())
 	}
 
-	rp.stop()
+	rp.Kill()
 	// Local tokens keep serving; many calls, none fails.
 	for range 50 {
 		for _, r := range fleet {
@@ -238,9 +238,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	}
 
 	// Redis back: once each replica has seen it answer, a new cold key costs one IdP call.
-	if err := rp.start(); err != nil {
-		t.Fatal(err)
-	}
+	rp.Restart()
 	testkit.WaitFor(t, "replicas to reconnect", 10*time.Second, 2*time.Millisecond, func() bool {
 		for _, r := range fleet {
 			if r.store.Ping(bg) != nil {
@@ -318,13 +316,18 @@ func TestSlowRedis(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("first fetch with a hung Redis took %v", took)
 	}
-	start = time.Now()
+	// Consulting the hung Redis again would cost the 500 ms timeout: the second fetch must not
+	// try Redis at all (no operation counted, whatever its result) and go to the IdP at once.
+	ops := testkit.CounterValue(t, r.m, "tokengate_redis_operations_total", nil)
+	calls := i.n()
 	if _, err := r.cache.Fetch(bg, "partner", i.cc("slow-2")); err != nil {
 		t.Fatal(err)
 	}
-	// Consulting the hung Redis again would cost the 500 ms timeout.
-	if took := time.Since(start); took > 300*time.Millisecond {
-		t.Fatalf("second fetch did not fail fast past Redis: %v", took)
+	if got := testkit.CounterValue(t, r.m, "tokengate_redis_operations_total", nil); got != ops {
+		t.Fatalf("second fetch did not fail fast past Redis: %v Redis operations, want none", got-ops)
+	}
+	if i.n() != calls+1 {
+		t.Fatalf("second fetch: %d IdP calls, want 1", i.n()-calls)
 	}
 	if n := strings.Count(r.log.String(), "redis unavailable"); n != 1 {
 		t.Fatalf("outage logged %d times", n)
@@ -338,8 +341,8 @@ func TestSlowRedis(t *testing.T) {
 // with an encryption key the value does not contain the token, other keys cannot read it, and a
 // plaintext value injected into Redis is ignored.
 func TestStoredKeysAndEncryption(t *testing.T) {
-	rp := startRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: rp.addr()})
+	rp := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rp.Addr()})
 	t.Cleanup(func() { rdb.Close() })
 	encKey := bytes.Repeat([]byte{7}, 32)
 	otherKey := bytes.Repeat([]byte{9}, 32)
@@ -357,7 +360,7 @@ func TestStoredKeysAndEncryption(t *testing.T) {
 					o.EncryptionKey = encKey
 				}
 			}
-			a := newReplica(t, rp.addr(), clk, mod)
+			a := newReplica(t, rp.Addr(), clk, mod)
 			cc := i.cc("client-with-a-name")
 			tok, err := a.cache.Fetch(bg, "partner", cc)
 			if err != nil {
@@ -397,17 +400,17 @@ func TestStoredKeysAndEncryption(t *testing.T) {
 				t.Fatal("warning despite the encryption key")
 			}
 			// Another replica with the same key shares the token.
-			b := newReplica(t, rp.addr(), clk, mod)
+			b := newReplica(t, rp.Addr(), clk, mod)
 			if got, err := b.cache.Fetch(bg, "partner", cc); err != nil || got.AccessToken != tok.AccessToken || i.n() != 1 {
 				t.Fatalf("same key: %q %v calls %d", got.AccessToken, err, i.n())
 			}
 			// A replica with another key cannot use it.
-			c := newReplica(t, rp.addr(), clk, func(o *Options) { mod(o); o.EncryptionKey = otherKey })
+			c := newReplica(t, rp.Addr(), clk, func(o *Options) { mod(o); o.EncryptionKey = otherKey })
 			if got, err := c.cache.Fetch(bg, "partner", cc); err != nil || got.AccessToken == tok.AccessToken || i.n() != 2 {
 				t.Fatalf("other key: %q %v calls %d", got.AccessToken, err, i.n())
 			}
 			// A value moved to another key name does not open; a plaintext value is ignored.
-			d := newReplica(t, rp.addr(), clk, mod)
+			d := newReplica(t, rp.Addr(), clk, mod)
 			cc2 := i.cc("another-client")
 			name2 := d.store.name("tok:", upstream.CredentialsKey(upstream.ModeFetch, cc2))
 			if err := rdb.Set(bg, name2, val, time.Minute).Err(); err != nil {
@@ -433,10 +436,10 @@ func TestStoredKeysAndEncryption(t *testing.T) {
 // Username/password authentication (ACL): the right ones share; wrong ones fall back to local
 // fetching and log the outage without the password.
 func TestRedisAuth(t *testing.T) {
-	rp := startRedis(t, "--requirepass", "redis-pw-123", "--user", "tg", "on", ">tg-pw-456", "~tg-test:*", "+@all")
+	rp := testkit.StartRedis(t, "--requirepass", "redis-pw-123", "--user", "tg", "on", ">tg-pw-456", "~tg-test:*", "+@all")
 	i := newIDP(t, 100)
 	clk := newClock()
-	good := newFleet(t, 2, rp.addr(), clk, func(o *Options) { o.Username, o.Password = "tg", "tg-pw-456" })
+	good := newFleet(t, 2, rp.Addr(), clk, func(o *Options) { o.Username, o.Password = "tg", "tg-pw-456" })
 	cc := i.cc("auth")
 	for _, r := range good {
 		if _, err := r.cache.Fetch(bg, "partner", cc); err != nil {
@@ -446,11 +449,11 @@ func TestRedisAuth(t *testing.T) {
 	if i.n() != 1 {
 		t.Fatalf("authenticated fleet: %d IdP calls", i.n())
 	}
-	legacy := newReplica(t, rp.addr(), clk, func(o *Options) { o.Password = "redis-pw-123" }) // requirepass (default user)
+	legacy := newReplica(t, rp.Addr(), clk, func(o *Options) { o.Password = "redis-pw-123" }) // requirepass (default user)
 	if err := legacy.store.Ping(bg); err != nil {
 		t.Fatalf("default user: %v", err)
 	}
-	bad := newReplica(t, rp.addr(), clk, func(o *Options) { o.Username, o.Password = "tg", "wrong-pw-789" })
+	bad := newReplica(t, rp.Addr(), clk, func(o *Options) { o.Username, o.Password = "tg", "wrong-pw-789" })
 	if _, err := bad.cache.Fetch(bg, "partner", cc); err != nil {
 		t.Fatalf("wrong password must fall back to a local fetch: %v", err)
 	}
@@ -464,11 +467,11 @@ func TestRedisAuth(t *testing.T) {
 
 // The lock is a lease renewed by its holder and released only by its owner.
 func TestLockLease(t *testing.T) {
-	rp := startRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: rp.addr()})
+	rp := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rp.Addr()})
 	t.Cleanup(func() { rdb.Close() })
 	clk := newClock()
-	a := newReplica(t, rp.addr(), clk, func(o *Options) { o.LockTTL = 150 * time.Millisecond })
+	a := newReplica(t, rp.Addr(), clk, func(o *Options) { o.LockTTL = 150 * time.Millisecond })
 	key := upstream.CredentialsKey(upstream.ModeFetch, upstream.ClientCredentials{TokenURL: "https://x", ClientID: "lease"})
 	name := a.store.name("lock:", key)
 
@@ -479,11 +482,21 @@ func TestLockLease(t *testing.T) {
 	if _, held2, err := a.store.TryLock(bg, key); err != nil || held2 {
 		t.Fatalf("second lock: %v %v", held2, err)
 	}
-	// Three lease periods later the holder still has it (renewed every ttl/3).
-	time.Sleep(450 * time.Millisecond)
-	if n, _ := rdb.Exists(bg, name).Result(); n != 1 {
-		t.Fatal("lease not renewed")
-	}
+	// The holder renews the lease every ttl/3: watched in Redis, its remaining time goes back
+	// up (a renewal) again and again, and the lock never disappears meanwhile. Three renewals
+	// carry it past its first 150 ms lease, counted rather than slept for.
+	renewals, last := 0, time.Duration(-1)
+	testkit.WaitFor(t, "three lease renewals", 10*time.Second, time.Millisecond, func() bool {
+		ttl, err := rdb.PTTL(bg, name).Result()
+		if err != nil || ttl <= 0 {
+			t.Fatalf("lease not renewed: lock gone after %d renewals (PTTL %v, %v)", renewals, ttl, err)
+		}
+		if last >= 0 && ttl > last {
+			renewals++
+		}
+		last = ttl
+		return renewals >= 3
+	})
 	unlock()
 	unlock() // idempotent
 	if n, _ := rdb.Exists(bg, name).Result(); n != 0 {
@@ -543,7 +556,7 @@ func TestNewOptions(t *testing.T) {
 
 // A local hit never touches Redis: the hot path costs the same with and without it.
 func BenchmarkLocalHit(b *testing.B) {
-	rp := startRedis(b)
+	rp := testkit.StartRedis(b)
 	i := newIDP(b, 3600)
 	cc := i.cc("bench")
 	for _, withRedis := range []bool{false, true} {
@@ -552,7 +565,7 @@ func BenchmarkLocalHit(b *testing.B) {
 			var c *upstream.Cache
 			var r *replica
 			if withRedis {
-				r = newReplica(b, rp.addr(), clk, nil)
+				r = newReplica(b, rp.Addr(), clk, nil)
 				c = r.cache
 			} else {
 				c = upstream.NewCache(upstream.Options{Now: clk.Now, Metrics: metrics.New()}) // same metrics cost as a replica

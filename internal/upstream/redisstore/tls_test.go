@@ -12,10 +12,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 // writeTLSFiles makes a throw-away CA and a server certificate for "redis.test" and writes
@@ -67,14 +68,12 @@ func TestRedisTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp := startRedisWith(t, &tls.Config{RootCAs: pool, ServerName: "redis.test"}, func(port int) []string {
-		return []string{"--port", "0", "--tls-port", strconv.Itoa(port),
-			"--tls-cert-file", filepath.Join(dir, "server.pem"), "--tls-key-file", filepath.Join(dir, "server-key.pem"),
-			"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no"}
-	})
+	rp := testkit.StartRedisTLS(t, &tls.Config{RootCAs: pool, ServerName: "redis.test"},
+		"--tls-cert-file", filepath.Join(dir, "server.pem"), "--tls-key-file", filepath.Join(dir, "server-key.pem"),
+		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no")
 	i := newIDP(t, 100)
 	clk := newClock()
-	fleet := newFleet(t, 2, rp.addr(), clk, func(o *Options) {
+	fleet := newFleet(t, 2, rp.Addr(), clk, func(o *Options) {
 		o.TLS, o.CAPEM, o.ServerName = true, caPEM, "redis.test"
 	})
 	cc := i.cc("tls")
@@ -94,7 +93,7 @@ func TestRedisTLS(t *testing.T) {
 		"wrong name":   func(o *Options) { o.TLS, o.CAPEM, o.ServerName = true, caPEM, "other.test" },
 		"no TLS":       nil,
 	} {
-		r := newReplica(t, rp.addr(), clk, mod)
+		r := newReplica(t, rp.Addr(), clk, mod)
 		if err := r.store.Ping(bg); err == nil {
 			t.Fatalf("%s: connected", name)
 		}
