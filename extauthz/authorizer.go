@@ -34,13 +34,14 @@ type Request struct {
 	Path          string   // :path, with query
 	Method        string   // :method
 	Authorization []string // every Authorization header value (Envoy joins repeats with commas)
-	// ClientIP is the caller's address for the failure limiter (SPEC section 6): gRPC
-	// attributes.source.address, or for forward-auth the peer / trusted X-Forwarded-For.
+	// ClientIP is the caller's address for the failure limiter (docs/issuer.md#failure-limiter):
+	// gRPC attributes.source.address, or for forward-auth the peer / trusted X-Forwarded-For.
 	ClientIP netip.Addr
 }
 
-// Limiter is the failure limiter of failed client authentications (SPEC section 6), shared
-// with the token endpoint. Implemented by *authlimit.Limiter.
+// Limiter is the failure limiter of failed client authentications (RFC 6749 §2.3.1;
+// docs/issuer.md#failure-limiter), shared with the token endpoint. Implemented by
+// *authlimit.Limiter.
 type Limiter interface {
 	Allow(clientID string, ip netip.Addr) (retryAfter time.Duration, ok bool)
 	Fail(clientID string, ip netip.Addr)
@@ -75,7 +76,7 @@ type Authorizer struct {
 	deps   Deps
 	// claimHeaders are the headers any route forwards as a claim, sorted: every allowed
 	// response sets or removes each, so a caller can never set x-subject itself on a route
-	// that does not forward it (SPEC section 5).
+	// that does not forward it (docs/decisions.md#the-allowed-response).
 	claimHeaders []string
 }
 
@@ -137,7 +138,7 @@ type caller struct {
 }
 
 // Decide judges one request. It never panics on any input and always returns a complete
-// decision: a denial carries its status, challenge and body (SPEC section 5).
+// decision: a denial carries its status, challenge and body (docs/decisions.md#the-decision-table).
 func (a *Authorizer) Decide(ctx context.Context, req Request) Decision {
 	start := a.deps.Now()
 	// Envoy's Check carries its ext_authz timeout; only a request with no deadline, or a later
@@ -169,11 +170,11 @@ func (a *Authorizer) Decide(ctx context.Context, req Request) Decision {
 }
 
 func (a *Authorizer) decide(ctx context.Context, req Request) Decision {
-	// Routes are chosen by path prefix in normal form (SPEC section 4): a path no normal form
-	// represents safely (/admin;/x, /public/../admin, %2F) could select one route here and
-	// reach another upstream, so it fits no route. The check applies to a route Envoy names too:
-	// the name does not make such a path safe for the upstream (a `;` parameter Tomcat strips),
-	// and Envoy as shipped normalizes paths before ext_authz, so no legitimate request has one.
+	// Routes are chosen by path prefix in normal form (docs/decisions.md#path-normal-form): a path no
+	// normal form represents safely (/admin;/x, /public/../admin, %2F) could select one route here and
+	// reach another upstream, so it fits no route. The check applies to a route Envoy names too: the
+	// name does not make such a path safe for the upstream (a `;` parameter Tomcat strips), and Envoy
+	// as shipped normalizes paths before ext_authz, so no legitimate request has one.
 	path, ok := normalizePath(req.Path)
 	if !ok {
 		return accessDenied("the request path is not in normal form")
@@ -261,12 +262,12 @@ func (a *Authorizer) authenticate(ctx context.Context, r *Route, req Request) (c
 	}}, Decision{TokenHash: hash}, true
 }
 
-// verifyClient checks a client_credentials caller's secret, whatever the upstream mode (SPEC
-// section 3): at the route's IdP (the credentials are good when it issues a token for them;
-// cached, one flight per credentials, at most 16 per route at once) or against the issuer's
-// clients. Failures count in the shared failure limiter per (client id, caller IP) and per
-// caller IP; a limited key is refused before the secret is looked at, good secret or not, so
-// a guesser learns nothing and never reaches the IdP (RFC 6749 §2.3.1). It returns the zero
+// verifyClient checks a client_credentials caller's secret, whatever the upstream mode
+// (docs/configuration.md#rules-across-keys): at the route's IdP (the credentials are good when it
+// issues a token for them; cached, one flight per credentials, at most 16 per route at once) or
+// against the issuer's clients. Failures count in the shared failure limiter per (client id, caller
+// IP) and per caller IP; a limited key is refused before the secret is looked at, good secret or
+// not, so a guesser learns nothing and never reaches the IdP (RFC 6749 §2.3.1). It returns the zero
 // Decision when the caller is verified.
 func (a *Authorizer) verifyClient(ctx context.Context, r *Route, ip netip.Addr, c *upstream.Caller) Decision {
 	if a.deps.Limiter != nil {
@@ -318,10 +319,10 @@ func verifyDenial(err error) Decision {
 	return invalidToken("token is invalid")
 }
 
-// claimMatches compares a route's required claim with the token's by JSON type (SPEC section
-// 5): a string only a JSON string, a boolean only a JSON boolean, a number only a JSON number
-// of that value; a token claim that is an array matches when one element does. Anything else
-// (objects, null, a missing claim) never matches: fail closed.
+// claimMatches compares a route's required claim with the token's by JSON type
+// (docs/decisions.md#the-allowed-response): a string only a JSON string, a boolean only a JSON
+// boolean, a number only a JSON number of that value; a token claim that is an array matches when
+// one element does. Anything else (objects, null, a missing claim) never matches: fail closed.
 func claimMatches(want, got any) bool {
 	if arr, ok := got.([]any); ok {
 		return slices.ContainsFunc(arr, func(e any) bool { return scalarMatches(want, e) })
@@ -410,7 +411,7 @@ func upstreamDenial(err error) Decision {
 
 // forwardClaims sets each configured claim header from the verified claims; a header whose
 // claim the token lacks is removed, and so is every header another route forwards as a claim,
-// so a caller can never inject one (SPEC section 5).
+// so a caller can never inject one (docs/decisions.md#the-allowed-response).
 func (a *Authorizer) forwardClaims(d *Decision, r *Route, c caller) {
 	for _, h := range a.claimHeaders { // sorted: a stable header order keeps responses reproducible
 		claim, forwarded := r.ForwardClaims[h]
@@ -427,7 +428,8 @@ func (a *Authorizer) forwardClaims(d *Decision, r *Route, c caller) {
 }
 
 // claimValue renders a claim for a header: arrays joined with spaces, numbers in decimal,
-// objects as JSON (SPEC section 5). Values that cannot be a header value are treated as absent.
+// objects as JSON (docs/decisions.md#the-allowed-response). Values that cannot be a header
+// value are treated as absent.
 func claimValue(claim string, c caller) (string, bool) {
 	var v any
 	switch {

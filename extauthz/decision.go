@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// Body error codes of SPEC section 5. The first three are RFC 6750 §3.1 error codes and are
-// also written into WWW-Authenticate; the others appear only in the JSON body.
+// Body error codes of the denials (docs/decisions.md#the-decision-table). The first three are
+// RFC 6750 §3.1 error codes and are also written into WWW-Authenticate; the others appear only in
+// the JSON body.
 const (
 	errInvalidRequest    = "invalid_request"
 	errInvalidToken      = "invalid_token"
@@ -106,7 +107,8 @@ func invalidToken(description string) Decision {
 		Error:           errInvalidToken, Description: description, Reason: description}
 }
 
-// invalidClient: an IdP refused the caller's own (exchanged) credentials (SPEC section 5).
+// invalidClient: an IdP refused the caller's own (exchanged) credentials (RFC 6749 §5.2
+// invalid_client; docs/decisions.md#the-decision-table).
 func invalidClient() Decision {
 	return Decision{Status: http.StatusUnauthorized, WWWAuthenticate: schemeBasic.challenge(),
 		Error: errInvalidClient, Description: "client credentials were rejected", Reason: "exchanged credentials rejected"}
@@ -124,9 +126,9 @@ func accessDenied(description string) Decision {
 	return Decision{Status: http.StatusForbidden, Error: errAccessDenied, Description: description, Reason: description}
 }
 
-// slowDown: too many failed client authentications for this client id and caller address, or
-// for this address (SPEC section 6, "Failure limiter"). Retry-After is whole seconds, rounded
-// up, at least 1 (RFC 9110 §10.2.3).
+// slowDown: too many failed client authentications for this client id and caller address, or for
+// this address (docs/issuer.md#failure-limiter). Retry-After is whole seconds, rounded up, at least
+// 1 (RFC 9110 §10.2.3).
 func slowDown(wait time.Duration) Decision {
 	secs := int((wait + time.Second - 1) / time.Second)
 	return Decision{Status: http.StatusTooManyRequests, Error: errSlowDown,

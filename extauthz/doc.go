@@ -6,7 +6,7 @@
 // configuration they started with.
 // The gRPC Check server (envoy.service.auth.v3.Authorization) and the HTTP forward-auth handler
 // are thin transports over Authorizer.Decide: both give the same decision for the same request
-// (SPEC section 5).
+// (docs/decisions.md).
 //
 // Check fails closed and never returns an RPC error for a request it could judge: Envoy treats
 // an RPC error as a failure of the server (status_on_error), not as a decision.

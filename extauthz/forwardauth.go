@@ -12,7 +12,8 @@ import (
 	"github.com/tokengate/tokengate/internal/authlimit"
 )
 
-// ForwardAuthPath is the prefix of the forward-auth endpoint (SPEC section 6).
+// ForwardAuthPath is the prefix of the forward-auth endpoint
+// (docs/decisions.md#forward-auth-header-families).
 const ForwardAuthPath = "/authz"
 
 // ForwardAuth is the HTTP forward-auth endpoint for gateways that ask over HTTP: Envoy's HTTP
@@ -29,7 +30,7 @@ type ForwardAuth struct {
 }
 
 // The families of headers forward-auth reads the original request from
-// (server.forward_auth_headers, SPEC section 5).
+// (server.forward_auth_headers, docs/decisions.md#forward-auth-header-families).
 const (
 	// ForwardAuthHeadersAuto (the default): the first family present, in the order below;
 	// when both header families are present they must agree.
@@ -155,7 +156,8 @@ type original struct {
 	method, host, uri string
 }
 
-// RequestFromForwardAuth recovers the original request per opts.Headers (SPEC section 5):
+// RequestFromForwardAuth recovers the original request per opts.Headers
+// (docs/decisions.md#forward-auth-header-families):
 //   - x-forwarded: X-Forwarded-Method, X-Forwarded-Host, X-Forwarded-Uri (Traefik, Caddy);
 //   - x-original: X-Original-URI, X-Original-Method, host from Host (nginx);
 //   - request: the request itself minus the /authz prefix (Envoy's HTTP ext_authz prepends its

@@ -62,7 +62,7 @@ func RequestFromCheck(in *authv3.CheckRequest) Request {
 		Method:    h.GetMethod(),
 	}
 	// The downstream client's address as Envoy saw it (Envoy applies its own X-Forwarded-For
-	// rules), for the failure limiter (SPEC section 6).
+	// rules), for the failure limiter (docs/issuer.md#failure-limiter).
 	if ip, err := netip.ParseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()); err == nil {
 		req.ClientIP = ip.Unmap()
 	}
@@ -93,7 +93,8 @@ func RequestFromCheck(in *authv3.CheckRequest) Request {
 	return req
 }
 
-// CheckResponseFor renders a decision as Envoy expects it (SPEC section 5).
+// CheckResponseFor renders a decision as Envoy expects it (docs/decisions.md#the-decision-table,
+// #the-allowed-response).
 func CheckResponseFor(d *Decision) *authv3.CheckResponse {
 	if !d.Allowed {
 		var headers []*corev3.HeaderValueOption

@@ -5,10 +5,11 @@ import (
 	"strings"
 )
 
-// This file is the one owner of the normal forms routes are matched in (SPEC section 4): the
-// path of a request and its authority. Route selection, the safety check of every request and
-// the route table's own prefixes and authorities all go through it, so that what a request is
-// compared as and what a route is compared against can never drift apart.
+// This file is the one owner of the normal forms routes are matched in
+// (docs/decisions.md#path-normal-form, #route-selection): the path of a request and its authority.
+// Route selection, the safety check of every request and the route table's own prefixes and
+// authorities all go through it, so that what a request is compared as and what a route is compared
+// against can never drift apart.
 
 const upperHex = "0123456789ABCDEF"
 
@@ -193,13 +194,13 @@ func hasPathPrefix(path, prefix string, ignoreCase bool) bool {
 }
 
 // normalizeAuthority returns the host of an :authority (or Host, or X-Forwarded-Host) as routes
-// compare it (SPEC section 4): without its port, in lower case (RFC 3986 §3.2.2: hosts are
-// case-insensitive) and without one trailing dot (the absolute form of a DNS name, RFC 1034
-// §3.1, names the same host): "Secure.Example.COM.:443" is "secure.example.com", "[::1]:80" is
-// "::1". "" stays "" (no authority). It reports false for an authority that is not a host and an
-// optional decimal port: userinfo ("a@b"), an empty label ("a..", ".a"; only ONE trailing dot
-// is removed, as nginx does, so "a.." is not made valid), a character outside letters, digits,
-// "-", "_" and ".", or an IP literal that does not parse. Such a request fits no route: a
+// compare it (docs/decisions.md#route-selection): without its port, in lower case (RFC 3986 §3.2.2:
+// hosts are case-insensitive) and without one trailing dot (the absolute form of a DNS name,
+// RFC 1034 §3.1, names the same host): "Secure.Example.COM.:443" is "secure.example.com",
+// "[::1]:80" is "::1". "" stays "" (no authority). It reports false for an authority that is not a
+// host and an optional decimal port: userinfo ("a@b"), an empty label ("a..", ".a"; only ONE
+// trailing dot is removed, as nginx does, so "a.." is not made valid), a character outside letters,
+// digits, "-", "_" and ".", or an IP literal that does not parse. Such a request fits no route: a
 // gateway would not have routed it to the virtual host it resembles.
 func normalizeAuthority(authority string) (string, bool) {
 	if authority == "" {

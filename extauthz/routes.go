@@ -7,7 +7,7 @@ import (
 	"github.com/tokengate/tokengate/internal/upstream"
 )
 
-// AuthMode is how a route authenticates its caller (SPEC section 3, `authenticate`).
+// AuthMode is how a route authenticates its caller (`authenticate`, docs/configuration.md#routes).
 type AuthMode int
 
 const (
@@ -16,9 +16,10 @@ const (
 	AuthNone                                  // no authentication
 )
 
-// UpstreamMode is what the authorizer does with Authorization on an allowed request (SPEC
-// section 3, `upstream`). Which token replaces it is the route's Source's business: the modes
-// of the configuration that obtain a token (mint, fetch, exchanged, ...) are all UpstreamToken.
+// UpstreamMode is what the authorizer does with Authorization on an allowed request (`upstream`,
+// docs/configuration.md#routes, docs/upstream.md). Which token replaces it is the route's Source's
+// business: the modes of the configuration that obtain a token (mint, fetch, exchanged, ...) are
+// all UpstreamToken.
 type UpstreamMode int
 
 const (
@@ -31,7 +32,7 @@ const (
 type Route struct {
 	Name string
 
-	// Match (SPEC section 4); empty fields match anything.
+	// Match (docs/decisions.md#route-selection); empty fields match anything.
 	Authority  string   // exact host, or "*.example.com"
 	PathPrefix string   // e.g. "/api/"
 	Methods    []string // upper-case
@@ -89,9 +90,9 @@ func newRouteTable(routes []Route) (*routeTable, error) {
 	return t, nil
 }
 
-// selectRoute implements SPEC section 4. path must already be in normal form (normalizePath);
-// prefixes are compared on its decoded bytes, and the authority is normalized here. named is
-// true when the request named a route.
+// selectRoute implements route selection (docs/decisions.md#route-selection). path must already be
+// in normal form (normalizePath); prefixes are compared on its decoded bytes, and the authority is
+// normalized here. named is true when the request named a route.
 func (t *routeTable) selectRoute(name, authority, path, method string) (r *Route, named bool) {
 	if name != "" {
 		return t.byName[name], true

@@ -10,8 +10,8 @@ import (
 	"github.com/tokengate/tokengate/internal/jose"
 )
 
-// jwksMaxAge is how long resource servers may cache the JWKS. Rotation publishes a new key
-// well before signing with it (SECURITY-NOTES §3), so five minutes is harmless.
+// jwksMaxAge is how long resource servers may cache the JWKS. Rotation publishes a new key well
+// before signing with it (docs/issuer.md#key-rotation), so five minutes is harmless.
 const jwksMaxAge = 300
 
 // serveJWKS is GET /.well-known/jwks.json: every published key, public parts only.

@@ -20,13 +20,13 @@ const (
 	// ErrServerError (RFC 6749 §4.1.2.1) answers 500 when signing fails, which only a broken
 	// key can cause.
 	ErrServerError = "server_error"
-	// ErrSlowDown answers, with 429 and Retry-After, a client authentication refused because
-	// too many recent attempts failed for that (client_id, caller IP) or that caller IP (SPEC
-	// section 6, "Failure limiter"). The code is the one
-	// RFC 8628 §3.5 registered in the IANA "OAuth Extensions Error" registry for "retry more
-	// slowly". It is preferred to invalid_client, which would tell a client holding a good secret
-	// that its credentials are wrong. It is answered before the secret is looked at, identically
-	// for existing and unknown client_ids, so it never says whether a client exists.
+	// ErrSlowDown answers, with 429 and Retry-After, a client authentication refused because too many
+	// recent attempts failed for that (client_id, caller IP) or that caller IP
+	// (docs/issuer.md#failure-limiter). The code is the one RFC 8628 §3.5 registered in the IANA
+	// "OAuth Extensions Error" registry for "retry more slowly". It is preferred to invalid_client,
+	// which would tell a client holding a good secret that its credentials are wrong. It is answered
+	// before the secret is looked at, identically for existing and unknown client_ids, so it never
+	// says whether a client exists.
 	ErrSlowDown = "slow_down"
 )
 

@@ -54,8 +54,8 @@ type KeyConfig struct {
 // Client is one registered OAuth client.
 type Client struct {
 	ID string
-	// SecretHashes are the SHA-256 digests of the accepted secrets; several during a rotation.
-	// Secrets themselves are never kept (SECURITY-NOTES §2: a fast hash, because secrets are
+	// SecretHashes are the SHA-256 digests of the accepted secrets; several during a rotation. Secrets
+	// themselves are never kept (docs/security.md#deliberate-choices: a fast hash, because secrets are
 	// ≥128-bit random values and bcrypt would be a CPU DoS at token-endpoint rates).
 	SecretHashes [][32]byte
 	// Scopes the client may ask for; DefaultScopes are granted when it names none (a subset of
@@ -76,7 +76,7 @@ type Client struct {
 	Introspect bool
 }
 
-// Config is the issuer's configuration (SPEC section 3, `issuer`).
+// Config is the issuer's configuration (`issuer`, docs/configuration.md#issuer-optional).
 type Config struct {
 	// IssuerURL is the `iss` of every token and the base of the endpoints in the metadata.
 	IssuerURL string
@@ -93,9 +93,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	Now     func() time.Time
 
-	// Limiter is the failure limiter of SPEC section 6, shared with the authorizer's
-	// client_credentials routes and created once per process, so that a reload keeps a
-	// guesser's penalty. Nil: the issuer makes its own with the defaults (never "unlimited").
+	// Limiter is the failure limiter (RFC 6749 §2.3.1; docs/issuer.md#failure-limiter), shared with
+	// the authorizer's client_credentials routes and created once per process, so that a reload keeps
+	// a guesser's penalty. Nil: the issuer makes its own with the defaults (never "unlimited").
 	Limiter *authlimit.Limiter
 	// TrustedProxies are server.trusted_proxies: when the socket peer is one of them, the
 	// caller IP the limiter counts is taken from X-Forwarded-For (authlimit.ClientIP).
@@ -141,7 +141,7 @@ type Issuer struct {
 
 	dummy   [32]byte                    // digest compared for an unknown client
 	compare func(a, b []byte) int       // subtle.ConstantTimeCompare; a field so a test can count calls
-	limit   *authlimit.Limiter          // failed client authentications (shared, SPEC section 6)
+	limit   *authlimit.Limiter          // the shared failure limiter (docs/issuer.md#failure-limiter)
 	trusted []netip.Prefix              // server.trusted_proxies
 	random  func(b []byte) (int, error) // crypto/rand.Read
 }
@@ -403,9 +403,9 @@ func (i *Issuer) ActiveKeyID() string { return i.kids[0] }
 // Audiences is the union of every audience a client may ask for, sorted.
 func (i *Issuer) Audiences() []string { return slices.Clone(i.audiences) }
 
-// Register mounts the endpoints of SPEC section 6 on mux. The token and introspection paths are
-// registered for every method so that a wrong method is answered by us (405 with `Allow` and the
-// no-store headers) rather than by the mux.
+// Register mounts the issuer's endpoints (docs/issuer.md#endpoints) on mux. The token and
+// introspection paths are registered for every method so that a wrong method is answered by us (405
+// with `Allow` and the no-store headers) rather than by the mux.
 func (i *Issuer) Register(mux *http.ServeMux) {
 	mux.HandleFunc(PathToken, i.serveToken)
 	mux.HandleFunc(PathIntrospect, i.serveIntrospect)
@@ -421,7 +421,7 @@ func (i *Issuer) Handler() http.Handler {
 	return mux
 }
 
-// Paths of the issuer's endpoints (SPEC section 6).
+// Paths of the issuer's endpoints (docs/issuer.md#endpoints).
 const (
 	PathToken               = "/oauth2/token"
 	PathIntrospect          = "/oauth2/introspect"

@@ -217,11 +217,11 @@ func clientCredentials(r *http.Request, p map[string]string) (credentials, *oaut
 }
 
 // authenticate checks the credentials against the registry, behind the shared failure limiter
-// (SPEC section 6, RFC 6749 §2.3.1), keyed by the client id and the caller IP (authlimit.ClientIP:
-// the socket peer, or X-Forwarded-For behind a trusted proxy). A limited key is refused before its
-// secret is compared, identically for existing and unknown client ids. Unknown client and wrong
-// secret take the same path (secretMatches with a nil client compares against the dummy digest),
-// count the same failure and get the same answer.
+// (RFC 6749 §2.3.1; docs/issuer.md#failure-limiter), keyed by the client id and the caller IP
+// (authlimit.ClientIP: the socket peer, or X-Forwarded-For behind a trusted proxy). A limited key
+// is refused before its secret is compared, identically for existing and unknown client ids.
+// Unknown client and wrong secret take the same path (secretMatches with a nil client compares
+// against the dummy digest), count the same failure and get the same answer.
 func (i *Issuer) authenticate(r *http.Request, cr credentials) (*client, *oauthError) {
 	if cr.unsupported || cr.id == "" || cr.secret == "" {
 		return nil, errClient

@@ -34,11 +34,11 @@ func (i *Issuer) secretMatches(c *client, secret string) bool {
 }
 
 // VerifyClientSecret reports whether secret is an accepted secret of the registered client
-// clientID, for the authorizer's `clients: self` routes (SPEC section 3). It is the token
-// endpoint's comparison (secretMatches): the same constant-time work whether the client exists,
-// has one secret or two, and false for an empty id or secret, as the token endpoint answers them.
-// It applies no failure limiter: the caller applies the shared one (authlimit) itself, Allow
-// before and Fail after a false answer.
+// clientID, for the authorizer's `clients: self` routes (docs/configuration.md#rules-across-keys).
+// It is the token endpoint's comparison (secretMatches): the same constant-time work whether the
+// client exists, has one secret or two, and false for an empty id or secret, as the token endpoint
+// answers them. It applies no failure limiter: the caller applies the shared one (authlimit)
+// itself, Allow before and Fail after a false answer.
 //
 // Concurrency: an *Issuer is immutable after New, so VerifyClientSecret may be called from any
 // number of goroutines at once, also while a reload builds the next Issuer; it answers for the

@@ -71,8 +71,8 @@ func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errServer)
 		return
 	}
-	// c is a registered client that just authenticated: the label value comes from the
-	// configuration, never from the request (SPEC section 8), so series are bounded by clients.
+	// c is a registered client that just authenticated: the label value comes from the configuration,
+	// never from the request (docs/security.md#the-security-rules), so series are bounded by clients.
 	i.metrics.TokenIssued(c.id)
 	i.log.Debug("issuer: token issued", "client_id", c.id, "aud", aud, "token_hash", TokenHash(token))
 	writeJSON(w, http.StatusOK, tokenResponse{
@@ -172,7 +172,8 @@ func TokenHash(token string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// MintRequest asks Mint for one access token for a `mint` route (SPEC section 3).
+// MintRequest asks Mint for one access token for a `mint` route (RFC 9068;
+// docs/issuer.md#minting-for-mint-routes).
 type MintRequest struct {
 	Subject  string // `sub`: the caller's sub (required)
 	ClientID string // `client_id`: the caller's client_id or azp; omitted when empty

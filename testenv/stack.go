@@ -51,7 +51,7 @@ server:
   grpc_addr: "{{.GRPCAddr}}"
   http_addr: "{{.HTTPAddr}}"
   # forward-auth /authz hands out upstream credentials: it listens apart from the public token
-  # endpoint, where only gateways reach it (SPEC section 5, "Who may call").
+  # endpoint, where only gateways reach it (docs/deployment.md#deployment-security).
   authz_addr: "{{.AuthzAddr}}"
 issuer:
   issuer_url: "{{.IssuerURL}}"
@@ -66,7 +66,7 @@ issuer:
       scopes: [echo.read, echo.write, admin]
       default_scopes: [echo.read]
       # Not the mint routes' audience: a token minted for the upstream must not be one a client
-      # can obtain (SPEC section 6, RFC 8725 section 3.9).
+      # can obtain (RFC 8725 §3.9; docs/configuration.md#refused-as-unsafe-and-warnings).
       audiences: [tokengate-gateway]
       claims: {tenant: demo}
 providers:

@@ -13,7 +13,7 @@ import (
 	"github.com/tokengate/tokengate/internal/secrets"
 )
 
-// cmdKeygen writes a private signing key as PKCS#8 PEM (SPEC section 2).
+// cmdKeygen writes a private signing key as PKCS#8 PEM (RFC 5208; docs/operations.md#commands).
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keygen", stderr)
 	alg := fs.String("alg", "ES256", "signing algorithm: "+jose.SigningAlgorithmList())

@@ -1,5 +1,5 @@
 // Command tokengate is an external-authorization server for Envoy and forward-auth gateways,
-// and an OAuth2 client-credentials authorization server. See README.md and SPEC section 2.
+// and an OAuth2 client-credentials authorization server. See README.md and docs/operations.md.
 package main
 
 import (

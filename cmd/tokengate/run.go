@@ -10,7 +10,7 @@ import (
 	"github.com/tokengate/tokengate/internal/jose"
 )
 
-// Exit codes of SPEC section 2.
+// Exit codes (docs/operations.md#commands).
 const (
 	exitOK      = 0
 	exitFailure = 1 // runtime failure

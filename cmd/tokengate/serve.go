@@ -81,7 +81,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return a.Run(ctx)
 }
 
-// cmdValidate prints every problem as `field.path: message` and exits 2 when there is any.
+// cmdValidate prints every problem as `line N: field.path: message` (the line of the key, or of its
+// nearest ancestor the file has), all at once in document order, and exits 2 when there is any;
+// warnings (`warning: field.path: message`) leave a valid file valid, exit 0
+// (docs/operations.md#commands).
 func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validate", stderr)
 	path := fs.String("config", "", "configuration file (YAML)")

@@ -59,8 +59,8 @@ type App struct {
 	metrics *metrics.Metrics
 	tokens  *upstream.Cache
 	store   *redisstore.Store // nil without cache.redis
-	// limiter counts failed client authentications (SPEC section 6, "Failure limiter"). It
-	// lives as long as the process, so a reload never forgives a guesser.
+	// limiter counts failed client authentications (docs/issuer.md#failure-limiter). It lives as long
+	// as the process, so a reload never forgives a guesser.
 	limiter *authlimit.Limiter
 	// gatewayCerts is gateway_tls's certificate material, re-read when its files change; nil
 	// without gateway_tls.
@@ -79,8 +79,8 @@ type App struct {
 	grpcSrv          *grpc.Server
 	httpSrv          *http.Server
 	health           *health.Server
-	// authzLis and metricsLis are nil unless server.authz_addr / server.metrics_addr move
-	// /authz and /metrics off http_addr (SPEC section 5, "Who may call").
+	// authzLis and metricsLis are nil unless server.authz_addr / server.metrics_addr move /authz and
+	// /metrics off http_addr (docs/deployment.md#deployment-security).
 	authzLis, metricsLis net.Listener
 	authzSrv, metricsSrv *http.Server
 }
@@ -194,10 +194,10 @@ func (a *App) clientCertRequired() bool {
 	return a.gatewayCerts != nil && a.gatewayCerts.caPath != ""
 }
 
-// warnExposure logs SPEC section 5's one WARN line when /authz, which hands out upstream
-// credentials, shares http_addr with the token endpoint that issuer clients are meant to reach
-// (and so, usually, everyone can). With client_ca_file and no authz_addr /authz is not served at
-// all, which is said at INFO.
+// warnExposure logs the one WARN line of docs/deployment.md#deployment-security when /authz, which
+// hands out upstream credentials, shares http_addr with the token endpoint that issuer clients are
+// meant to reach (and so, usually, everyone can). With client_ca_file and no authz_addr /authz is
+// not served at all, which is said at INFO.
 func (a *App) warnExposure(cfg *config.Config, authzOnHTTP bool) {
 	if authzOnHTTP && cfg.Issuer != nil && len(cfg.Issuer.Clients) > 0 {
 		a.logger.Warn("forward-auth /authz shares http_addr with the public token endpoint: whoever reaches it receives upstream credentials; set server.authz_addr or gateway_tls.client_ca_file")
@@ -410,7 +410,8 @@ func (c currentAuthorizer) Decide(ctx context.Context, req extauthz.Request) ext
 	return c.a.state.Load().authorizer.Decide(ctx, req)
 }
 
-// Missing lists what keeps the server from being ready (SPEC section 6, /readyz).
+// Missing lists what keeps the server from being ready (/readyz,
+// docs/operations.md#health-metrics-and-logs).
 func (a *App) Missing() []string {
 	st := a.state.Load()
 	if st == nil {
@@ -451,9 +452,10 @@ func listenersChanged(now, started *config.Server) bool {
 		!reflect.DeepEqual(now.GatewayTLS, started.GatewayTLS)
 }
 
-// routes is the HTTP surface of SPEC section 6 on http_addr. /authz and /metrics are served
-// here only when no listener of their own takes them (and /authz not at all when gateway_tls
-// demands client certificates without authz_addr): moved away, they answer 404.
+// routes is the HTTP surface on http_addr (docs/issuer.md#endpoints,
+// docs/operations.md#health-metrics-and-logs). /authz and /metrics are served here only when no
+// listener of their own takes them (and /authz not at all when gateway_tls demands client
+// certificates without authz_addr): moved away, they answer 404.
 func (a *App) routes(authz, metrics bool) http.Handler {
 	mux := http.NewServeMux()
 	issuerHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -500,10 +502,11 @@ func (a *App) metricsRoutes() http.Handler {
 	return mux
 }
 
-// withForwardAuth serves /authz and /authz/* (SPEC section 5) ahead of next. It is not a
-// ServeMux pattern: the mux answers a path with dot segments or "//" with a 301 to its cleaned
-// form before any handler runs, which would turn /authz/x/../admin into a redirect instead of
-// the 403 the path's normal form calls for (Envoy's HTTP ext_authz in `request` mode).
+// withForwardAuth serves /authz and /authz/* (docs/decisions.md#forward-auth-header-families) ahead
+// of next. It is not a ServeMux pattern: the mux answers a path with dot segments or "//" with a
+// 301 to its cleaned form before any handler runs, which would turn /authz/x/../admin into a
+// redirect instead of the 403 the path's normal form calls for (Envoy's HTTP ext_authz in `request`
+// mode).
 func (a *App) withForwardAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := r.URL.Path; p == extauthz.ForwardAuthPath || strings.HasPrefix(p, extauthz.ForwardAuthPath+"/") {

@@ -52,12 +52,12 @@ func (s *state) close() {
 // notice a rotation, e.g. cert-manager renewing the Secret they are mounted from.
 const gatewayRecheck = time.Second
 
-// gatewayCerts is the certificate material of server.gateway_tls (SPEC section 5, "Who may
-// call"): the server certificate and, with client_ca_file, the CAs whose gateway certificates are
-// accepted. Every handshake asks it for the current material; it re-reads the files when their
-// modification time or size changes, checking at most once per gatewayRecheck. A rotation that
-// leaves unreadable files keeps the previous material (and says so), so a half-written Secret
-// never takes the gateway listeners down.
+// gatewayCerts is the certificate material of server.gateway_tls
+// (docs/deployment.md#deployment-security): the server certificate and, with client_ca_file, the
+// CAs whose gateway certificates are accepted. Every handshake asks it for the current material; it
+// re-reads the files when their modification time or size changes, checking at most once per
+// gatewayRecheck. A rotation that leaves unreadable files keeps the previous material (and says
+// so), so a half-written Secret never takes the gateway listeners down.
 type gatewayCerts struct {
 	certPath, keyPath, caPath string
 	sans                      []string // client_sans, DNS names lower-cased

@@ -52,8 +52,8 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 			vp.JWKSURI, vp.Discovery = "", false
 			vp.StaticJWKS = st.issuer.PublicJWKS()
 			if len(vp.Audiences) == 0 {
-				// SPEC section 6: self accepts the audiences its clients may ask for, and no
-				// other (a token a mint route signed is for its upstream only).
+				// self accepts the audiences its clients may ask for, and no other (a token a mint route signed
+				// is for its upstream only: RFC 8725 §3.9; docs/configuration.md#providers).
 				vp.Audiences = st.issuer.Audiences()
 			}
 		}

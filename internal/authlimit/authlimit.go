@@ -1,6 +1,6 @@
-// Package authlimit is the failure limiter of failed client authentications (SPEC section 6,
-// "Failure limiter"), shared by the token endpoint, the introspection endpoint and the
-// `client_credentials` routes of the authorizer, and the rule that says who the caller is
+// Package authlimit is the failure limiter of failed client authentications
+// (docs/issuer.md#failure-limiter), shared by the token endpoint, the introspection endpoint and
+// the `client_credentials` routes of the authorizer, and the rule that says who the caller is
 // (ClientIP).
 //
 // RFC 6749 §2.3.1 requires protection against brute force at every endpoint that checks a client
@@ -19,7 +19,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// Defaults of SPEC section 6.
+// Defaults (docs/issuer.md#failure-limiter).
 const (
 	DefaultClientFailures = 5               // per (client id, caller IP) within Window
 	DefaultIPFailures     = 50              // per caller IP within Window
@@ -55,9 +55,10 @@ type Options struct {
 //
 // Allow and Fail are separate calls, so concurrent attempts of one key that all pass Allow before
 // any of them fails are all judged: the overshoot is the attacker's concurrency at the moment the
-// threshold is crossed, once per Penalty. A reservation would close that but would also refuse
-// a client's legitimate parallel requests; secrets are ≥128-bit random values (SECURITY-NOTES
-// §2), so the limiter is there to make guessing and lock-outs pointless, not to count exactly.
+// threshold is crossed, once per Penalty. A reservation would close that but would also refuse a
+// client's legitimate parallel requests; secrets are ≥128-bit random values
+// (docs/security.md#deliberate-choices), so the limiter is there to make guessing and lock-outs
+// pointless, not to count exactly.
 type Limiter struct {
 	clientFailures, ipFailures int
 	window, penalty            time.Duration

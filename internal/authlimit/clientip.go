@@ -6,14 +6,13 @@ import (
 	"strings"
 )
 
-// ClientIP is the caller's address for the failure limiter (SPEC section 6): the socket peer
-// (remoteAddr, "host:port" as net/http gives it), unless the peer is one of trusted, in which
-// case the right-most address of X-Forwarded-For (every header value, in order) that is not
-// itself trusted. A malformed X-Forwarded-For entry stops the walk at the last address known
-// good: a proxy we trust appends well-formed entries, so anything else came from further out.
-// The zero Addr means the peer could not be parsed. Addresses come back unmapped (an IPv4-mapped
-// IPv6 address is its IPv4 address) and without a zone, so one caller is one key however it is
-// written.
+// ClientIP is the caller's address for the failure limiter (docs/issuer.md#failure-limiter): the
+// socket peer (remoteAddr, "host:port" as net/http gives it), unless the peer is one of trusted, in
+// which case the right-most address of X-Forwarded-For (every header value, in order) that is not
+// itself trusted. A malformed X-Forwarded-For entry stops the walk at the last address known good:
+// a proxy we trust appends well-formed entries, so anything else came from further out. The zero
+// Addr means the peer could not be parsed. Addresses come back unmapped (an IPv4-mapped IPv6
+// address is its IPv4 address) and without a zone, so one caller is one key however it is written.
 func ClientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Addr {
 	host := remoteAddr
 	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {

@@ -18,6 +18,6 @@
 // Claims reports NumericDate presence separately from value so that exp:0 can
 // be refused (jwx treats 0 as absent).
 //
-// The guards close the jwx v2 weaknesses listed in SECURITY-NOTES §0 A–G;
+// The guards close the jwx v2 weaknesses listed in docs/security.md#jose-hardening;
 // TestJWXPins records which of them the pinned jwx version still has.
 package jose

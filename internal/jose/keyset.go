@@ -38,9 +38,10 @@ type verifyKey struct {
 	pub    any    // *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
 }
 
-// fits reports whether alg may be verified with k (SPEC §7): the key's alg
-// when it has one, else any algorithm of its key type and curve. HMAC and
-// none are never in verifyAlgs, so a key can never serve them.
+// fits reports whether alg may be verified with k (RFC 8725 §3.1;
+// docs/security.md#jose-hardening): the key's alg when it has one, else any
+// algorithm of its key type and curve. HMAC and none are never in verifyAlgs,
+// so a key can never serve them.
 func (k *verifyKey) fits(alg string) bool {
 	info, ok := verifyAlgs[alg]
 	if !ok {
@@ -91,9 +92,10 @@ func (s *KeySet) KeyIDs() []string {
 }
 
 // ParseKeySet reads a JWK Set (RFC 7517 §5) and keeps only keys usable for
-// verifying signatures (SPEC §7, SECURITY-NOTES §1). A key is dropped, with a
-// reason in the returned slice ("key 3: RSA key shorter than 2048 bits"; the
-// index is the position in "keys", no key material or kid appears), when it:
+// verifying signatures (RFC 8725 §3.1, RFC 7518 §3.3; docs/upstream.md#caches).
+// A key is dropped, with a reason in the returned slice ("key 3: RSA key
+// shorter than 2048 bits"; the index is the position in "keys", no key material
+// or kid appears), when it:
 //   - is not a JSON object, has invalid UTF-8 or duplicate member names;
 //   - has kty "oct" or another type than RSA, EC, OKP (Ed25519);
 //   - carries private members (d, p, q, dp, dq, qi, oth, k);
@@ -109,7 +111,7 @@ func (s *KeySet) KeyIDs() []string {
 // The error wraps ErrNoUsableKeys when no key remains (also for an empty set
 // and for a document that is not a JWK Set, which additionally wraps
 // ErrMalformed), so a caller refreshing a cache keeps its last good set
-// (SECURITY-NOTES §0.H: "{"keys":[]}" must not replace a good set).
+// (docs/security.md#jose-hardening: "{"keys":[]}" must not replace a good set).
 func ParseKeySet(data []byte) (*KeySet, []string, error) {
 	raws, err := splitKeySet(data)
 	if err != nil {

@@ -246,7 +246,7 @@ func (k *SigningKey) KeyID() string { return k.kid }
 func (k *SigningKey) Algorithm() string { return k.alg }
 
 // MarshalPEM returns the private key as PKCS#8 (RFC 5208) in a "PRIVATE KEY"
-// PEM block, the format `keygen` writes (SPEC §3).
+// PEM block, the format `keygen` writes (docs/operations.md#commands).
 func (k *SigningKey) MarshalPEM() ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(k.priv)
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 // forbiddenHeaders are protected-header parameters whose presence rejects a
 // token before any key lookup (ErrForbiddenHeader):
 //   - crit (RFC 7515 §4.1.11): we understand no extension, and jwx v2 does not
-//     enforce it (SECURITY-NOTES §0.G; PyJWT CVE-2026-32597);
+//     enforce it (docs/security.md#jose-hardening; PyJWT CVE-2026-32597);
 //   - b64 (RFC 7797): unencoded payloads change what is signed;
 //   - zip, enc and the other JWE parameters (RFC 7516 §4.1, §9): a JWS never
 //     carries them; CVE-2022-39227 mixed the two;
@@ -66,7 +66,7 @@ type Claims struct {
 	// means absent; see the Has* fields. A value <= 0 (e.g. "exp":0 or -1)
 	// is kept as that instant (at or before 1970-01-01T00:00:00Z) with Has*
 	// true, so that callers can reject it: jwx treats exp:0 as absent
-	// (SECURITY-NOTES §0.C). Use ValidTime to test a NumericDate.
+	// (docs/security.md#jose-hardening). Use ValidTime to test a NumericDate.
 	Expiry, NotBefore, IssuedAt          time.Time
 	HasExpiry, HasNotBefore, HasIssuedAt bool
 	// Raw holds every claim; numbers are json.Number.
@@ -86,16 +86,18 @@ const maxNumericDate = 1 << 53
 
 // Parse performs every check that needs no key, in an order that keeps work
 // bounded for hostile input: the length cap and the dot count come before any
-// split or decode (SECURITY-NOTES §0.F, CVE-2025-30204 class), each segment
-// must be canonical unpadded base64url (§0.E: jwx would accept several
+// split or decode (jwx v2 splits with bytes.Split, the CVE-2025-30204 class),
+// each segment must be canonical unpadded base64url (jwx would accept several
 // spellings of one token), the header and payload must be valid UTF-8 JSON
-// objects without duplicate member names and within a depth bound (RFC 8725
-// §3.7; parser differentials), the header alg must be an asymmetric JWS
-// algorithm (never none or HS*, RFC 8725 §3.1), kid a short printable-ASCII
-// string, and no forbidden header parameter may appear (§0.G). The
-// registered claims are type-checked here too, so that Issuer can route the
-// token before any key lookup. JSON serialization (RFC 7515 §7.2) is not a
-// compact token and fails the dot count (§0.D).
+// objects without duplicate member names and within a depth bound
+// (RFC 8725 §3.7; parser differentials), the header alg must be an asymmetric
+// JWS algorithm (never none or HS*, RFC 8725 §3.1), kid a short printable-ASCII
+// string, and no forbidden header parameter may appear (forbiddenHeaders: jwx
+// v2 enforces none of them). The registered claims are type-checked here too,
+// so that Issuer can route the token before any key lookup. JSON serialization
+// (RFC 7515 §7.2) is not a compact token and fails the dot count (jwx v2 would
+// accept it). Each of these jwx gaps is listed in
+// docs/security.md#jose-hardening.
 //
 // maxBytes <= 0 means defaults.MaxTokenBytes.
 func Parse(token string, maxBytes int) (*Unverified, error) {
@@ -333,10 +335,11 @@ var fixedSigLen = map[string]int{"ES256": 64, "ES384": 96, "ES512": 132, "EdDSA"
 // Verify checks the signature with exactly one key of ks and returns the
 // claims. The header alg must be in allowed and fit the key: equal to the
 // key's alg, or, for a key published without alg, one of the allowed
-// algorithms of its key type and curve (SPEC §7; jwx v2 would verify with
-// the JWK's alg whatever the header says, SECURITY-NOTES §0.A). The key is
-// the one named by kid; a token without kid is accepted only when exactly one
-// key of the set fits the alg. jwx then verifies with that one key and alg.
+// algorithms of its key type and curve (RFC 8725 §3.1; jwx v2 would verify with
+// the JWK's alg whatever the header says, docs/security.md#jose-hardening). The
+// key is the one named by kid; a token without kid is accepted only when
+// exactly one key of the set fits the alg. jwx then verifies with that one key
+// and alg.
 //
 // Verify checks no claim values (exp, aud, iss…): that is the caller's job.
 func (u *Unverified) Verify(ks *KeySet, allowed []string) (*Claims, error) {

@@ -19,7 +19,8 @@ import (
 	"github.com/tokengate/tokengate/internal/metrics"
 )
 
-// Defaults of Options (SPEC section 7); RefreshInterval defaults to defaults.RefreshInterval.
+// Defaults of Options (docs/upstream.md#caches); RefreshInterval defaults to
+// defaults.RefreshInterval.
 const (
 	DefaultMinRefreshInterval = 30 * time.Second
 	DefaultUnknownKidInterval = 10 * time.Second
@@ -164,11 +165,12 @@ func (r *Remote) Keys() *jose.KeySet { return r.keys.Load() }
 // Ready is closed once a usable set has loaded.
 func (r *Remote) Ready() <-chan struct{} { return r.ready }
 
-// Lookup returns the current set if it holds kid. Otherwise it joins the fetch in flight, or
-// starts one unless a fetch (successful or not, the start-up fetch included) finished less
-// than UnknownKidInterval ago, so that tokens with random kids cannot drive traffic to the
-// IdP (SECURITY-NOTES 3 "Unknown kid"). It waits for that fetch until ctx is done, then
-// returns whatever set is current (possibly without kid, or nil if none ever loaded).
+// Lookup returns the current set if it holds kid. Otherwise it joins the fetch in flight, or starts
+// one (OpenID Connect Core 1.0 §10.1.1: refetch on an unknown kid) unless a fetch (successful or
+// not, the start-up fetch included) finished less than UnknownKidInterval ago, so that tokens with
+// random kids cannot drive traffic to the IdP (docs/upstream.md#caches). It waits for that fetch
+// until ctx is done, then returns whatever set is current (possibly without kid, or nil if none
+// ever loaded).
 func (r *Remote) Lookup(ctx context.Context, kid string) *jose.KeySet {
 	if ks := r.keys.Load(); ks != nil && (kid == "" || ks.Has(kid)) {
 		return ks

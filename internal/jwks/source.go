@@ -2,9 +2,9 @@
 // §5) fetched from a jwks_uri or found by OpenID Connect discovery, refreshed in the background,
 // or a static set for tokengate's own issuer.
 //
-// It deliberately does not use jwx's jwk.Cache (httprc): that cache has no size cap on bodies,
-// no backoff, lets a failed first fetch poison the entry until the next interval and lets
-// {"keys":[]} replace a good set (SECURITY-NOTES 0.H). Parsing and key filtering are done by
+// It deliberately does not use jwx's jwk.Cache (httprc): that cache has no size cap on bodies, no
+// backoff, lets a failed first fetch poison the entry until the next interval and lets {"keys":[]}
+// replace a good set (docs/security.md#jose-hardening). Parsing and key filtering are done by
 // internal/jose, the only package that imports jwx.
 package jwks
 

@@ -12,14 +12,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Check results, the values of the `result` label of tokengate_check_total (SPEC section 8).
+// Check results, the values of the `result` label of tokengate_check_total
+// (docs/operations.md#health-metrics-and-logs).
 const (
 	ResultAllowed     = "allowed"
 	ResultDenied      = "denied"
 	ResultUnavailable = "unavailable"
 )
 
-// Metrics is the set of collectors named in SPEC section 8, plus a few of our own.
+// Metrics is the set of collectors named in docs/operations.md#health-metrics-and-logs, plus a
+// few of our own.
 // Its methods are safe for concurrent use and do nothing on a nil receiver.
 type Metrics struct {
 	reg *prometheus.Registry

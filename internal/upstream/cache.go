@@ -21,7 +21,7 @@ import (
 // cacheName is the `cache` label of the hit/miss metrics.
 const cacheName = "upstream_tokens"
 
-// Refresh-ahead policy (SPEC section 7).
+// Refresh-ahead policy (docs/upstream.md#upstream-credentials-from-an-idp-fetch-and-exchange).
 const (
 	refreshFraction = 0.80 // refresh in the background once this much of the lifetime passed
 	refreshJitter   = 0.03 // ± this fraction of the lifetime, so replicas do not refresh together
@@ -198,11 +198,11 @@ func (c *Cache) byCredentials(ctx context.Context, route, mode string, cc Client
 	})
 }
 
-// Exchange returns a token obtained with the caller's credentials in cc (application level,
-// mode "exchange"). The cache key is a hash of the credentials, never the secret itself. When
-// the IdP refuses them the error matches ErrRejected (SPEC section 5: 401 invalid_client) and
-// the refusal is remembered for Options.NegativeTTL, so repeats do not reach the IdP; other
-// failures match ErrUnavailable (503).
+// Exchange returns a token obtained with the caller's credentials in cc (application level, mode
+// "exchange"). The cache key is a hash of the credentials, never the secret itself. When the IdP
+// refuses them the error matches ErrRejected (401 invalid_client,
+// docs/decisions.md#the-decision-table) and the refusal is remembered for Options.NegativeTTL, so
+// repeats do not reach the IdP; other failures match ErrUnavailable (503).
 //
 // At most MaxVerificationsPerRoute exchanges of one route are in flight at the IdP at once
 // (identical credentials share one). Another waits for a slot within the route's timeout; a
@@ -523,13 +523,14 @@ func (c *Cache) obtain(r *request, cur Token) (Token, string, error) {
 			unlock()
 			return t, sourceIdP, err
 		}
-		// Another replica is fetching: look again shortly. If it dies, its lock lapses and the
-		// next TryLock makes us the fetcher. A lock never blocks longer than that (SPEC section
-		// 7): a holder's own IdP call is bounded by the route's timeout, so a lock still held
-		// a whole timeout after we first found it is abandoned (planted with a long expiry, or
-		// a holder stuck renewing) and we fetch ourselves rather than fail. The callers of this
-		// flight may have given up by then (their wait is bounded by the same timeout), but the
-		// token it fetches serves the next ones: the route recovers instead of staying 503.
+		// Another replica is fetching: look again shortly. If it dies, its lock lapses and the next
+		// TryLock makes us the fetcher. A lock never blocks longer than that
+		// (docs/upstream.md#scale-out-replicas-share-tokens-through-redis): a holder's own IdP call is
+		// bounded by the route's timeout, so a lock still held a whole timeout after we first found it is
+		// abandoned (planted with a long expiry, or a holder stuck renewing) and we fetch ourselves
+		// rather than fail. The callers of this flight may have given up by then (their wait is bounded
+		// by the same timeout), but the token it fetches serves the next ones: the route recovers instead
+		// of staying 503.
 		now := time.Now()
 		if waitUntil.IsZero() {
 			waitUntil = now.Add(r.timeout)
@@ -575,7 +576,8 @@ func (c *Cache) storeToken(key Key, t Token) {
 	c.fails.Remove(key)
 }
 
-// newState computes the refresh points of t (SPEC section 7).
+// newState computes the refresh points of t
+// (docs/upstream.md#upstream-credentials-from-an-idp-fetch-and-exchange).
 func newState(t Token) *state {
 	issued := t.IssuedAt
 	if issued.IsZero() || issued.After(t.Expiry) {

@@ -21,9 +21,9 @@ type Store interface {
 	// held is true the caller must call unlock when done (after Save); the lock is a lease that
 	// the implementation keeps alive until unlock and that lapses on its own if this replica
 	// dies, so the others can take over. held false with a nil error: another replica holds it.
-	// A lock key that is no lease (no expiry) must be taken over, never reported as held: it
-	// would block the key forever (SPEC section 7). The Cache itself stops waiting for a lock
-	// held past the route's timeout and fetches locally.
+	// A lock key that is no lease (no expiry) must be taken over, never reported as held: it would
+	// block the key forever (docs/upstream.md#scale-out-replicas-share-tokens-through-redis). The
+	// Cache itself stops waiting for a lock held past the route's timeout and fetches locally.
 	TryLock(ctx context.Context, key Key) (unlock func(), held bool, err error)
 }
 

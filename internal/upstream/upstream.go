@@ -3,7 +3,7 @@
 // (mode "fetch", RFC 6749 §4.4), tokens obtained with a caller's credentials (mode "exchange")
 // and tokens minted by tokengate's own issuer (mode "mint").
 //
-// Every mode goes through one bounded cache (SPEC section 7) that
+// Every mode goes through one bounded cache (docs/upstream.md#caches) that
 //   - answers from memory without locking on the token while the token is fresh;
 //   - refreshes in the background once about 80 % of the lifetime has passed (with jitter, so a
 //     fleet of replicas does not stampede the IdP at the same instant);
@@ -63,10 +63,10 @@ const (
 	DefaultMaxResponseBytes = 256 << 10
 	// MaxAccessTokenBytes bounds an access token we accept from an IdP (it ends up in a header).
 	MaxAccessTokenBytes = 32 << 10
-	// MaxVerificationsPerRoute bounds the Exchange calls of one route in flight at the IdP at
-	// once (SPEC section 3: "at most 16 verifications per route"): a caller guessing secrets
-	// with distinct credentials cannot open more connections to the IdP than this, and one
-	// route cannot take every connection to the IdP from the others.
+	// MaxVerificationsPerRoute bounds the Exchange calls of one route in flight at the IdP at once
+	// (docs/configuration.md#rules-across-keys: "at most 16 verifications per route in flight"): a
+	// caller guessing secrets with distinct credentials cannot open more connections to the IdP than
+	// this, and one route cannot take every connection to the IdP from the others.
 	MaxVerificationsPerRoute = 16
 	// maxRetryAfter bounds how long an IdP's Retry-After can silence a key.
 	maxRetryAfter = 10 * time.Minute
@@ -173,16 +173,19 @@ func isVSChars(s string) bool {
 // Sentinel errors. Every error returned by Fetch, Exchange and Mint is an *Error that matches
 // one or both of these with errors.Is.
 var (
-	// ErrUnavailable: no valid upstream token can be had now (IdP down, slow, in backoff, an
-	// invalid answer, or tokengate's own fetch credentials refused). SPEC section 5: 503.
+	// ErrUnavailable: no valid upstream token can be had now (IdP down, slow, in backoff, an invalid
+	// answer, or tokengate's own fetch credentials refused): 503
+	// (docs/decisions.md#the-decision-table).
 	ErrUnavailable = errors.New("upstream credential unavailable")
-	// ErrRejected: the IdP refused the credentials. For mode "exchange" these are the caller's
-	// (SPEC section 5: 401 invalid_client) and the error does not match ErrUnavailable; for mode
-	// "fetch" they are tokengate's own, and the error matches ErrUnavailable as well (503).
+	// ErrRejected: the IdP refused the credentials. For mode "exchange" these are the caller's (401
+	// invalid_client, docs/decisions.md#the-decision-table) and the error does not match
+	// ErrUnavailable; for mode "fetch" they are tokengate's own, and the error matches ErrUnavailable
+	// as well (503).
 	ErrRejected = errors.New("upstream credential rejected")
 	// ErrBusy: MaxVerificationsPerRoute exchanges of the route were already in flight at the
 	// IdP and none finished within the caller's wait (the route's timeout, or the Check's
-	// deadline). It matches ErrUnavailable too (SPEC section 3: 503), never ErrRejected.
+	// deadline). It matches ErrUnavailable too (503, docs/decisions.md#the-decision-table), never
+	// ErrRejected.
 	ErrBusy = errors.New("upstream: too many verifications in flight")
 )
 
@@ -201,8 +204,9 @@ const (
 	ReasonInvalidConfig   = "invalid client credentials configuration"
 	ReasonMintFailed      = "minting failed"
 	ReasonClosed          = "cache closed"
-	// ReasonSharedWait is no longer returned: a replica whose wait for another's fetch passes
-	// the route's timeout fetches itself (SPEC section 7). Kept for callers that name it.
+	// ReasonSharedWait is no longer returned: a replica whose wait for another's fetch passes the
+	// route's timeout fetches itself (docs/upstream.md#scale-out-replicas-share-tokens-through-redis).
+	// Kept for callers that name it.
 	ReasonSharedWait         = "timed out waiting for another replica"
 	ReasonMissingCredentials = "missing client credentials"
 	ReasonBusy               = "too many verifications in flight at the identity provider"

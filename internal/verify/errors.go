@@ -6,7 +6,8 @@ import (
 	"github.com/tokengate/tokengate/internal/jose"
 )
 
-// Kind classifies a verification failure for the decision it leads to (SPEC section 5).
+// Kind classifies a verification failure for the decision it leads to
+// (docs/decisions.md#the-decision-table).
 type Kind int
 
 const (

@@ -7,7 +7,7 @@
 // (still untrusted) iss among the route's providers; the provider's alg allow-list and typ;
 // key lookup in THAT provider's set only (RFC 8725 §3.8: two IdPs may publish the same kid);
 // signature (jose); then our own claim checks (exp, nbf, iat, lifetime, iss, aud), since jwx
-// treats a zero exp as absent (SECURITY-NOTES 0.C).
+// treats a zero exp as absent (docs/security.md#jose-hardening).
 package verify
 
 import (
@@ -240,7 +240,8 @@ func newProvider(cfg Provider, opts Options) (*provider, error) {
 	// A static provider (the built-in issuer) without audiences is allowed but accepts no
 	// token: an empty list never means "any" (issue 9, finding 5: a token a mint route signed
 	// for an upstream must not pass `self` routes). The caller passes the audiences the
-	// issuer's clients may ask for when the configuration lists none (SPEC section 6).
+	// issuer's clients may ask for when the configuration lists none
+	// (docs/configuration.md#providers).
 	aud := make(map[string]bool, len(cfg.Audiences))
 	for _, a := range cfg.Audiences {
 		if a == "" {
@@ -494,10 +495,10 @@ func principal(p *provider, c *jose.Claims) *Principal {
 }
 
 // ClaimScopes reads the caller's scopes from verified claims (or an introspection answer,
-// RFC 7662 §2.2) as SPEC section 5 says: the `scope` claim (RFC 8693 §4.2,
-// RFC 9068 §2.2.3) when present, else `scp` (Okta sends an array, Entra ID a string). The first
-// of the two that is present decides: a malformed `scope` yields no scopes rather than falling
-// back to `scp`, so that required scopes fail closed.
+// RFC 7662 §2.2) as docs/decisions.md#the-allowed-response says: the `scope` claim (RFC 8693 §4.2,
+// RFC 9068 §2.2.3) when present, else `scp` (Okta sends an array, Entra ID a string). The first of
+// the two that is present decides: a malformed `scope` yields no scopes rather than falling back to
+// `scp`, so that required scopes fail closed.
 func ClaimScopes(raw map[string]any) []string {
 	v, ok := raw["scope"]
 	if !ok {

@@ -1,6 +1,6 @@
 // Package redisstore is the Redis-backed upstream.Store: the upstream-token cache shared by the
-// replicas of a tokengate fleet (SPEC section 7, "Redis"), so that N replicas make one IdP call
-// per token, even when they all ask at the same moment.
+// replicas of a tokengate fleet (docs/upstream.md#scale-out-replicas-share-tokens-through-redis),
+// so that N replicas make one IdP call per token, even when they all ask at the same moment.
 //
 // Design:
 //   - Values live under KeyPrefix+"tok:"+H and locks under KeyPrefix+"lock:"+H, where H is the
@@ -14,11 +14,12 @@
 //     token is stored in clear and a warning is logged: an upstream token is a bearer credential.
 //   - The fleet-wide single flight is a lease: SET lock owner NX PX ttl, renewed by its holder
 //     every ttl/3 while it fetches, released only by its owner (compare-and-delete script). A
-//     holder that dies stops renewing; its lease lapses and another replica takes over. A lock
-//     key without an expiry (planted by someone with Redis access, or a TTL lost by Redis) is
-//     no lease: the next TryLock takes it over in the same script (SPEC section 7), so it can
-//     never block a route. A lock with an expiry but held past the route's timeout is the
-//     upstream cache's concern: its waiter stops waiting and fetches itself.
+//     holder that dies stops renewing; its lease lapses and another replica takes over. A lock key
+//     without an expiry (planted by someone with Redis access, or a TTL lost by Redis) is no lease:
+//     the next TryLock takes it over in the same script, so it can never block a route
+//     (docs/upstream.md#scale-out-replicas-share-tokens-through-redis). A lock with an expiry but
+//     held past the route's timeout is the upstream cache's concern: its waiter stops waiting and
+//     fetches itself.
 //   - Every call has its own timeout. After a failure the store answers ErrStoreDown at once for
 //     RetryInterval (the upstream cache then fetches locally), logs the outage once, and logs
 //     again when Redis answers; readiness never depends on Redis.
