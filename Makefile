@@ -8,7 +8,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS       := -s -w -X main.version=$(VERSION)
 PKGS          := ./...
 
-.PHONY: all build test test-short lint lint-ci vet fmt-check staticcheck tidy-check vulncheck run bench fuzz clean
+.PHONY: all build test test-short lint lint-ci vet fmt-check staticcheck tidy-check vulncheck run bench bench-load fuzz clean
 
 all: build
 
@@ -55,6 +55,16 @@ run: ## the demo: issuer, ext_authz, an echo upstream and a stand-in gateway on 
 
 bench: ## benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./extauthz/ ./internal/... ./issuer/
+
+# bench-load is issue 11's load harness (docs/performance.md): tokengate and the no-op reference
+# ext_authz server, each pinned to one core, driven by the same lean client on the other core;
+# about 90 seconds, loopback only, not part of make test. BENCH_LOAD_FLAGS passes flags to
+# bin/tgload, e.g. --profile-dir bin/profiles for a CPU profile of tokengate per target.
+bench-load: build ## the load harness: Checks/s, CPU per Check, p99, RSS and token rate, against a no-op server
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/noop-authz ./cmd/noop-authz
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/tgprofd ./cmd/tgprofd
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/tgload ./cmd/tgload
+	bin/tgload --tokengate bin/tokengate --noop bin/noop-authz --tgprofd bin/tgprofd $(BENCH_LOAD_FLAGS)
 
 fuzz: ## a short run of every fuzz target
 	@for t in $$($(GO) test -list '^Fuzz' ./... 2>/dev/null | grep '^Fuzz'); do \
