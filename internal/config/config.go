@@ -1,29 +1,20 @@
-// Package config loads, checks and describes tokengate's configuration file (docs/configuration).
+// Package config loads and checks tokengate's configuration file. docs/configuration.md is the
+// reference for every key, its default and its rules.
 //
-// Load and Parse turn a YAML file into a *Config in fixed steps:
-//
-//  1. go.yaml.in/yaml/v3 parses the file into a node tree (YAML 1.2: yes, no, on and off are
-//     strings; anchors, aliases and merge keys (<<) work as YAML defines them);
-//  2. one walk of the tree checks it against the yaml tags of the types below, with the full
-//     path and line of every problem (unknown keys, wrong shapes, refused scalars), expands
-//     ${NAME} references in scalar values (after parsing, so an environment value is text and can
-//     never add YAML structure; "$${" writes a literal "${"; a quoted "${NAME}" may give a
-//     boolean or integer field its value), and yields a clean tree: aliases and merges
-//     expanded, refused values dropped;
-//  3. yaml.v3 decodes the clean tree into a Config that already holds the defaults (and each
-//     list element or optional section sets its own in UnmarshalYAML), so an absent key keeps
-//     its default and an explicit zero wins;
-//  4. every Secret and *_file is read, relative to the configuration file's directory;
-//  5. the whole configuration is validated.
-//
-// Every problem is reported at once in a *Errors, one "line N: path: message" line per problem
-// in document order. No message ever contains a secret: secret values, URLs and file contents
-// are never quoted.
+// go.yaml.in/yaml/v3 parses the file (YAML 1.2: yes and on are strings; anchors, aliases and
+// merge keys work as YAML defines them). One walk of the node tree then checks it against the
+// yaml tags of the types below and stores it in a Config that already holds the defaults, so an
+// absent key keeps its default and an explicit zero wins. ${NAME} is expanded in scalar values
+// after parsing, so an environment value is text and never adds YAML structure. Files named by
+// the configuration are read relative to its directory, and the whole is validated. Every
+// problem is reported at once, "line N: path: message", in document order; no message contains
+// a secret (secret values, URLs and file contents are never quoted).
 package config
 
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -31,10 +22,8 @@ import (
 	"github.com/tokengate/tokengate/internal/defaults"
 )
 
-// Config is one complete, validated configuration. Values returned by Load and Parse have every
-// default applied and every secret resolved; callers treat them as read-only. Each key, its
-// default and its rules are described in docs/configuration.md; the fields tagged yaml:"-" are
-// filled by Load/Parse.
+// Config is one complete, validated configuration, with every default applied and every secret
+// resolved; callers treat it as read-only. Fields tagged yaml:"-" are filled by Load and Parse.
 type Config struct {
 	Server    Server     `yaml:"server"`
 	Issuer    *Issuer    `yaml:"issuer"`
@@ -107,7 +96,7 @@ type Client struct {
 	SigningKey         string     `yaml:"signing_key"`
 	Claims             Claims     `yaml:"claims"`
 	Introspect         bool       `yaml:"introspect"`
-	SecretHashes       [][32]byte `yaml:"-"` // SHA-256 of each accepted secret: the issuer needs no plain secret
+	SecretHashes       [][32]byte `yaml:"-"` // SHA-256 of each accepted secret (no plain secret kept)
 }
 
 // Provider is an issuer whose JWTs callers may present, or the built-in issuer (`issuer: self`).
@@ -165,18 +154,7 @@ const (
 )
 
 // Mode returns the configured mode, or "" when none is set (never in a validated Config).
-func (a *Authenticate) Mode() string {
-	switch {
-	case a == nil:
-	case a.JWT != nil:
-		return AuthJWT
-	case a.ClientCredentials != nil:
-		return AuthClientCredentials
-	case a.None != nil:
-		return AuthNone
-	}
-	return ""
-}
+func (a *Authenticate) Mode() string { return mode(a) }
 
 // JWTAuth requires a Bearer JWT of one of Providers (names), with all Scopes and Claims.
 type JWTAuth struct {
@@ -223,19 +201,24 @@ const (
 )
 
 // Mode returns the configured mode, or "" when none is set (never in a validated Config).
-func (u *Upstream) Mode() string {
-	switch {
-	case u == nil:
-	case u.Mint != nil:
-		return UpstreamMint
-	case u.Fetch != nil:
-		return UpstreamFetch
-	case u.Exchanged != nil:
-		return UpstreamExchanged
-	case u.Passthrough != nil:
-		return UpstreamPassthrough
-	case u.Remove != nil:
-		return UpstreamRemove
+func (u *Upstream) Mode() string { return mode(u) }
+
+// options returns the keys of the options of *v, an Authenticate or Upstream (whose modes are
+// their keys), and the keys of those set, in field order.
+func options(v any) (all, set []string) {
+	rv := reflect.ValueOf(v)
+	for i := 0; !rv.IsNil() && i < rv.Elem().NumField(); i++ {
+		all = append(all, rv.Elem().Type().Field(i).Tag.Get("yaml"))
+		if !rv.Elem().Field(i).IsNil() {
+			set = append(set, all[i])
+		}
+	}
+	return all, set
+}
+
+func mode(v any) string {
+	if _, set := options(v); len(set) > 0 {
+		return set[0]
 	}
 	return ""
 }
@@ -278,7 +261,7 @@ type Redis struct {
 	TLS               TLS      `yaml:"tls"`
 	KeyPrefix         string   `yaml:"key_prefix"`
 	EncryptionKeyFile string   `yaml:"encryption_key_file"`
-	EncryptionKey     []byte   `yaml:"-"`
+	EncryptionKey     []byte   `yaml:"-"` // the file's 32-byte key
 }
 
 // TLS configures TLS to Redis; CAFile and ServerName require Enabled.
@@ -286,8 +269,40 @@ type TLS struct {
 	Enabled    bool   `yaml:"enabled"`
 	CAFile     string `yaml:"ca_file"`
 	ServerName string `yaml:"server_name"`
-	CAData     []byte `yaml:"-"`
+	CAData     []byte `yaml:"-"` // CAFile's content
 }
+
+// setDefaults sets the defaults of the section p points to before its keys are stored over
+// them (docs/configuration.md lists them).
+func setDefaults(p any) {
+	switch p := p.(type) {
+	case *Config:
+		p.Server = Server{GRPCAddr: defaults.GRPCAddr, HTTPAddr: defaults.HTTPAddr,
+			MaxTokenBytes: defaults.MaxTokenBytes, ForwardAuthHeaders: ForwardAuthAuto}
+		p.Cache = Cache{VerifiedTokens: defaults.CacheEntries, UpstreamTokens: defaults.CacheEntries}
+	case *Issuer:
+		p.TokenTTL = Duration(defaults.IssuerTokenTTL)
+	case *Client:
+		p.TokenTTL = unset
+	case *Provider:
+		p.ClockSkew, p.RefreshInterval = Duration(defaults.ClockSkew), Duration(defaults.RefreshInterval)
+		p.MaxTokenLifetime = Duration(defaults.MaxTokenLifetime)
+	case *Mint:
+		p.TTL = Duration(defaults.UpstreamTokenTTL)
+	case *Redis:
+		p.KeyPrefix = defaults.RedisKeyPrefix
+	case *Fetch:
+		setDefaults(&p.Exchange)
+	case *ClientCredentialsAuth:
+		setDefaults(&p.Exchange)
+	case *Exchange:
+		p.AuthStyle, p.Timeout = defaults.AuthStyle, Duration(defaults.UpstreamTimeout)
+		p.DefaultTTL = Duration(defaults.UpstreamTokenTTL)
+	}
+}
+
+// unset marks a client's token_ttl the file leaves out: its default is the issuer's token_ttl.
+const unset = Duration(-1)
 
 // Route returns the route named name, or nil.
 func (c *Config) Route(name string) *Route {
@@ -310,12 +325,11 @@ func (c *Config) Provider(name string) *Provider {
 }
 
 // Secret is a secret written inline (`client_secret: "${VAR}"`) or in a file
-// (`client_secret_file: path`); the key names are the field's and the field's with "_file".
-// Load reads the file (relative to the configuration's directory, one trailing newline
-// stripped); Value returns the secret from either source. It prints as "[secret]".
+// (`client_secret_file: path`, read relative to the configuration's directory, one trailing
+// newline stripped). It prints as "[secret]".
 type Secret struct {
-	Inline string `yaml:"value"`
-	File   string `yaml:"file"`
+	Inline string // the value written in the configuration
+	File   string // the file holding the value
 	value  string
 }
 
@@ -340,11 +354,14 @@ func (d Duration) String() string { return time.Duration(d).String() }
 
 // UnmarshalYAML reads a duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := parseDuration(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, errBadDuration)}}
+	}
+	v, err := parseDuration(n.Value)
 	if err != nil {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
-	*d = Duration(v)
+	*d = v
 	return nil
 }
 
@@ -354,78 +371,13 @@ var (
 	errBadDuration      = fmt.Errorf("must be a duration such as 90s, 5m or 1h")
 )
 
-func parseDuration(n *yaml.Node) (time.Duration, error) {
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
-		return 0, errBadDuration
-	}
-	v, err := time.ParseDuration(n.Value)
+func parseDuration(s string) (Duration, error) {
+	v, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
 		return 0, errBadDuration
 	case v < 0:
 		return 0, errNegativeDuration
 	}
-	return v, nil
-}
-
-// unset marks a client's token_ttl the file leaves out: its default is the issuer's token_ttl.
-const unset = Duration(-1)
-
-// The defaults of each section that has some, set before its keys are decoded over them. The
-// type conversions (plain) skip these methods inside their own decoding.
-
-func (c *Config) UnmarshalYAML(n *yaml.Node) error {
-	type plain Config
-	c.Server = Server{GRPCAddr: defaults.GRPCAddr, HTTPAddr: defaults.HTTPAddr,
-		MaxTokenBytes: defaults.MaxTokenBytes, ForwardAuthHeaders: ForwardAuthAuto}
-	c.Cache = Cache{VerifiedTokens: defaults.CacheEntries, UpstreamTokens: defaults.CacheEntries}
-	return n.Decode((*plain)(c))
-}
-
-func (is *Issuer) UnmarshalYAML(n *yaml.Node) error {
-	type plain Issuer
-	*is = Issuer{TokenTTL: Duration(defaults.IssuerTokenTTL)}
-	return n.Decode((*plain)(is))
-}
-
-func (c *Client) UnmarshalYAML(n *yaml.Node) error {
-	type plain Client
-	*c = Client{TokenTTL: unset}
-	return n.Decode((*plain)(c))
-}
-
-func (p *Provider) UnmarshalYAML(n *yaml.Node) error {
-	type plain Provider
-	*p = Provider{ClockSkew: Duration(defaults.ClockSkew), RefreshInterval: Duration(defaults.RefreshInterval),
-		MaxTokenLifetime: Duration(defaults.MaxTokenLifetime)}
-	return n.Decode((*plain)(p))
-}
-
-func (e *Exchange) defaults() {
-	*e = Exchange{AuthStyle: defaults.AuthStyle, Timeout: Duration(defaults.UpstreamTimeout),
-		DefaultTTL: Duration(defaults.UpstreamTokenTTL)}
-}
-
-func (c *ClientCredentialsAuth) UnmarshalYAML(n *yaml.Node) error {
-	type plain ClientCredentialsAuth
-	c.Exchange.defaults()
-	return n.Decode((*plain)(c))
-}
-
-func (f *Fetch) UnmarshalYAML(n *yaml.Node) error {
-	type plain Fetch
-	f.Exchange.defaults()
-	return n.Decode((*plain)(f))
-}
-
-func (m *Mint) UnmarshalYAML(n *yaml.Node) error {
-	type plain Mint
-	*m = Mint{TTL: Duration(defaults.UpstreamTokenTTL)}
-	return n.Decode((*plain)(m))
-}
-
-func (r *Redis) UnmarshalYAML(n *yaml.Node) error {
-	type plain Redis
-	*r = Redis{KeyPrefix: defaults.RedisKeyPrefix}
-	return n.Decode((*plain)(r))
+	return Duration(v), nil
 }

@@ -169,7 +169,7 @@ func TestGoodFiles(t *testing.T) {
 	}
 }
 
-// TestSpecExample checks the decoded SPEC section 3 example field by field, including the
+// TestSpecExample checks the decoded docs/configuration.md example field by field, including the
 // resolved secrets.
 func TestSpecExample(t *testing.T) {
 	keyFile := writeTestKey(t)

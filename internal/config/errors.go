@@ -1,8 +1,8 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
-	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -11,14 +11,9 @@ import (
 
 // Problem is one thing wrong with a configuration.
 type Problem struct {
-	// Line is where in the file the problem is: the line of the key, or, for a key the file
-	// lacks, of its nearest ancestor present. 0 for the file as a whole (and for warnings).
-	Line int
-	// Path names the field with dots and indices, e.g. routes[2].upstream.fetch.token_url; map
-	// keys that are not plain words are written ["key"]. Empty for the file as a whole.
-	Path string
-	// Message says what is wrong. It never contains a secret.
-	Message string
+	Line    int    // the key's line, or its nearest present ancestor's; 0 for the whole file
+	Path    string // the field, e.g. routes[2].upstream.fetch.token_url; odd map keys as ["key"]
+	Message string // what is wrong, never with a secret
 }
 
 // String formats p as "line N: path: message", leaving out what p lacks.
@@ -36,7 +31,7 @@ func (p Problem) String() string {
 // Errors is every problem of a configuration, in document order. Load and Parse return it (as
 // *Errors) for any problem with the configuration itself.
 type Errors struct {
-	Problems []Problem
+	Problems []Problem // in document order
 }
 
 // Error returns one line per problem.
@@ -51,22 +46,11 @@ func (e *Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// pos is a place in the document; the zero pos is before everything.
-type pos struct{ line, col int }
+// pos is a place in the document, line<<32 | column, so that positions compare as numbers; 0 is
+// before everything.
+type pos int64
 
-func (a pos) cmp(b pos) int {
-	if a.line != b.line {
-		return a.line - b.line
-	}
-	return a.col - b.col
-}
-
-func maxPos(a, b pos) pos {
-	if a.cmp(b) < 0 {
-		return b
-	}
-	return a
-}
+func (p pos) line() int { return int(p >> 32) }
 
 // span is where a path's key (or list item) starts and where its value's text ends.
 type span struct{ start, end pos }
@@ -74,50 +58,41 @@ type span struct{ start, end pos }
 // problems collects problems and where each path is in the document, so that the final list is
 // in document order whatever order the checks ran in.
 type problems struct {
-	list  []Problem
-	spans map[string]span
-	// bad holds paths whose value was refused by the walk: later checks would only repeat the
-	// problem in other words (e.g. "is required"), so theirs are dropped.
-	bad      map[string]bool
-	warnings []Problem
-}
-
-func newProblems() *problems {
-	return &problems{spans: map[string]span{}, bad: map[string]bool{}}
+	list, warnings []Problem
+	spans          map[string]span
+	// bad holds the paths whose value the walk refused. Once walked is set, problems under them
+	// are dropped: they would only repeat the refusal in other words (e.g. "is required").
+	bad    map[string]bool
+	walked bool
 }
 
 func (p *problems) add(path, format string, args ...any) {
-	p.list = append(p.list, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+	if !p.walked || !p.refused(path) {
+		p.list = append(p.list, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+}
+
+// refused reports whether path or a path above it was refused.
+func (p *problems) refused(path string) bool {
+	for i := range len(path) {
+		if (path[i] == '.' || path[i] == '[') && p.bad[path[:i]] {
+			return true
+		}
+	}
+	return p.bad[""] || p.bad[path]
 }
 
 func (p *problems) warn(path, format string, args ...any) {
 	p.warnings = append(p.warnings, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
-// dropRefused drops the problems after the first n that lie under a refused path.
-func (p *problems) dropRefused(n int) {
-	kept := p.list[:n]
-	for _, pr := range p.list[n:] {
-		if !slices.ContainsFunc(slices.Collect(maps.Keys(p.bad)), func(b string) bool { return under(pr.Path, b) }) {
-			kept = append(kept, pr)
-		}
-	}
-	p.list = kept
-}
-
-// under reports whether path is anc or lies below it.
-func under(path, anc string) bool {
-	return path == anc || anc == "" || strings.HasPrefix(path, anc) && strings.ContainsRune(".[", rune(path[len(anc)]))
-}
-
-// result sorts the problems in document order, gives each its line and returns them as *Errors
-// (nil when none). A problem about a path present in the file sorts at its key; one about a
-// missing path right after the text of its nearest present ancestor. Ties keep their order.
+// result returns the problems in document order as *Errors (nil when none), each with its line.
+// A problem about a path present in the file sorts at its key; one about a missing path right
+// after the text of its nearest present ancestor. Ties keep their order.
 func (p *problems) result() *Errors {
 	type keyed struct {
-		at      pos
-		missing bool
-		prob    Problem
+		at pos // twice the position, plus one when the path is missing
+		Problem
 	}
 	var ks []keyed
 	seen := map[Problem]bool{}
@@ -126,37 +101,25 @@ func (p *problems) result() *Errors {
 			continue
 		}
 		seen[pr] = true
-		k := keyed{prob: pr}
 		s, ok := p.spans[pr.Path]
-		k.at = s.start
+		at := 2 * s.start
 		for anc := pr.Path; !ok && anc != ""; {
 			anc = parentPath(anc)
 			s, ok = p.spans[anc]
-			k.at, k.missing = s.end, true
+			at = 2*s.end + 1
 		}
-		if k.prob.Line == 0 {
-			k.prob.Line = s.start.line
+		if pr.Line == 0 {
+			pr.Line = s.start.line()
 		}
-		ks = append(ks, k)
+		ks = append(ks, keyed{at, pr})
 	}
 	if len(ks) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(ks, func(a, b keyed) int {
-		if c := a.at.cmp(b.at); c != 0 {
-			return c
-		}
-		switch {
-		case a.missing == b.missing:
-			return 0
-		case a.missing:
-			return 1
-		}
-		return -1
-	})
+	slices.SortStableFunc(ks, func(a, b keyed) int { return cmp.Compare(a.at, b.at) })
 	out := &Errors{}
 	for _, k := range ks {
-		out.Problems = append(out.Problems, k.prob)
+		out.Problems = append(out.Problems, k.Problem)
 	}
 	return out
 }

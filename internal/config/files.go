@@ -23,26 +23,31 @@ const (
 	maxKeyBytes    = 1 << 20
 )
 
+// minSecretLen is the shortest client secret without a warning: 16 characters of a random
+// secret are about 96 bits.
+const minSecretLen = 16
+
 // resolveFiles reads every secret and file of cfg into its resolved form and reports their
 // problems, never with a secret or a file's content in a message.
 func resolveFiles(cfg *Config, baseDir string, p *problems) {
-	read := func(path, name string, limit int64) []byte {
+	// read returns the file at name, or nil after reporting why it cannot be read or, when ok
+	// refuses its content, what it should hold.
+	read := func(path, name string, limit int64, ok func([]byte) bool, want string) []byte {
 		data, err := readFile(baseDir, name, limit)
-		if err != nil {
+		switch {
+		case err != nil:
 			p.add(path, "%s", err.Error())
+		case ok != nil && !ok(data):
+			p.add(path, "%s", want)
+			return nil
 		}
 		return data
 	}
 	if is := cfg.Issuer; is != nil {
 		for i := range is.SigningKeys {
-			k := &is.SigningKeys[i]
-			path := fmt.Sprintf("issuer.signing_keys[%d].file", i)
-			if k.File != "" {
-				if data := read(path, k.File, maxKeyBytes); data != nil && !looksLikePrivateKey(data) {
-					p.add(path, "does not hold a PEM private key or a private JWK")
-				} else {
-					k.KeyData = data
-				}
+			if k := &is.SigningKeys[i]; k.File != "" {
+				k.KeyData = read(fmt.Sprintf("issuer.signing_keys[%d].file", i), k.File, maxKeyBytes,
+					looksLikePrivateKey, "does not hold a PEM private key or a private JWK")
 			}
 		}
 		for i := range is.Clients {
@@ -58,10 +63,12 @@ func resolveFiles(cfg *Config, baseDir string, p *problems) {
 		const path = "server.gateway_tls"
 		var cert, key []byte
 		if g.CertFile != "" {
-			g.CertPath, cert = resolvePath(baseDir, g.CertFile), read(path+".cert_file", g.CertFile, maxKeyBytes)
+			g.CertPath = resolvePath(baseDir, g.CertFile)
+			cert = read(path+".cert_file", g.CertFile, maxKeyBytes, nil, "")
 		}
 		if g.KeyFile != "" {
-			g.KeyPath, key = resolvePath(baseDir, g.KeyFile), read(path+".key_file", g.KeyFile, maxKeyBytes)
+			g.KeyPath = resolvePath(baseDir, g.KeyFile)
+			key = read(path+".key_file", g.KeyFile, maxKeyBytes, nil, "")
 		}
 		if _, err := tls.X509KeyPair(cert, key); cert != nil && key != nil && err != nil {
 			// The parser's text may describe the key; say only what is wrong with the pair.
@@ -70,38 +77,36 @@ func resolveFiles(cfg *Config, baseDir string, p *problems) {
 		if g.ClientCAFile != "" {
 			// The server re-reads the files when they change (rotation): only paths are kept.
 			g.ClientCAPath = resolvePath(baseDir, g.ClientCAFile)
-			if data := read(path+".client_ca_file", g.ClientCAFile, maxKeyBytes); data != nil && !x509.NewCertPool().AppendCertsFromPEM(data) {
-				p.add(path+".client_ca_file", "holds no PEM certificate")
-			}
+			read(path+".client_ca_file", g.ClientCAFile, maxKeyBytes, holdsCerts, "holds no PEM certificate")
 		}
 	}
 	if r := cfg.Cache.Redis; r != nil {
 		r.Password.resolve("cache.redis", "password", false, baseDir, p)
 		if r.EncryptionKeyFile != "" {
-			const path = "cache.redis.encryption_key_file"
-			if data := read(path, r.EncryptionKeyFile, maxSecretBytes); data != nil {
+			decode := func(data []byte) bool {
 				var err error
-				if r.EncryptionKey, err = secrets.DecodeEncryptionKey(data); err != nil {
-					p.add(path, "must hold a 32-byte key: 32 raw bytes, 64 hex digits or base64 of 32 bytes")
-				}
+				r.EncryptionKey, err = secrets.DecodeEncryptionKey(data)
+				return err == nil
 			}
+			read("cache.redis.encryption_key_file", r.EncryptionKeyFile, maxSecretBytes, decode,
+				"must hold a 32-byte key: 32 raw bytes, 64 hex digits or base64 of 32 bytes")
 		}
 		if r.TLS.CAFile != "" {
-			const path = "cache.redis.tls.ca_file"
-			if data := read(path, r.TLS.CAFile, maxKeyBytes); data != nil && !x509.NewCertPool().AppendCertsFromPEM(data) {
-				p.add(path, "holds no PEM certificate")
-			} else {
-				r.TLS.CAData = data
-			}
+			r.TLS.CAData = read("cache.redis.tls.ca_file", r.TLS.CAFile, maxKeyBytes, holdsCerts,
+				"holds no PEM certificate")
 		}
 	}
 }
 
+func holdsCerts(data []byte) bool { return x509.NewCertPool().AppendCertsFromPEM(data) }
+
 // resolveClient checks an issuer client's secret sources and fills SecretHashes.
 func resolveClient(c *Client, path string, baseDir string, p *problems) {
-	sources := count(c.ClientSecretHash != "", c.ClientSecretHashes != nil, c.ClientSecret.Inline != "", c.ClientSecret.File != "")
+	sources := count(c.ClientSecretHash != "", c.ClientSecretHashes != nil, c.ClientSecret.Inline != "",
+		c.ClientSecret.File != "")
 	if sources != 1 {
-		p.add(path, "exactly one of client_secret_hash, client_secret_hashes, client_secret, client_secret_file")
+		p.add(path, "exactly one of client_secret_hash, client_secret_hashes, client_secret, "+
+			"client_secret_file")
 	}
 	hash := func(path, s string) {
 		if h, err := secrets.ParseHash(s); err == nil {
@@ -128,7 +133,8 @@ func resolveClient(c *Client, path string, baseDir string, p *problems) {
 			if cs.Inline != "" {
 				key = ".client_secret"
 			}
-			p.warn(path+key, "the secret is shorter than %d characters; use a long random secret (openssl rand -base64 32)", minSecretLen)
+			p.warn(path+key, "the secret is shorter than %d characters; use a long random secret "+
+				"(openssl rand -base64 32)", minSecretLen)
 		}
 		cs.value = "" // the issuer needs only the hash
 	}
@@ -136,10 +142,6 @@ func resolveClient(c *Client, path string, baseDir string, p *problems) {
 		c.SecretHashes = nil
 	}
 }
-
-// minSecretLen is the shortest client secret without a warning: 16 characters of a random
-// secret are about 96 bits.
-const minSecretLen = 16
 
 // resolve fills s.value from the inline value or the file; path is the enclosing mapping and
 // name the key. Both at once is a problem; neither is one only when required. It reports

@@ -52,7 +52,7 @@ func Parse(data []byte, baseDir string, env func(string) (string, bool)) (*Confi
 	if env == nil {
 		env = os.LookupEnv
 	}
-	p := newProblems()
+	p := &problems{spans: map[string]span{}, bad: map[string]bool{}}
 	if len(data) > maxConfigBytes {
 		p.add("", "configuration is larger than %d bytes", maxConfigBytes)
 		return nil, p.result()
@@ -61,25 +61,14 @@ func Parse(data []byte, baseDir string, env func(string) (string, bool)) (*Confi
 	if root == nil {
 		return nil, p.result()
 	}
-	w := &walker{p: p, env: env, budget: maxNodes, active: map[*yaml.Node]bool{}}
-	clean, ok := w.value("", root, reflect.TypeFor[Config](), 0)
-	p.spans[""] = span{end: w.maxp}
-	walked := len(p.list)
-
 	cfg := &Config{}
-	if !ok {
-		clean = &yaml.Node{Kind: yaml.MappingNode}
-	}
-	if err := clean.Decode(cfg); err != nil {
-		// The walk lets through only values of the right shape, so this is a bug here, not in
-		// the file. yaml.v3's text may quote a value, so it is not shown.
-		p.add("", "internal error decoding the configuration")
-		return nil, p.result()
-	}
+	setDefaults(cfg)
+	w := &walker{problems: p, env: env, budget: maxNodes, active: map[*yaml.Node]bool{}}
+	w.walk("", root, reflect.ValueOf(cfg).Elem(), 0)
+	p.spans[""], p.walked = span{end: w.end}, true
 	finishDefaults(cfg)
 	resolveFiles(cfg, baseDir, p)
 	validate(cfg, p)
-	p.dropRefused(walked)
 	if errs := p.result(); errs != nil {
 		return nil, errs
 	}
@@ -87,32 +76,29 @@ func Parse(data []byte, baseDir string, env func(string) (string, bool)) (*Confi
 	return cfg, nil
 }
 
-// finishDefaults sets the defaults that depend on other settings.
+// finishDefaults sets the defaults that depend on other settings: a client's token_ttl is the
+// issuer's, and the `self` provider's algorithms are those of the issuer's keys.
 func finishDefaults(cfg *Config) {
+	var algs []string
 	if is := cfg.Issuer; is != nil {
 		for i := range is.Clients {
 			if is.Clients[i].TokenTTL == unset {
 				is.Clients[i].TokenTTL = is.TokenTTL
 			}
 		}
+		for _, k := range is.SigningKeys {
+			if jose.IsSigningAlgorithm(k.Alg) && !slices.Contains(algs, k.Alg) {
+				algs = append(algs, k.Alg)
+			}
+		}
 	}
 	for i := range cfg.Providers {
-		pr := &cfg.Providers[i]
-		if pr.Algorithms != nil {
-			continue
-		}
-		pr.Algorithms = jose.DefaultAlgorithms()
-		if pr.IsSelf() && cfg.Issuer != nil {
-			// The algorithms of the issuer's own keys, each once, in key order.
-			var algs []string
-			for _, k := range cfg.Issuer.SigningKeys {
-				if jose.IsSigningAlgorithm(k.Alg) && !slices.Contains(algs, k.Alg) {
-					algs = append(algs, k.Alg)
-				}
-			}
-			if algs != nil {
-				pr.Algorithms = algs
-			}
+		switch pr := &cfg.Providers[i]; {
+		case pr.Algorithms != nil:
+		case pr.IsSelf() && algs != nil:
+			pr.Algorithms = slices.Clone(algs)
+		default:
+			pr.Algorithms = jose.DefaultAlgorithms()
 		}
 	}
 }
@@ -170,234 +156,313 @@ func yamlError(err error) string {
 	return msg
 }
 
-// walker checks a YAML node tree against the yaml tags of this package's types and returns a
-// clean tree for yaml.v3 to decode: aliases and merge keys expanded, ${NAME} expanded, scalars
-// in the one form each field accepts, and refused or unknown entries left out.
+// walker checks a YAML node tree against the yaml tags of this package's types and stores it in
+// a Config. It expands aliases and merge keys (so that a problem names the path it lands in)
+// and ${NAME}, and stores each scalar only in the one form its field accepts. yaml.v3's own
+// decoding cannot do this: Node.Decode has no KnownFields, its errors have no path and may
+// quote a value, and it accepts values the configuration refuses (yes, 1.5, 0x10, !!binary).
 type walker struct {
-	p        *problems
+	*problems
 	env      func(string) (string, bool)
 	budget   int
 	overflow bool
-	// active holds alias targets being expanded, to refuse an alias inside its own anchor.
-	active map[*yaml.Node]bool
-	// maxp is the furthest position seen in the subtree being walked.
-	maxp pos
+	active   map[*yaml.Node]bool // alias targets being expanded, to refuse an alias inside its anchor
+	end      pos                 // the furthest position seen in the subtree being walked
 	// ref, when set, is the position of the alias or merge key being expanded: problems inside
 	// sort there, so that they follow the paths they land in.
-	ref *pos
+	ref pos
 }
 
 func (w *walker) spend() bool {
 	if w.budget--; w.budget < 0 && !w.overflow {
 		w.overflow = true
-		w.p.add("", "configuration is too large (more than %d YAML nodes after alias expansion)", maxNodes)
+		w.add("", "configuration is too large (more than %d YAML nodes after alias expansion)", maxNodes)
 	}
 	return w.budget >= 0
 }
 
 func (w *walker) at(n *yaml.Node) pos {
-	if w.ref != nil {
-		return *w.ref
+	if w.ref != 0 {
+		return w.ref
 	}
-	return pos{n.Line, n.Column}
+	return pos(n.Line)<<32 | pos(n.Column)
 }
 
-// fail reports a problem with the value at path and marks the path as refused.
-func (w *walker) fail(path, format string, args ...any) {
-	w.p.add(path, format, args...)
-	w.p.bad[path] = true
+// fail reports a problem with the value at path and marks the path as refused. It returns false.
+func (w *walker) fail(path, format string, args ...any) bool {
+	w.add(path, format, args...)
+	w.bad[path] = true
+	return false
 }
 
-func scalar(tag, value string) *yaml.Node {
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: value}
+// mark records where a path the walk does not descend into is.
+func (w *walker) mark(path string, at pos) {
+	if _, seen := w.spans[path]; !seen {
+		w.spans[path] = span{at, at}
+	}
 }
 
 var (
 	durationType = reflect.TypeFor[Duration]()
 	secretType   = reflect.TypeFor[Secret]()
 	anyType      = reflect.TypeFor[any]()
-	null         = scalar("!!null", "null")
 )
 
-// invalid stands in for a refused string, so that checks of the enclosing value (such as
-// "exactly one of ...") do not report it a second time as missing; a refused struct is an empty
-// mapping for the same reason. A Config holding them is never returned.
-const invalid = "<invalid>"
-
-func placeholder(t reflect.Type) (*yaml.Node, bool) {
-	switch t.Kind() {
-	case reflect.String:
-		return scalar("!!str", invalid), true
-	case reflect.Struct, reflect.Pointer:
-		return &yaml.Node{Kind: yaml.MappingNode}, true
-	}
-	return nil, false
+// newValue returns a pointer to a new value of type t holding t's defaults.
+func newValue(t reflect.Type) reflect.Value {
+	v := reflect.New(t)
+	setDefaults(v.Interface())
+	return v
 }
 
-// value checks n, the value at path, against type t. ok is false when there is nothing to set:
-// an absent or null value, or a refused one (then a problem is recorded and the path is bad).
-func (w *walker) value(path string, n *yaml.Node, t reflect.Type, depth int) (*yaml.Node, bool) {
+// invalid stands in for a refused string.
+const invalid = "<invalid>"
+
+// placeholder stands in for the refused value v, so that checks of the enclosing value (such as
+// "exactly one of ...") do not report it a second time as missing: a string becomes invalid, a
+// section keeps its defaults. A Config holding them is never returned. It reports whether v
+// has a placeholder.
+func placeholder(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(invalid)
+	case reflect.Pointer:
+		v.Set(newValue(v.Type().Elem()))
+	case reflect.Struct:
+	default:
+		return false
+	}
+	return true
+}
+
+// walk checks n, the value at path, against v's type and stores it in v. It reports whether v
+// was set: not when n is null (but a null option, such as `remove:`, is set) or refused (then a
+// problem is recorded, the path is refused and v is unchanged).
+func (w *walker) walk(path string, n *yaml.Node, v reflect.Value, depth int) bool {
 	if !w.spend() {
-		return nil, false
+		return false
 	}
 	if n.Kind == yaml.AliasNode {
 		target := n.Alias
 		switch {
 		case target == nil:
-			w.fail(path, "invalid alias")
-			return nil, false
+			return w.fail(path, "invalid alias")
 		case w.active[target]:
-			w.fail(path, "alias refers to a value that contains it")
-			return nil, false
+			return w.fail(path, "alias refers to a value that contains it")
 		}
 		w.active[target] = true
 		defer delete(w.active, target)
-		if w.ref == nil {
-			ref := w.at(n)
-			w.ref = &ref
-			defer func() { w.ref = nil }()
+		if w.ref == 0 {
+			w.ref = w.at(n)
+			defer func() { w.ref = 0 }()
 		}
-		return w.value(path, target, t, depth)
+		return w.walk(path, target, v, depth)
 	}
-	w.maxp = maxPos(w.maxp, w.at(n))
+	w.end = max(w.end, w.at(n))
 	if isNull(n) {
-		if t.Kind() == reflect.Pointer {
-			return &yaml.Node{Kind: yaml.MappingNode}, true // `remove:` sets the option
+		if v.Kind() == reflect.Pointer {
+			v.Set(newValue(v.Type().Elem()))
 		}
-		return nil, false
+		return v.Kind() == reflect.Pointer
 	}
-	switch k := t.Kind(); {
-	case t == durationType:
-		s, ok := w.scalarString(path, n, errBadDuration.Error())
-		if !ok {
-			return nil, false
-		}
-		if _, err := parseDuration(scalar("!!str", s)); err != nil {
-			w.fail(path, "%v", err)
-			return nil, false
-		}
-		return scalar("!!str", s), true
+	return w.store(path, n, v, depth)
+}
+
+// store stores n, a value that is neither an alias nor null, in v by v's type.
+func (w *walker) store(path string, n *yaml.Node, v reflect.Value, depth int) bool {
+	switch t := v.Type(); {
 	case t == anyType:
-		return w.freeValue(path, n, depth)
-	case k == reflect.Pointer:
-		return w.value(path, n, t.Elem(), depth)
-	case k == reflect.Struct:
-		return w.structValue(path, n, t, depth)
-	case k == reflect.String:
-		s, ok := w.scalarString(path, n, "must be a string")
-		return scalar("!!str", s), ok
-	case k == reflect.Bool:
-		return w.typedValue(path, n, "!!bool", "must be true or false")
-	case k == reflect.Int:
-		return w.typedValue(path, n, "!!int", "must be an integer")
-	case k == reflect.Slice:
-		return w.sliceValue(path, n, t, depth)
-	case k == reflect.Map:
-		return w.mapValue(path, n, t, depth)
+		return w.free(path, n, v, depth)
+	case t.Kind() == reflect.Pointer:
+		p := newValue(t.Elem())
+		if !w.walk(path, n, p.Elem(), depth) {
+			return false
+		}
+		v.Set(p)
+		return true
+	case t.Kind() == reflect.Slice:
+		return w.sequence(path, n, v, depth)
+	case t.Kind() == reflect.Struct || t.Kind() == reflect.Map:
+		return w.mapping(path, n, v, depth)
 	}
-	w.fail(path, "unsupported field type") // unreachable for the types of this package
-	return nil, false
+	return w.scalar(path, n, v)
 }
 
 // scalarOK reports whether n is a scalar this package reads, refusing tags such as !!binary.
 func (w *walker) scalarOK(path string, n *yaml.Node, shape string) bool {
 	if n.Kind != yaml.ScalarNode {
-		w.fail(path, "%s", shape)
-		return false
+		return w.fail(path, "%s", shape)
 	}
 	switch n.ShortTag() {
 	case "!!str", "!!int", "!!float", "!!bool", "!!timestamp":
 		return true
 	}
-	w.fail(path, "unsupported YAML tag %s", quote(n.ShortTag()))
-	return false
+	return w.fail(path, "unsupported YAML tag %s", quote(n.ShortTag()))
 }
 
-// scalarString returns the text of a scalar with ${NAME} expanded. Numbers, booleans and dates
-// keep the text they were written with, so `client_id: 0123` is "0123".
-func (w *walker) scalarString(path string, n *yaml.Node, shape string) (string, bool) {
-	if !w.scalarOK(path, n, shape) {
-		return "", false
-	}
-	return w.expand(path, n.Value)
+// shapes is what a field of each scalar type must be.
+var shapes = map[reflect.Type]string{
+	reflect.TypeFor[string](): "must be a string",
+	reflect.TypeFor[bool]():   "must be true or false",
+	reflect.TypeFor[int]():    "must be an integer",
+	durationType:              errBadDuration.Error(),
 }
 
-var decimal = regexp.MustCompile(`^[-+]?[0-9]+$`)
+var (
+	typedTags = map[reflect.Kind]string{reflect.Bool: "!!bool", reflect.Int: "!!int"}
+	decimal   = regexp.MustCompile(`^[-+]?[0-9]+$`)
+)
 
-// typedValue reads a boolean (tag "!!bool") or decimal integer ("!!int") scalar; a quoted
-// "${NAME}" may give the value (`db: "${REDIS_DB}"`). YAML 1.1 forms (yes, on, 0x10) are refused.
-func (w *walker) typedValue(path string, n *yaml.Node, tag, shape string) (*yaml.Node, bool) {
+// scalar stores a string, Duration, bool or int. Strings keep the text they were written with
+// (`client_id: 0123` is "0123") with ${NAME} expanded. Booleans and integers are YAML 1.2's
+// true, false and decimal integers (not yes, on or 0x10), or a quoted "${NAME}" whose value
+// is one (`db: "${REDIS_DB}"`).
+func (w *walker) scalar(path string, n *yaml.Node, v reflect.Value) bool {
+	shape := shapes[v.Type()]
 	if !w.scalarOK(path, n, shape) {
-		return nil, false
+		return false
 	}
-	s := n.Value
-	switch {
-	case n.ShortTag() == "!!str" && strings.Contains(s, "${"):
+	s, tag := n.Value, n.ShortTag()
+	want := typedTags[v.Kind()]
+	if want == "" || tag == "!!str" && strings.Contains(s, "${") {
 		var ok bool
 		if s, ok = w.expand(path, s); !ok {
-			return nil, false
+			return false
 		}
-	case n.ShortTag() != tag:
-		w.fail(path, "%s", shape)
-		return nil, false
+	} else if tag != want {
+		return w.fail(path, "%s", shape)
 	}
-	if tag == "!!bool" {
-		if b, err := strconv.ParseBool(s); err == nil && (n.ShortTag() == tag || s == "true" || s == "false") {
-			return scalar(tag, strconv.FormatBool(b)), true
+	switch {
+	case v.Type() == durationType:
+		d, err := parseDuration(s)
+		if err != nil {
+			return w.fail(path, "%v", err)
 		}
-		w.fail(path, "%s", shape)
-		return nil, false
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil || tag == "!!str" && s != "true" && s != "false" {
+			return w.fail(path, "%s", shape)
+		}
+		v.SetBool(b)
+	case !decimal.MatchString(s):
+		return w.fail(path, "must be a decimal integer")
+	default:
+		i, err := strconv.ParseInt(s, 10, strconv.IntSize)
+		if err != nil {
+			return w.fail(path, "integer out of range")
+		}
+		v.SetInt(i)
 	}
-	if !decimal.MatchString(s) {
-		w.fail(path, "must be a decimal integer")
-		return nil, false
-	}
-	v, err := strconv.ParseInt(s, 10, strconv.IntSize)
-	if err != nil {
-		w.fail(path, "integer out of range")
-		return nil, false
-	}
-	return scalar(tag, strconv.FormatInt(v, 10)), true
+	return true
 }
 
-func (w *walker) sliceValue(path string, n *yaml.Node, t reflect.Type, depth int) (*yaml.Node, bool) {
+// sequence stores a list. A list with a refused element that has no placeholder is not stored:
+// keeping the rest would shift indices and could widen what the list allows.
+func (w *walker) sequence(path string, n *yaml.Node, v reflect.Value, depth int) bool {
 	if n.Kind != yaml.SequenceNode {
-		w.fail(path, "must be a list")
-		return nil, false
+		return w.fail(path, "must be a list")
 	}
-	out, all := &yaml.Node{Kind: yaml.SequenceNode}, true
+	s, all := reflect.MakeSlice(v.Type(), 0, len(n.Content)), true
 	for i, c := range n.Content {
-		ip := indexPath(path, i)
-		v, ok := w.entry(ip, w.at(c), c, t.Elem(), depth+1)
-		switch {
-		case ok:
-		case !isNull(c):
-		case t.Elem() == anyType:
-			v, ok = null, true // a null inside a free-form list is a JSON null
-		default:
-			w.fail(ip, "must not be null")
-		}
-		if !ok && w.p.bad[ip] {
-			v, ok = placeholder(t.Elem())
-		}
-		all = all && ok
-		out.Content = append(out.Content, v)
+		ev := newValue(v.Type().Elem()).Elem()
+		all = w.element(indexPath(path, i), mapEntry{at: w.at(c), value: c}, ev, depth, true) && all
+		s = reflect.Append(s, ev)
 	}
-	// A list with a refused element is dropped whole: keeping the rest would shift indices and
-	// could widen what the list allows.
-	return out, all
+	if all {
+		v.Set(s)
+	}
+	return all
 }
 
-// entry walks one map entry or list element found at position at, recording where its path is.
-func (w *walker) entry(path string, at pos, n *yaml.Node, t reflect.Type, depth int) (*yaml.Node, bool) {
-	saved := w.maxp
-	w.maxp = at
-	v, ok := w.value(path, n, t, depth)
-	if _, seen := w.p.spans[path]; !seen {
-		w.p.spans[path] = span{start: at, end: w.maxp}
+// mapping stores a mapping in a struct (by the yaml tags of its fields) or a map. A map with a
+// refused value that has no placeholder is not stored.
+func (w *walker) mapping(path string, n *yaml.Node, v reflect.Value, depth int) bool {
+	switch {
+	case n.Kind == yaml.MappingNode:
+	case path == "":
+		return w.fail(path, "configuration must be a YAML mapping")
+	default:
+		return w.fail(path, "must be a mapping")
 	}
-	w.maxp = maxPos(saved, w.maxp)
-	return v, ok
+	isStruct, m, all := v.Kind() == reflect.Struct, v, true
+	var fields map[string][]int
+	if isStruct {
+		fields = fieldsOf(v.Type())
+	} else {
+		m = reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	}
+	for _, e := range w.entries(path, n) {
+		kp := keyPath(path, e.key)
+		index, known := fields[e.key]
+		switch {
+		case isStruct && known && e.isString:
+			w.walkEntry(kp, e, v.FieldByIndex(index), depth+1)
+		case isStruct:
+			w.mark(kp, e.at)
+			w.add(kp, "unknown field")
+		case !e.isString:
+			all = w.fail(kp, "keys must be strings")
+		default:
+			ev := newValue(v.Type().Elem()).Elem()
+			all = w.element(kp, e, ev, depth, false) && all
+			m.SetMapIndex(reflect.ValueOf(e.key), ev)
+		}
+	}
+	if !isStruct && all {
+		v.Set(m)
+	}
+	return all
+}
+
+// fieldsOf maps the YAML keys of struct type t to the index of their fields, with the fields of
+// inline structs in line. A Secret takes two keys: its own for the inline value and the same
+// with "_file" for the file.
+func fieldsOf(t reflect.Type) map[string][]int {
+	m := map[string][]int{}
+	for _, f := range reflect.VisibleFields(t) {
+		switch name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); {
+		case name == "" || name == "-": // an inline struct (its fields follow), or filled by Load
+		case f.Type == secretType:
+			m[name], m[name+"_file"] = slices.Concat(f.Index, []int{0}), slices.Concat(f.Index, []int{1})
+		default:
+			m[name] = f.Index
+		}
+	}
+	return m
+}
+
+// element walks a list element or map value. A null one is a JSON null in a free-form value and
+// refused elsewhere (in a list, with a placeholder).
+func (w *walker) element(path string, e mapEntry, v reflect.Value, depth int, inList bool) bool {
+	ok := w.walkEntry(path, e, v, depth+1)
+	switch {
+	case ok || !isNull(e.value):
+		return ok
+	case v.Type() == anyType:
+		return true
+	}
+	w.fail(path, "must not be null")
+	return inList && placeholder(v)
+}
+
+// walkEntry walks a map entry or list element, recording where its path is; a merged entry is
+// walked as if referenced from its merge key. A refused value gets its placeholder.
+func (w *walker) walkEntry(path string, e mapEntry, v reflect.Value, depth int) bool {
+	if e.merged && w.ref == 0 {
+		w.ref = e.at
+		defer func() { w.ref = 0 }()
+	}
+	saved := w.end
+	w.end = e.at
+	ok := w.walk(path, e.value, v, depth)
+	if _, seen := w.spans[path]; !seen {
+		w.spans[path] = span{e.at, w.end}
+	}
+	w.end = max(saved, w.end)
+	return ok || w.bad[path] && placeholder(v)
 }
 
 func isNull(n *yaml.Node) bool {
@@ -442,7 +507,8 @@ func (w *walker) entries(path string, n *yaml.Node) []mapEntry {
 		}
 		if seen[key] {
 			// At the line of the repeated key, sorted with the first.
-			w.p.list = append(w.p.list, Problem{Line: w.at(k).line, Path: keyPath(path, key), Message: "duplicate key"})
+			dup := Problem{Line: w.at(k).line(), Path: keyPath(path, key), Message: "duplicate key"}
+			w.list = append(w.list, dup)
 			continue
 		}
 		seen[key] = true
@@ -471,15 +537,13 @@ func (w *walker) mergeSources(path string, at pos, v *yaml.Node) []mapEntry {
 		}
 		if m.Kind != yaml.MappingNode || w.active[m] {
 			kp := keyPath(path, "<<")
-			if _, seen := w.p.spans[kp]; !seen {
-				w.p.spans[kp] = span{start: at, end: at}
-			}
+			w.mark(kp, at)
 			w.fail(kp, "a merge key needs a mapping or a list of mappings")
 			return nil
 		}
 		w.active[m] = true
 		saved := w.ref
-		w.ref = &at
+		w.ref = at
 		out = append(out, w.entries(path, m)...)
 		w.ref = saved
 		delete(w.active, m)
@@ -487,237 +551,94 @@ func (w *walker) mergeSources(path string, at pos, v *yaml.Node) []mapEntry {
 	return out
 }
 
-// walkEntry walks a merged or written entry, as if referenced from its merge key when merged.
-func (w *walker) walkEntry(path string, e mapEntry, t reflect.Type, depth int) (*yaml.Node, bool) {
-	if e.merged && w.ref == nil {
-		at := e.at
-		w.ref = &at
-		defer func() { w.ref = nil }()
-	}
-	v, ok := w.entry(path, e.at, e.value, t, depth)
-	if !ok && w.p.bad[path] {
-		v, ok = placeholder(t)
-	}
-	return v, ok
-}
-
-type field struct {
-	t   reflect.Type
-	key string // the field's key in the clean tree
-	sub string // for a Secret: "value" or "file"
-}
-
-// fields maps the YAML keys of struct type t to their field types, with the fields of inline
-// structs in line. A Secret field takes two keys, its own (the inline value) and the same with
-// "_file"; sub names the Secret's field each fills.
-func fields(t reflect.Type) map[string]field {
-	m := map[string]field{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		switch {
-		case opts == "inline":
-			for k, v := range fields(f.Type) {
-				m[k] = v
-			}
-		case name == "-" || name == "":
-		case f.Type == secretType:
-			m[name] = field{reflect.TypeFor[string](), name, "value"}
-			m[name+"_file"] = field{reflect.TypeFor[string](), name, "file"}
-		default:
-			m[name] = field{f.Type, name, ""}
-		}
-	}
-	return m
-}
-
-func (w *walker) structValue(path string, n *yaml.Node, t reflect.Type, depth int) (*yaml.Node, bool) {
-	if n.Kind != yaml.MappingNode {
-		if path == "" {
-			w.fail(path, "configuration must be a YAML mapping")
-		} else {
-			w.fail(path, "must be a mapping")
-		}
-		return nil, false
-	}
-	fs := fields(t)
-	out := &yaml.Node{Kind: yaml.MappingNode}
-	secrets := map[string]*yaml.Node{}
-	for _, e := range w.entries(path, n) {
-		kp := keyPath(path, e.key)
-		f, known := fs[e.key]
-		if !known || !e.isString {
-			if _, seen := w.p.spans[kp]; !seen {
-				w.p.spans[kp] = span{start: e.at, end: e.at}
-			}
-			w.p.add(kp, "unknown field")
-			continue
-		}
-		v, ok := w.walkEntry(kp, e, f.t, depth+1)
-		switch {
-		case !ok:
-		case f.sub == "":
-			out.Content = append(out.Content, scalar("!!str", f.key), v)
-		case secrets[f.key] == nil:
-			secrets[f.key] = &yaml.Node{Kind: yaml.MappingNode}
-			out.Content = append(out.Content, scalar("!!str", f.key), secrets[f.key])
-			fallthrough
-		default:
-			secrets[f.key].Content = append(secrets[f.key].Content, scalar("!!str", f.sub), v)
-		}
-	}
-	return out, true
-}
-
-func (w *walker) mapValue(path string, n *yaml.Node, t reflect.Type, depth int) (*yaml.Node, bool) {
-	if n.Kind != yaml.MappingNode {
-		w.fail(path, "must be a mapping")
-		return nil, false
-	}
-	out, all := &yaml.Node{Kind: yaml.MappingNode}, true
-	for _, e := range w.entries(path, n) {
-		kp := keyPath(path, e.key)
-		if !e.isString {
-			w.fail(kp, "keys must be strings")
-			all = false
-			continue
-		}
-		v, ok := w.walkEntry(kp, e, t.Elem(), depth+1)
-		switch {
-		case ok:
-		case isNull(e.value) && t.Elem() == anyType:
-			v, ok = null, true
-		case isNull(e.value):
-			w.fail(kp, "must not be null")
-		}
-		all = all && ok
-		out.Content = append(out.Content, scalar("!!str", e.key), v)
-	}
-	return out, all
-}
-
 // jsonNumber is the JSON number grammar (RFC 8259 §6).
 var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
 
-// freeValue checks a free-form value (a claim): scalars, lists and mappings of them. Numbers
-// keep the digits written when they are valid JSON (so large integers keep their precision).
-func (w *walker) freeValue(path string, n *yaml.Node, depth int) (*yaml.Node, bool) {
-	if depth > maxDepth {
-		w.fail(path, "nested too deeply (more than %d levels)", maxDepth)
-		return nil, false
-	}
-	switch n.Kind {
-	case yaml.SequenceNode:
-		return w.sliceValue(path, n, reflect.TypeFor[[]any](), depth)
-	case yaml.MappingNode:
-		return w.mapValue(path, n, reflect.TypeFor[map[string]any](), depth)
-	}
-	if !w.scalarOK(path, n, "unsupported value") {
-		return nil, false
-	}
-	switch tag := n.ShortTag(); tag {
-	case "!!int", "!!float":
-		var i int64
-		var f float64
-		var err error
-		switch {
-		case jsonNumber.MatchString(n.Value):
-			if f, err = strconv.ParseFloat(n.Value, 64); err == nil || !math.IsInf(f, 0) {
-				return scalar("!!float", n.Value), true
-			}
-		case tag == "!!int":
-			if err := n.Decode(&i); err != nil {
-				w.fail(path, "integer out of range")
-				return nil, false
-			}
-			return scalar("!!float", strconv.FormatInt(i, 10)), true
-		default:
-			if err = n.Decode(&f); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
-				return scalar("!!float", strconv.FormatFloat(f, 'g', -1, 64)), true
-			}
+// free stores a free-form value (a claim): scalars, lists and mappings of them. Numbers are
+// json.Number with the digits written when they are valid JSON (so large integers keep their
+// precision).
+func (w *walker) free(path string, n *yaml.Node, v reflect.Value, depth int) bool {
+	var t reflect.Type
+	switch tag := n.ShortTag(); {
+	case depth > maxDepth:
+		return w.fail(path, "nested too deeply (more than %d levels)", maxDepth)
+	case n.Kind == yaml.SequenceNode:
+		t = reflect.TypeFor[[]any]()
+	case n.Kind == yaml.MappingNode:
+		t = reflect.TypeFor[map[string]any]()
+	case !w.scalarOK(path, n, "unsupported value"):
+		return false
+	case tag == "!!int" || tag == "!!float":
+		num, ok := w.number(path, n)
+		if ok {
+			v.Set(reflect.ValueOf(num))
 		}
-		w.fail(path, "must be a finite number")
-		return nil, false
-	case "!!bool":
-		return w.typedValue(path, n, "!!bool", "must be true or false")
+		return ok
+	case tag == "!!bool":
+		t = reflect.TypeFor[bool]()
+	default:
+		t = reflect.TypeFor[string]()
 	}
-	s, ok := w.expand(path, n.Value)
-	return scalar("!!str", s), ok
+	x := reflect.New(t).Elem()
+	if !w.store(path, n, x, depth) {
+		return false
+	}
+	v.Set(x)
+	return true
 }
 
-// UnmarshalYAML decodes the clean tree of a free-form value: numbers become json.Number.
-func (c *Claims) UnmarshalYAML(n *yaml.Node) error {
-	*c, _ = freeDecode(n).(map[string]any)
-	return nil
+// number reads a YAML number as a json.Number.
+func (w *walker) number(path string, n *yaml.Node) (json.Number, bool) {
+	var i int64
+	var f float64
+	switch {
+	case jsonNumber.MatchString(n.Value):
+		if f, _ = strconv.ParseFloat(n.Value, 64); !math.IsInf(f, 0) {
+			return json.Number(n.Value), true
+		}
+	case n.ShortTag() == "!!int":
+		if err := n.Decode(&i); err != nil {
+			return "", w.fail(path, "integer out of range")
+		}
+		return json.Number(strconv.FormatInt(i, 10)), true
+	case n.Decode(&f) == nil && !math.IsInf(f, 0) && !math.IsNaN(f):
+		return json.Number(strconv.FormatFloat(f, 'g', -1, 64)), true
+	}
+	return "", w.fail(path, "must be a finite number")
 }
 
-func freeDecode(n *yaml.Node) any {
-	switch n.Kind {
-	case yaml.SequenceNode:
-		out := make([]any, len(n.Content))
-		for i, c := range n.Content {
-			out[i] = freeDecode(c)
-		}
-		return out
-	case yaml.MappingNode:
-		out := make(map[string]any, len(n.Content)/2)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			out[n.Content[i].Value] = freeDecode(n.Content[i+1])
-		}
-		return out
-	}
-	switch n.Tag {
-	case "!!null":
-		return nil
-	case "!!bool":
-		return n.Value == "true"
-	case "!!float":
-		return json.Number(n.Value)
-	}
-	return n.Value
-}
-
-// envName is a valid ${NAME}.
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+// envRef matches "$${" (a literal "${"), a ${NAME} reference, and an unterminated "${".
+var (
+	envRef  = regexp.MustCompile(`\$\$\{|\$\{[^}]*\}?`)
+	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
 
 // expand replaces each ${NAME} in s by the value of environment variable NAME. "$${" writes a
 // literal "${"; any other "$" is kept. The values are inserted as text, never parsed, so they
 // cannot add YAML structure, and are not expanded again.
 func (w *walker) expand(path, s string) (string, bool) {
-	var b strings.Builder
 	ok := true
-	for {
-		i := strings.Index(s, "${")
-		if i < 0 {
-			b.WriteString(s)
-			return b.String(), ok
+	s = envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		if ref == "$${" {
+			return "${"
 		}
-		if i > 0 && s[i-1] == '$' {
-			b.WriteString(s[:i-1] + "${")
-			s = s[i+2:]
-			continue
-		}
-		b.WriteString(s[:i])
-		end := strings.IndexByte(s[i:], '}')
-		if end < 0 {
-			w.fail(path, "unterminated ${ (write $${ for a literal ${)")
-			return "", false
-		}
-		name := s[i+2 : i+end]
-		s = s[i+end+1:]
+		name, closed := strings.CutSuffix(ref[2:], "}")
 		v, set := w.env(name)
 		switch {
+		case !closed:
+			ok = w.fail(path, "unterminated ${ (write $${ for a literal ${)")
 		case !envName.MatchString(name):
 			// The text between the braces is not quoted: it may be part of an inline secret.
-			w.fail(path, "invalid ${...} reference: a name is letters, digits and _ (write $${ for a literal ${)")
+			ok = w.fail(path, "invalid ${...} reference: a name is letters, digits and _ "+
+				"(write $${ for a literal ${)")
 		case !set:
-			w.fail(path, "environment variable %s is not set", name)
+			ok = w.fail(path, "environment variable %s is not set", name)
 		case !utf8.ValidString(v):
-			w.fail(path, "environment variable %s is not valid UTF-8", name)
+			ok = w.fail(path, "environment variable %s is not valid UTF-8", name)
 		default:
-			b.WriteString(v)
-			continue
+			return v
 		}
-		ok = false
-	}
+		return ""
+	})
+	return s, ok
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"maps"
 	"net"
@@ -55,11 +56,11 @@ var (
 // validator checks a decoded, defaulted configuration.
 type validator struct {
 	cfg *Config
-	p   *problems
+	*problems
 }
 
 func validate(cfg *Config, p *problems) {
-	v := &validator{cfg: cfg, p: p}
+	v := &validator{cfg, p}
 	v.server()
 	if cfg.Issuer != nil {
 		v.issuer(cfg.Issuer)
@@ -72,9 +73,43 @@ func validate(cfg *Config, p *problems) {
 // check reports the problem when bad; it returns !bad.
 func (v *validator) check(bad bool, path, format string, args ...any) bool {
 	if bad {
-		v.p.add(path, format, args...)
+		v.add(path, format, args...)
 	}
 	return !bad
+}
+
+func (v *validator) required(path, s string) bool { return v.check(s == "", path, "is required") }
+
+// positive reports a duration that must be positive; it returns whether d is.
+func (v *validator) positive(path string, d Duration) bool {
+	return v.check(d <= 0, path, "must be positive")
+}
+
+// each checks every element of list, reporting msg at those bad reports.
+func (v *validator) each(path string, list []string, bad func(string) bool, msg string) {
+	for i, s := range list {
+		v.check(bad(s), indexPath(path, i), "%s", msg)
+	}
+}
+
+// scopes checks scope tokens (RFC 6749 §3.3: no spaces, quotes or backslashes).
+func (v *validator) scopes(path string, scopes []string) {
+	v.each(path, scopes, func(s string) bool { return !scopeRE.MatchString(s) },
+		"invalid scope (RFC 6749 section 3.3: no spaces, quotes or backslashes)")
+}
+
+// unique reports s at path when seen holds it (format names where with seen[s]); otherwise it
+// records s at where.
+func (v *validator) unique(path, s, where string, seen map[string]string, format string) {
+	if v.check(seen[s] != "", path, format, seen[s]) {
+		seen[s] = where
+	}
+}
+
+// oneOf checks that exactly one option of *opts (an Authenticate or Upstream) is set.
+func (v *validator) oneOf(path string, opts any) {
+	all, set := options(opts)
+	v.check(len(set) != 1, path, "exactly one of %s", strings.Join(all, ", "))
 }
 
 // count returns how many of set are true, for the "exactly one of" rules.
@@ -96,19 +131,21 @@ func (v *validator) server() {
 			continue // authz_addr and metrics_addr are optional
 		}
 		_, port, err := net.SplitHostPort(a[1])
-		if v.check(err != nil || !validPort(port), a[0], `must be host:port, e.g. ":9001" or "127.0.0.1:9001"`) &&
-			!strings.HasSuffix(a[1], ":0") && v.check(seen[a[1]] != "", a[0], "must differ from %s", seen[a[1]]) {
-			seen[a[1]] = a[0]
+		const msg = `must be host:port, e.g. ":9001" or "127.0.0.1:9001"`
+		if v.check(err != nil || !validPort(port), a[0], msg) && !strings.HasSuffix(a[1], ":0") {
+			v.unique(a[0], a[1], a[0], seen, "must differ from %s")
 		}
 	}
 	v.check(s.MaxTokenBytes < minMaxTokenBytes || s.MaxTokenBytes > maxMaxTokenBytes, "server.max_token_bytes",
 		"must be between %d and %d", minMaxTokenBytes, maxMaxTokenBytes)
-	v.check(!slices.Contains([]string{ForwardAuthAuto, ForwardAuthXForwarded, ForwardAuthXOriginal, ForwardAuthRequest}, s.ForwardAuthHeaders),
-		"server.forward_auth_headers", "must be one of auto, x-forwarded, x-original, request")
+	families := []string{ForwardAuthAuto, ForwardAuthXForwarded, ForwardAuthXOriginal, ForwardAuthRequest}
+	v.check(!slices.Contains(families, s.ForwardAuthHeaders), "server.forward_auth_headers",
+		"must be one of %s", strings.Join(families, ", "))
 	if s.ClientCertHeader != "" {
 		s.ClientCertHeader = strings.ToLower(s.ClientCertHeader)
-		v.check(!tokenRE.MatchString(s.ClientCertHeader) || slices.Contains(forbiddenHeaders, s.ClientCertHeader),
-			"server.client_cert_header", "must be a header name other than Authorization, Host and framing headers")
+		h := s.ClientCertHeader
+		v.check(!tokenRE.MatchString(h) || slices.Contains(forbiddenHeaders, h), "server.client_cert_header",
+			"must be a header name other than Authorization, Host and framing headers")
 	}
 	s.TrustedProxyPrefixes = nil
 	for i, t := range s.TrustedProxies {
@@ -118,23 +155,24 @@ func (v *validator) server() {
 		if a, aerr := netip.ParseAddr(t); aerr == nil {
 			pfx, err = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 		}
-		if v.check(err != nil, indexPath("server.trusted_proxies", i), "must be an IP address or a CIDR such as 10.0.0.0/8") {
+		if v.check(err != nil, indexPath("server.trusted_proxies", i),
+			"must be an IP address or a CIDR such as 10.0.0.0/8") {
 			s.TrustedProxyPrefixes = append(s.TrustedProxyPrefixes, pfx)
 		}
 	}
 	if g := s.GatewayTLS; g != nil {
 		const path = "server.gateway_tls"
-		v.check(g.CertFile == "", path+".cert_file", "is required")
-		v.check(g.KeyFile == "", path+".key_file", "is required")
+		v.required(path+".cert_file", g.CertFile)
+		v.required(path+".key_file", g.KeyFile)
 		v.check(len(g.ClientSANs) > 0 && g.ClientCAFile == "", path+".client_sans", "requires client_ca_file")
-		for i, san := range g.ClientSANs {
+		v.each(path+".client_sans", g.ClientSANs, func(san string) bool {
 			// A DNS name, or an absolute URI (SPIFFE IDs are URI SANs).
-			ok := validHostname(strings.ToLower(strings.TrimPrefix(san, "*.")))
 			if u, err := url.Parse(san); strings.Contains(san, ":") {
-				ok = err == nil && u.Scheme != "" && (u.Host != "" || u.Opaque != "") && !spaceCtlRE.MatchString(san)
+				return err != nil || u.Scheme == "" || u.Host == "" && u.Opaque == "" ||
+					spaceCtlRE.MatchString(san)
 			}
-			v.check(!ok, indexPath(path+".client_sans", i), "must be a DNS name or a URI such as spiffe://cluster.local/ns/NS/sa/SA")
-		}
+			return !validHostname(strings.ToLower(strings.TrimPrefix(san, "*.")))
+		}, "must be a DNS name or a URI such as spiffe://cluster.local/ns/NS/sa/SA")
 	}
 }
 
@@ -144,48 +182,54 @@ func validPort(port string) bool {
 }
 
 func (v *validator) issuer(is *Issuer) {
-	if v.check(is.IssuerURL == "", "issuer.issuer_url", "is required") {
+	if v.required("issuer.issuer_url", is.IssuerURL) {
 		v.url("issuer.issuer_url", is.IssuerURL, true)
 	}
 	v.positive("issuer.token_ttl", is.TokenTTL)
 	v.check(len(is.SigningKeys) == 0, "issuer.signing_keys", "at least one signing key is required")
-	kids := map[string]string{}
+	kids, algs := map[string]string{}, jose.SigningAlgorithmList()
 	for i, k := range is.SigningKeys {
 		path := indexPath("issuer.signing_keys", i)
-		if v.check(k.Kid == "", path+".kid", "is required") &&
-			v.check(len(k.Kid) > maxKidLen || !printableRE.MatchString(k.Kid), path+".kid", "must be at most %d printable ASCII characters", maxKidLen) &&
-			v.check(kids[k.Kid] != "", path+".kid", "duplicate kid (also %s)", kids[k.Kid]) {
-			kids[k.Kid] = path
+		if v.required(path+".kid", k.Kid) && v.check(len(k.Kid) > maxKidLen || !printableRE.MatchString(k.Kid),
+			path+".kid", "must be at most %d printable ASCII characters", maxKidLen) {
+			v.unique(path+".kid", k.Kid, path, kids, "duplicate kid (also %s)")
 		}
-		if v.check(k.Alg == "", path+".alg", "is required (one of %s)", jose.SigningAlgorithmList()) {
-			v.check(!jose.IsSigningAlgorithm(k.Alg), path+".alg", "unsupported algorithm %s (use one of %s)", quote(k.Alg), jose.SigningAlgorithmList())
+		if v.check(k.Alg == "", path+".alg", "is required (one of %s)", algs) {
+			v.check(!jose.IsSigningAlgorithm(k.Alg), path+".alg", "unsupported algorithm %s (use one of %s)",
+				quote(k.Alg), algs)
 		}
 		v.check((k.File == "") == !k.Generate, path, "exactly one of file, generate")
 	}
 	ids := map[string]string{}
 	for i, c := range is.Clients {
 		path := indexPath("issuer.clients", i)
-		if v.check(c.ClientID == "", path+".client_id", "is required") &&
-			v.check(controlRE.MatchString(c.ClientID), path+".client_id", "must not contain control characters") &&
-			v.check(ids[c.ClientID] != "", path+".client_id", "duplicate client_id (also %s)", ids[c.ClientID]) {
-			ids[c.ClientID] = path
+		if v.required(path+".client_id", c.ClientID) &&
+			v.check(controlRE.MatchString(c.ClientID), path+".client_id",
+				"must not contain control characters") {
+			v.unique(path+".client_id", c.ClientID, path, ids, "duplicate client_id (also %s)")
 		}
 		v.scopes(path+".scopes", c.Scopes)
 		v.scopes(path+".default_scopes", c.DefaultScopes)
 		for j, s := range c.DefaultScopes {
-			v.check(scopeRE.MatchString(s) && !slices.Contains(c.Scopes, s), indexPath(path+".default_scopes", j), "%s is not in scopes", quote(s))
+			v.check(scopeRE.MatchString(s) && !slices.Contains(c.Scopes, s),
+				indexPath(path+".default_scopes", j), "%s is not in scopes", quote(s))
 		}
-		v.check(len(c.Audiences) == 0, path+".audiences", "at least one audience is required (RFC 9068 section 2.2)")
-		v.nonEmpty(path+".audiences", c.Audiences)
+		v.check(len(c.Audiences) == 0, path+".audiences",
+			"at least one audience is required (RFC 9068 section 2.2)")
+		v.each(path+".audiences", c.Audiences, isEmpty, "must not be empty")
 		v.positive(path+".token_ttl", c.TokenTTL)
-		v.check(c.SigningKey != "" && kids[c.SigningKey] == "", path+".signing_key", "unknown signing key %s", quote(c.SigningKey))
+		v.check(c.SigningKey != "" && kids[c.SigningKey] == "", path+".signing_key", "unknown signing key %s",
+			quote(c.SigningKey))
 		for _, name := range keys(v, path+".claims", c.Claims) {
-			if v.check(jose.IsReservedClaim(name), keyPath(path+".claims", name), "reserved claim, set by the issuer") {
-				v.check(name == "", keyPath(path+".claims", name), "claim name is required")
+			cp := keyPath(path+".claims", name)
+			if v.check(jose.IsReservedClaim(name), cp, "reserved claim, set by the issuer") {
+				v.check(name == "", cp, "claim name is required")
 			}
 		}
 	}
 }
+
+func isEmpty(s string) bool { return s == "" }
 
 func (v *validator) providers() {
 	names := map[string]string{}
@@ -193,8 +237,7 @@ func (v *validator) providers() {
 		path := indexPath("providers", i)
 		v.name(path+".name", pr.Name, names, "provider")
 		switch {
-		case pr.Issuer == "":
-			v.check(true, path+".issuer", "is required")
+		case !v.required(path+".issuer", pr.Issuer):
 		case pr.IsSelf():
 			v.check(v.cfg.Issuer == nil, path+".issuer", `"self" requires the issuer section`)
 			v.check(pr.JWKSURI != "", path+".jwks_uri", "not allowed with issuer: self")
@@ -202,7 +245,7 @@ func (v *validator) providers() {
 		default:
 			switch {
 			case (pr.JWKSURI != "") == pr.Discovery:
-				v.check(true, path, "exactly one of jwks_uri, discovery: true")
+				v.add(path, "exactly one of jwks_uri, discovery: true")
 			case pr.Discovery:
 				// The discovery document is read from the issuer URL, so it must be one
 				// (OpenID Connect Discovery 1.0 §4).
@@ -210,9 +253,10 @@ func (v *validator) providers() {
 			default:
 				v.url(path+".jwks_uri", pr.JWKSURI, false)
 			}
-			v.check(len(pr.Audiences) == 0, path+".audiences", "at least one audience is required for an external provider")
+			v.check(len(pr.Audiences) == 0, path+".audiences",
+				"at least one audience is required for an external provider")
 		}
-		v.nonEmpty(path+".audiences", pr.Audiences)
+		v.each(path+".audiences", pr.Audiences, isEmpty, "must not be empty")
 		v.check(len(pr.Algorithms) == 0, path+".algorithms", "at least one algorithm is required")
 		for j, a := range pr.Algorithms {
 			ap := indexPath(path+".algorithms", j)
@@ -222,14 +266,26 @@ func (v *validator) providers() {
 				v.check(slices.Contains(pr.Algorithms[:j], a), ap, "duplicate algorithm %s", quote(a))
 		}
 		v.check(pr.ClockSkew.Std() > maxClockSkew, path+".clock_skew", "must be at most %s", maxClockSkew)
-		v.check(pr.RefreshInterval.Std() < minRefreshInterval, path+".refresh_interval", "must be at least %s", minRefreshInterval)
+		v.check(pr.RefreshInterval.Std() < minRefreshInterval, path+".refresh_interval",
+			"must be at least %s", minRefreshInterval)
 		v.positive(path+".max_token_lifetime", pr.MaxTokenLifetime)
-		v.check(pr.RequireTyp != "" && !mediaTypeRE.MatchString(pr.RequireTyp), path+".require_typ", "must be a media type such as at+jwt")
+		v.check(pr.RequireTyp != "" && !mediaTypeRE.MatchString(pr.RequireTyp), path+".require_typ",
+			"must be a media type such as at+jwt")
+	}
+}
+
+// name checks a route or provider name: required, unique, [A-Za-z0-9._-], since it is a
+// metrics label and the gateway's route name.
+func (v *validator) name(path, name string, seen map[string]string, what string) {
+	if v.required(path, name) && v.check(len(name) > maxNameLen || !nameRE.MatchString(name), path,
+		"must be 1 to %d characters among A-Z a-z 0-9 . _ -", maxNameLen) {
+		v.unique(path, name, path, seen, "duplicate "+what+" name (also %s)")
 	}
 }
 
 func (v *validator) routes() {
-	v.check(len(v.cfg.Routes) == 0 && v.cfg.Issuer == nil, "routes", "at least one route (or the issuer section) is required")
+	v.check(len(v.cfg.Routes) == 0 && v.cfg.Issuer == nil, "routes",
+		"at least one route (or the issuer section) is required")
 	names := map[string]string{}
 	for i := range v.cfg.Routes {
 		rt := &v.cfg.Routes[i]
@@ -239,12 +295,10 @@ func (v *validator) routes() {
 		v.authenticate(path+".authenticate", &rt.Authenticate)
 		v.upstream(path+".upstream", &rt.Upstream, &rt.Authenticate)
 		rt.ForwardClaims = v.forwardClaims(path+".forward_claims", rt.ForwardClaims)
-		for j := range i {
-			if covers(&v.cfg.Routes[j].Match, &rt.Match) {
-				v.p.warn(path+".match", "never chosen by match: %s (%s) comes first and covers it; only a gateway that names the route reaches it",
-					indexPath("routes", j), quote(v.cfg.Routes[j].Name))
-				break
-			}
+		earlier := func(r Route) bool { return covers(&r.Match, &rt.Match) }
+		if j := slices.IndexFunc(v.cfg.Routes[:i], earlier); j >= 0 {
+			v.warn(path+".match", "never chosen by match: %s (%s) comes first and covers it; only a "+
+				"gateway that names the route reaches it", indexPath("routes", j), quote(v.cfg.Routes[j].Name))
 		}
 	}
 }
@@ -272,30 +326,22 @@ func covers(a, b *Match) bool {
 		!slices.ContainsFunc(b.Methods, func(m string) bool { return !slices.Contains(a.Methods, m) })
 }
 
-// name checks a route or provider name: required, unique, [A-Za-z0-9._-], since it is a
-// metrics label and the gateway's route name.
-func (v *validator) name(path, name string, seen map[string]string, what string) {
-	if v.check(name == "", path, "is required") &&
-		v.check(len(name) > maxNameLen || !nameRE.MatchString(name), path, "must be 1 to %d characters among A-Z a-z 0-9 . _ -", maxNameLen) &&
-		v.check(seen[name] != "", path, "duplicate %s name (also %s)", what, seen[name]) {
-		seen[name] = path
-	}
-}
-
 func (v *validator) match(path string, m *Match) {
 	if m.Authority != "" {
 		m.Authority = strings.ToLower(m.Authority)
 		msg := checkAuthority(m.Authority)
 		v.check(msg != "", path+".authority", "%s", msg)
 	}
-	if m.PathPrefix != "" && v.check(!strings.HasPrefix(m.PathPrefix, "/"), path+".path_prefix", "must start with /") {
-		v.check(strings.ContainsAny(m.PathPrefix, "?#") || spaceCtlRE.MatchString(m.PathPrefix), path+".path_prefix",
+	pp, ppath := m.PathPrefix, path+".path_prefix"
+	if pp != "" && v.check(!strings.HasPrefix(pp, "/"), ppath, "must start with /") {
+		v.check(strings.ContainsAny(pp, "?#") || spaceCtlRE.MatchString(pp), ppath,
 			"must not contain ?, #, spaces or control characters")
 	}
 	for j, meth := range m.Methods {
 		up := strings.ToUpper(meth)
-		if v.check(!tokenRE.MatchString(up), indexPath(path+".methods", j), "not a valid HTTP method") {
-			v.check(slices.Contains(m.Methods[:j], up), indexPath(path+".methods", j), "duplicate method %s", quote(up))
+		mp := indexPath(path+".methods", j)
+		if v.check(!tokenRE.MatchString(up), mp, "not a valid HTTP method") {
+			v.check(slices.Contains(m.Methods[:j], up), mp, "duplicate method %s", quote(up))
 		}
 		m.Methods[j] = up
 	}
@@ -325,12 +371,13 @@ func checkAuthority(a string) string {
 func validHostname(h string) bool {
 	labels := strings.Split(strings.TrimSuffix(h, "."), ".")
 	return h != "" && len(h) <= 253 && !slices.ContainsFunc(labels, func(l string) bool {
-		return l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' || strings.Trim(l, "abcdefghijklmnopqrstuvwxyz0123456789-_") != ""
+		return l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' ||
+			strings.Trim(l, "abcdefghijklmnopqrstuvwxyz0123456789-_") != ""
 	})
 }
 
 func (v *validator) authenticate(path string, a *Authenticate) {
-	v.check(count(a.JWT != nil, a.ClientCredentials != nil, a.None != nil) != 1, path, "exactly one of jwt, client_credentials, none")
+	v.oneOf(path, a)
 	if j := a.JWT; j != nil {
 		jp := path + ".jwt"
 		v.check(len(j.Providers) == 0, jp+".providers", "at least one provider is required")
@@ -341,7 +388,8 @@ func (v *validator) authenticate(path string, a *Authenticate) {
 			// The token's iss selects the provider; two with one issuer would be ambiguous.
 			if v.check(pr == nil, pp, "unknown provider %s", quote(name)) &&
 				v.check(slices.Contains(j.Providers[:k], name), pp, "duplicate provider %s", quote(name)) &&
-				v.check(byIssuer[pr.Issuer] != "", pp, "provider %s has the same issuer as provider %s", quote(name), quote(byIssuer[pr.Issuer])) {
+				v.check(byIssuer[pr.Issuer] != "", pp, "provider %s has the same issuer as provider %s",
+					quote(name), quote(byIssuer[pr.Issuer])) {
 				byIssuer[pr.Issuer] = name
 			}
 		}
@@ -355,48 +403,49 @@ func (v *validator) authenticate(path string, a *Authenticate) {
 		cp := path + ".client_credentials"
 		switch {
 		case (cc.TokenURL == "") == (cc.Clients == ""):
-			v.check(true, cp, "exactly one of token_url, clients: self (the caller's secret must be verified)")
+			v.add(cp, "exactly one of token_url, clients: self (the caller's secret must be verified)")
 		case cc.Clients != "":
 			if v.check(cc.Clients != ClientsSelf, cp+".clients", "must be self") {
 				v.check(v.cfg.Issuer == nil, cp+".clients", "self requires the issuer section")
 			}
-			v.check(len(cc.Scopes) > 0 || cc.Audience != "" || len(cc.EndpointParams) > 0, cp, "scopes, audience and endpoint_params only go with token_url")
+			v.check(len(cc.Scopes) > 0 || cc.Audience != "" || len(cc.EndpointParams) > 0, cp,
+				"scopes, audience and endpoint_params only go with token_url")
 		default:
-			v.tokenURL(cp+".token_url", cc.TokenURL)
-			v.exchange(cp, &cc.Exchange)
+			v.exchange(cp, cc.TokenURL, nil, &cc.Exchange)
 		}
 	}
 }
 
 func (v *validator) upstream(path string, u *Upstream, a *Authenticate) {
 	auth := a.Mode()
-	v.check(count(u.Mint != nil, u.Fetch != nil, u.Exchanged != nil, u.Passthrough != nil, u.Remove != nil) != 1, path,
-		"exactly one of mint, fetch, exchanged, passthrough, remove")
+	v.oneOf(path, u)
 	if m := u.Mint; m != nil {
 		mp := path + ".mint"
 		v.check(v.cfg.Issuer == nil, mp, "requires the issuer section")
 		// A token signed for anyone who asks would make the gateway a token vending machine.
-		v.check(auth == AuthNone, mp, "requires an authenticated caller (authenticate.jwt or client_credentials)")
-		if v.check(m.Audience == "", mp+".audience", "is required") {
+		v.check(auth == AuthNone, mp,
+			"requires an authenticated caller (authenticate.jwt or client_credentials)")
+		if v.required(mp+".audience", m.Audience) {
 			// A minted token is a credential for its upstream only (RFC 8725 §3.9): if a client
 			// could ask for this audience, the `self` provider would accept tokens minted for the
 			// upstream, with the mint route's scopes, on tokengate's own routes.
 			c := v.clientWithAudience(m.Audience)
-			v.check(c != "", mp+".audience", "%s may also be asked for by %s; a minted token's audience must be one no issuer client may ask for", quote(m.Audience), c)
+			v.check(c != "", mp+".audience", "%s may also be asked for by %s; a minted token's audience "+
+				"must be one no issuer client may ask for", quote(m.Audience), c)
 		}
 		v.scopes(mp+".scopes", m.Scopes)
 		v.positive(mp+".ttl", m.TTL)
 	}
 	if f := u.Fetch; f != nil {
-		fp := path + ".fetch"
-		v.tokenURL(fp+".token_url", f.TokenURL)
-		v.check(f.ClientID == "", fp+".client_id", "is required")
-		v.exchange(fp, &f.Exchange)
+		v.exchange(path+".fetch", f.TokenURL, &f.ClientID, &f.Exchange)
 	}
-	if u.Exchanged != nil && v.check(auth != AuthClientCredentials, path+".exchanged", "only allowed with authenticate.client_credentials") {
-		v.check(a.ClientCredentials.TokenURL == "", path+".exchanged", "needs client_credentials.token_url (the token obtained there goes upstream)")
+	if u.Exchanged != nil && v.check(auth != AuthClientCredentials, path+".exchanged",
+		"only allowed with authenticate.client_credentials") {
+		v.check(a.ClientCredentials.TokenURL == "", path+".exchanged",
+			"needs client_credentials.token_url (the token obtained there goes upstream)")
 	}
-	v.check(u.Passthrough != nil && auth == AuthClientCredentials, path+".passthrough", "would send the caller's client secret upstream; use exchanged")
+	v.check(u.Passthrough != nil && auth == AuthClientCredentials, path+".passthrough",
+		"would send the caller's client secret upstream; use exchanged")
 }
 
 // clientWithAudience returns the path of an issuer client that may ask for aud, or "".
@@ -409,12 +458,20 @@ func (v *validator) clientWithAudience(aud string) string {
 	return ""
 }
 
-// exchange checks the settings shared by fetch and client_credentials.
-func (v *validator) exchange(path string, e *Exchange) {
+// exchange checks a client-credentials request of fetch (with its client id) or
+// client_credentials (without).
+func (v *validator) exchange(path, tokenURL string, clientID *string, e *Exchange) {
+	if v.required(path+".token_url", tokenURL) {
+		v.url(path+".token_url", tokenURL, false)
+	}
+	if clientID != nil {
+		v.required(path+".client_id", *clientID)
+	}
 	v.scopes(path+".scopes", e.Scopes)
 	for _, k := range keys(v, path+".endpoint_params", e.EndpointParams) {
 		if v.check(k == "", keyPath(path+".endpoint_params", k), "parameter name is required") {
-			v.check(slices.Contains(reservedParams, k), keyPath(path+".endpoint_params", k), "reserved parameter, set by tokengate from its own settings")
+			v.check(slices.Contains(reservedParams, k), keyPath(path+".endpoint_params", k),
+				"reserved parameter, set by tokengate from its own settings")
 		}
 	}
 	v.check(e.AuthStyle != "basic" && e.AuthStyle != "body", path+".auth_style", "must be basic or body")
@@ -436,7 +493,8 @@ func (v *validator) forwardClaims(path string, fc map[string]string) map[string]
 		_ = v.check(strings.HasPrefix(h, ":"), hp, "pseudo-headers cannot be set") &&
 			v.check(!tokenRE.MatchString(lower), hp, "not a valid header name") &&
 			v.check(slices.Contains(forbiddenHeaders, lower), hp, "this header cannot be set from a claim") &&
-			v.check(first[lower] != "", hp, "duplicate header (names are case-insensitive; also %s)", quote(first[lower]))
+			v.check(first[lower] != "", hp, "duplicate header (names are case-insensitive; also %s)",
+				quote(first[lower]))
 		v.check(fc[h] == "", hp, "claim name is required")
 		if first[lower] == "" {
 			first[lower] = h
@@ -448,37 +506,34 @@ func (v *validator) forwardClaims(path string, fc map[string]string) map[string]
 
 func (v *validator) cache() {
 	c := &v.cfg.Cache
-	v.check(c.VerifiedTokens < 1 || c.VerifiedTokens > maxCacheEntries, "cache.verified_tokens", "must be between 1 and %d", maxCacheEntries)
-	v.check(c.UpstreamTokens < 1 || c.UpstreamTokens > maxCacheEntries, "cache.upstream_tokens", "must be between 1 and %d", maxCacheEntries)
+	v.check(c.VerifiedTokens < 1 || c.VerifiedTokens > maxCacheEntries, "cache.verified_tokens",
+		"must be between 1 and %d", maxCacheEntries)
+	v.check(c.UpstreamTokens < 1 || c.UpstreamTokens > maxCacheEntries, "cache.upstream_tokens",
+		"must be between 1 and %d", maxCacheEntries)
 	r := c.Redis
 	if r == nil {
 		return
 	}
-	v.check(count(r.Addr != "", r.SentinelAddrs != nil, r.ClusterAddrs != nil) != 1, "cache.redis", "exactly one of addr, sentinel_addrs, cluster_addrs")
-	if r.Addr != "" {
-		v.redisAddr("cache.redis.addr", r.Addr)
+	v.check(count(r.Addr != "", r.SentinelAddrs != nil, r.ClusterAddrs != nil) != 1, "cache.redis",
+		"exactly one of addr, sentinel_addrs, cluster_addrs")
+	badAddr := func(addr string) bool {
+		host, port, err := net.SplitHostPort(addr)
+		return err != nil || host == "" || !validPort(port) || port == "0"
 	}
-	for _, l := range []struct {
-		path  string
-		addrs []string
-	}{{"cache.redis.sentinel_addrs", r.SentinelAddrs}, {"cache.redis.cluster_addrs", r.ClusterAddrs}} {
-		path, addrs := l.path, l.addrs
+	v.check(r.Addr != "" && badAddr(r.Addr), "cache.redis.addr", "must be host:port")
+	for i, addrs := range [][]string{r.SentinelAddrs, r.ClusterAddrs} {
+		path := []string{"cache.redis.sentinel_addrs", "cache.redis.cluster_addrs"}[i]
 		v.check(addrs != nil && len(addrs) == 0, path, "must not be empty")
-		for i, a := range addrs {
-			v.redisAddr(indexPath(path, i), a)
-		}
+		v.each(path, addrs, badAddr, "must be host:port")
 	}
-	v.check(r.SentinelAddrs != nil && r.MasterName == "", "cache.redis.master_name", "is required with sentinel_addrs")
-	v.check(r.SentinelAddrs == nil && r.MasterName != "", "cache.redis.master_name", "only allowed with sentinel_addrs")
+	const mn = "cache.redis.master_name"
+	v.check(r.SentinelAddrs != nil && r.MasterName == "", mn, "is required with sentinel_addrs")
+	v.check(r.SentinelAddrs == nil && r.MasterName != "", mn, "only allowed with sentinel_addrs")
 	if v.check(r.DB < 0, "cache.redis.db", "must not be negative") {
 		v.check(r.DB != 0 && r.ClusterAddrs != nil, "cache.redis.db", "must be 0 with cluster_addrs")
 	}
-	v.check(!r.TLS.Enabled && (r.TLS.CAFile != "" || r.TLS.ServerName != ""), "cache.redis.tls", "ca_file and server_name require enabled: true")
-}
-
-func (v *validator) redisAddr(path, addr string) {
-	host, port, err := net.SplitHostPort(addr)
-	v.check(err != nil || host == "" || !validPort(port) || port == "0", path, "must be host:port")
+	v.check(!r.TLS.Enabled && (r.TLS.CAFile != "" || r.TLS.ServerName != ""), "cache.redis.tls",
+		"ca_file and server_name require enabled: true")
 }
 
 // url checks a URL tokengate fetches or publishes with httpx.CheckURL; issuer also refuses a
@@ -486,38 +541,15 @@ func (v *validator) redisAddr(path, addr string) {
 func (v *validator) url(path, raw string, issuer bool) {
 	_, err := httpx.CheckURL(raw, v.cfg.Server.AllowHTTPURLs)
 	u, perr := url.Parse(raw)
-	if !v.check(errors.Is(err, httpx.ErrInvalidURL) || perr != nil || u.Scheme != "https" && u.Scheme != "http", path, "must be an absolute http(s) URL") {
+	if !v.check(errors.Is(err, httpx.ErrInvalidURL) || perr != nil || u.Scheme != "https" && u.Scheme != "http",
+		path, "must be an absolute http(s) URL") {
 		return
 	}
 	v.check(errors.Is(err, httpx.ErrUserinfo), path, "must not contain credentials")
 	v.check(errors.Is(err, httpx.ErrFragment), path, "must not have a fragment")
 	v.check(issuer && (u.RawQuery != "" || u.ForceQuery), path, "must not have a query (RFC 8414 section 2)")
-	v.check(errors.Is(err, httpx.ErrInsecureURL), path,
-		"http:// is only allowed for loopback hosts (127.0.0.0/8, ::1, localhost) unless server.allow_http_urls is true")
-}
-
-func (v *validator) tokenURL(path, raw string) {
-	if v.check(raw == "", path, "is required") {
-		v.url(path, raw, false)
-	}
-}
-
-// positive reports a duration that must be positive; it returns whether d is.
-func (v *validator) positive(path string, d Duration) bool {
-	return v.check(d <= 0, path, "must be positive")
-}
-
-// scopes checks scope tokens (RFC 6749 §3.3: no spaces, quotes or backslashes).
-func (v *validator) scopes(path string, scopes []string) {
-	for i, s := range scopes {
-		v.check(!scopeRE.MatchString(s), indexPath(path, i), "invalid scope (RFC 6749 section 3.3: no spaces, quotes or backslashes)")
-	}
-}
-
-func (v *validator) nonEmpty(path string, list []string) {
-	for i, s := range list {
-		v.check(s == "", indexPath(path, i), "must not be empty")
-	}
+	v.check(errors.Is(err, httpx.ErrInsecureURL), path, "http:// is only allowed for loopback hosts "+
+		"(127.0.0.0/8, ::1, localhost) unless server.allow_http_urls is true")
 }
 
 // keys returns the keys of the map at path in document order, so that for example the second
@@ -525,7 +557,7 @@ func (v *validator) nonEmpty(path string, list []string) {
 func keys[V any](v *validator, path string, m map[string]V) []string {
 	keys := slices.Sorted(maps.Keys(m))
 	slices.SortStableFunc(keys, func(a, b string) int {
-		return v.p.spans[keyPath(path, a)].start.cmp(v.p.spans[keyPath(path, b)].start)
+		return cmp.Compare(v.spans[keyPath(path, a)].start, v.spans[keyPath(path, b)].start)
 	})
 	return keys
 }
