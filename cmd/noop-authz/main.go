@@ -9,6 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -39,14 +41,21 @@ func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse,
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	pprofAddr := flag.String("pprof-addr", "", "a loopback address for net/http/pprof (the harness's --profile-dir)")
 	flag.Parse()
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "noop-authz:", err)
 		os.Exit(1)
 	}
-	// The harness reads the bound address from the first line.
+	// The harness reads the bound address from the first line, the pprof address from the second.
 	fmt.Println(lis.Addr().String())
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "noop-authz:", err)
+			os.Exit(1)
+		}
+	}
 	srv := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(srv, noop{})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -59,4 +68,25 @@ func main() {
 		fmt.Fprintln(os.Stderr, "noop-authz:", err)
 		os.Exit(1)
 	}
+}
+
+// servePprof serves the CPU profile on a loopback address, so the no-op's share of grpc-go can be
+// read beside tokengate's (tgprofd).
+func servePprof(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--pprof-addr: %w", err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--pprof-addr: %q is not a loopback address", addr)
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof listener: %w", err)
+	}
+	fmt.Println(lis.Addr().String())
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	go func() { _ = http.Serve(lis, mux) }()
+	return nil
 }

@@ -130,20 +130,31 @@ func run(ctx context.Context, o options, out io.Writer) error {
 
 	var rows []row
 	// The no-op reference.
-	noop, err := startServer(ctx, o, "noop", dir, o.noop, "--addr", "127.0.0.1:0")
+	noopArgs := []string{"--addr", "127.0.0.1:0"}
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return fmt.Errorf("profile dir: %w", err)
+		}
+		noopArgs = append(noopArgs, "--pprof-addr", "127.0.0.1:0")
+	}
+	noop, err := startServer(ctx, o, "noop", dir, o.noop, noopArgs...)
 	if err != nil {
 		return err
 	}
-	noopAddr, err := noop.firstLine()
+	noopAddr, err := noop.readLine()
+	if err == nil && o.profileDir != "" {
+		noop.pprof, err = noop.readLine()
+	}
 	if err != nil {
 		return errors.Join(err, noop.stop())
 	}
+	go noop.discardStdout()
 	noopReq, err := checkRequest("/api/x", caller)
 	if err != nil {
 		return errors.Join(err, noop.stop())
 	}
 	say("target no-op")
-	r, err := measure(ctx, o, noop, noopAddr, "no-op", func(int) []byte { return noopReq }, 1, "Bearer noop", "")
+	r, err := measure(ctx, o, noop, noopAddr, "no-op", func(int) []byte { return noopReq }, 1, "Bearer noop", profileTo(o, "no-op"))
 	if err != nil {
 		return errors.Join(err, noop.stop())
 	}
@@ -364,14 +375,17 @@ func startServer(_ context.Context, o options, name, dir, bin string, args ...st
 	return &server{name: name, cmd: cmd, stdout: bufio.NewReader(pr), logf: logf}, nil
 }
 
-func (s *server) firstLine() (string, error) {
+// readLine reads one address the server prints at start.
+func (s *server) readLine() (string, error) {
 	line, err := s.stdout.ReadString('\n')
 	if err != nil {
 		return "", fmt.Errorf("%s did not print its address: %w%s", s.name, err, s.logTail())
 	}
-	go func() { _, _ = io.Copy(io.Discard, s.stdout) }()
 	return strings.TrimSpace(line), nil
 }
+
+// discardStdout drains the rest of the server's output, so it never blocks on a full pipe.
+func (s *server) discardStdout() { _, _ = io.Copy(io.Discard, s.stdout) }
 
 func (s *server) logTail() string {
 	b, _ := os.ReadFile(s.logf)
@@ -444,12 +458,13 @@ func startTokengate(ctx context.Context, o options, dir, name string, lb *loopba
 		}
 		srv, err = startServer(ctx, o, "tokengate-"+name, dir, o.profd, "--config", cfg)
 		if err == nil {
-			srv.pprof, err = srv.firstLine()
+			srv.pprof, err = srv.readLine()
+			go srv.discardStdout()
 		}
 	} else {
 		srv, err = startServer(ctx, o, "tokengate-"+name, dir, o.tokengate, "serve", "--config", cfg, "--log-level", "warn")
 		if err == nil {
-			go func() { _, _ = io.Copy(io.Discard, srv.stdout) }()
+			go srv.discardStdout()
 		}
 	}
 	if err != nil {
