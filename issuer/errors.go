@@ -30,12 +30,6 @@ const (
 	ErrSlowDown = "slow_down"
 )
 
-// ErrorCodes lists every `error` value the issuer's endpoints can answer (for tests and fuzzing).
-// unauthorized_client and invalid_grant are never produced today: every registered client may
-// use the one grant supported, which carries no grant to be invalid.
-var ErrorCodes = []string{ErrInvalidRequest, ErrInvalidClient, ErrInvalidGrant, ErrUnauthorizedClient,
-	ErrUnsupportedGrantType, ErrInvalidScope, ErrInvalidTarget, ErrSlowDown, ErrServerError}
-
 // oauthError is one RFC 6749 §5.2 error answer. desc is a fixed ASCII text (the §5.2 charset:
 // %x20-21 / %x23-5B / %x5D-7E) that never echoes the request.
 type oauthError struct {

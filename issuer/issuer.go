@@ -393,13 +393,6 @@ func (i *Issuer) IssuerURL() string { return i.issuerURL }
 // provider, which verifies in process without an HTTP round trip.
 func (i *Issuer) PublicJWKS() []byte { return bytes.Clone(i.jwks) }
 
-// KeyIDs are the published kids, the active one first. A cache of minted tokens drops any token
-// whose kid is no longer among them.
-func (i *Issuer) KeyIDs() []string { return slices.Clone(i.kids) }
-
-// ActiveKeyID is the kid Mint and the token endpoint sign with (unless a client names its own).
-func (i *Issuer) ActiveKeyID() string { return i.kids[0] }
-
 // Audiences is the union of every audience a client may ask for, sorted.
 func (i *Issuer) Audiences() []string { return slices.Clone(i.audiences) }
 

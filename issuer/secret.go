@@ -2,10 +2,6 @@ package issuer
 
 import "crypto/sha256"
 
-// DigestSecret is the digest stored for a secret (what SecretHashes holds): the digest that
-// secrets.ParseHash reads from the client_secret_hash value secrets.Hash prints.
-func DigestSecret(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
-
 // secretMatches reports whether secret is one of the accepted digests of c (nil: unknown client).
 //
 // Timing: the presented secret is hashed once (its length is the caller's own), then compared

@@ -76,21 +76,6 @@ func (s *KeySet) Has(kid string) bool {
 	return ok
 }
 
-// KeyIDs returns the kids of the usable keys, in document order (keys
-// without kid are omitted).
-func (s *KeySet) KeyIDs() []string {
-	if s == nil {
-		return nil
-	}
-	out := make([]string, 0, len(s.keys))
-	for _, k := range s.keys {
-		if k.hasKid {
-			out = append(out, k.kid)
-		}
-	}
-	return out
-}
-
 // ParseKeySet reads a JWK Set (RFC 7517 §5) and keeps only keys usable for
 // verifying signatures (RFC 8725 §3.1, RFC 7518 §3.3; docs/upstream.md#caches).
 // A key is dropped, with a reason in the returned slice ("key 3: RSA key

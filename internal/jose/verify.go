@@ -307,9 +307,6 @@ func (u *Unverified) KeyID() string {
 	return u.kid
 }
 
-// HasKeyID reports whether the header carries a kid.
-func (u *Unverified) HasKeyID() bool { return u != nil && u.hasKid }
-
 // Algorithm returns the header alg, already known to be an asymmetric JWS
 // algorithm this package supports.
 func (u *Unverified) Algorithm() string {

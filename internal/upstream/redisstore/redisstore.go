@@ -249,15 +249,6 @@ func (a LogAdapter) Printf(ctx context.Context, format string, v ...any) {
 // Close closes the connections. A lease held at that moment lapses on its own.
 func (s *Store) Close() error { return s.rdb.Close() }
 
-// Ping checks that Redis answers (for diagnostics; readiness does not depend on it).
-func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	err := s.rdb.Ping(ctx).Err()
-	s.observe("ping", err)
-	return err
-}
-
 func (s *Store) name(kind string, key upstream.Key) string {
 	if s.nameKey != nil {
 		h := hmac.New(sha256.New, s.nameKey)
