@@ -24,10 +24,6 @@ var composeFiles = []struct {
 	{"docker-compose.replicas.yaml", nil},
 }
 
-// inCI reports whether the test runs in CI (.ci/run sets CI=true), where a missing tool is a
-// failure rather than a reason to skip.
-func inCI() bool { return os.Getenv("CI") == "true" }
-
 // TestComposeConfig runs `docker-compose config -q` (Debian's docker-compose package; no Docker
 // engine needed) on every compose file with all its profiles: the Compose implementation's own
 // schema and interpolation checks.
@@ -88,7 +84,7 @@ func TestComposeStructure(t *testing.T) {
 			composeService(t, file, s)
 		}
 		// Each forward-auth gateway's tokengate reads that gateway's header family only
-		// (SPEC section 5, server.forward_auth_headers), and Envoy's HTTP service's one the
+		// (docs/decisions.md#forward-auth-header-families, server.forward_auth_headers), and Envoy's HTTP service's one the
 		// request itself.
 		for svc, family := range map[string]string{"tokengate": "request", "tokengate-nginx": "x-original", "tokengate-fwd": "x-forwarded"} {
 			wantMount(t, file, svc, "tokengate.yaml", configArg(t, file, svc, "--config"))

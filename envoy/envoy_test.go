@@ -445,7 +445,7 @@ func checkEnvoy(data []byte, grpc bool, tg *config.Config) []error {
 	}
 	model := &envoyModel{}
 	errs = append(errs, walk("bootstrap", b.ProtoReflect(), model)...)
-	// A TLS listener has client certificates for RFC 8705 bound tokens (SPEC section 5).
+	// A TLS listener has client certificates for RFC 8705 bound tokens (docs/deployment.md#deployment-security).
 	tls := false
 	for _, l := range b.GetStaticResources().GetListeners() {
 		for _, fc := range l.GetFilterChains() {
@@ -639,7 +639,7 @@ func checkHCM(path string, h *hcmv3.HttpConnectionManager, grpc bool, tg *config
 		errs = append(errs, fmt.Errorf("%s.http_filters: the router (#%d) is not the last filter", path, routerAt))
 	}
 
-	// Route on the path the upstream serves (SPEC section 4; issue 9 item 3).
+	// Route on the path the upstream serves (docs/decisions.md#path-normal-form; issue 9 item 3).
 	if !h.GetNormalizePath().GetValue() {
 		errs = append(errs, fmt.Errorf("%s: normalize_path must be true (dot segments and unreserved escapes resolved before routing)", path))
 	}
@@ -864,7 +864,7 @@ func checkExtAuthz(path string, e *extauthzv3.ExtAuthz, grpc bool, tg *config.Co
 }
 
 // forwardAuthInputs are the headers tokengate's /authz reads the original request from
-// (SPEC section 5); a gateway must never pass a caller's own values of them.
+// (docs/decisions.md#the-allowed-response); a gateway must never pass a caller's own values of them.
 var forwardAuthInputs = []string{"x-forwarded-uri", "x-forwarded-method", "x-forwarded-host", "x-original-uri", "x-original-method"}
 
 // checkHTTPService: /authz, Authorization and the forward_claims headers copied upstream, and

@@ -254,7 +254,7 @@ func exerciseAttacks(t *testing.T, r *e2eRig, addr string, spoof map[string]stri
 
 	t.Run("429 with Retry-After", func(t *testing.T) {
 		// Wrong secrets on a client_credentials route: tokengate's failure limiter answers
-		// 429 with Retry-After (SPEC section 5), which the gateway must pass on.
+		// 429 with Retry-After (docs/decisions.md#the-decision-table), which the gateway must pass on.
 		basic := "Basic " + basicAuth(idpExchangeClient, "wrong-secret-for-the-test")
 		var st int
 		var h http.Header

@@ -1,6 +1,7 @@
 package envoy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/config"
 )
 
@@ -230,34 +232,27 @@ func loadConfig(t *testing.T, data []byte, rewrite map[string]string, env map[st
 	return config.Load(path, envLookup(env))
 }
 
-// selectRoute is tokengate's route selection when the gateway names no route (SPEC section 4,
-// step 2): the first route, in file order, whose match fits; the authority is compared without
-// its port, "*.example.com" matches names ending in ".example.com".
+// selectRoute is the route tokengate selects for a request when the gateway names none: the
+// real selection (docs/decisions.md#route-selection), not a copy of it. An Authorizer is built
+// from cfg's route matches, mapped as internal/app maps them, with no authentication and no
+// upstream token, and asked to decide the request: the route of an allowed decision is the one
+// selected; a denial means no route matches (or the path is not in normal form).
 func selectRoute(cfg *config.Config, authority, path, method string) *config.Route {
-	host := authority
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		host = host[:i]
+	routes := make([]extauthz.Route, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		routes[i] = extauthz.Route{Name: r.Name, Authority: r.Match.Authority, PathPrefix: r.Match.PathPrefix,
+			Methods: r.Match.Methods, IgnoreCase: r.Match.IgnoreCase, Auth: extauthz.AuthNone, Upstream: extauthz.UpstreamRemove}
 	}
-	for i := range cfg.Routes {
-		m := cfg.Routes[i].Match
-		if m.Authority != "" {
-			if suffix, ok := strings.CutPrefix(m.Authority, "*"); ok {
-				if len(host) <= len(suffix) || !strings.EqualFold(host[len(host)-len(suffix):], suffix) {
-					continue
-				}
-			} else if !strings.EqualFold(m.Authority, host) {
-				continue
-			}
-		}
-		if m.PathPrefix != "" && !strings.HasPrefix(path, m.PathPrefix) {
-			continue
-		}
-		if len(m.Methods) > 0 && !slices.ContainsFunc(m.Methods, func(s string) bool { return strings.EqualFold(s, method) }) {
-			continue
-		}
-		return &cfg.Routes[i]
+	a, err := extauthz.New(routes, extauthz.Deps{})
+	if err != nil {
+		// Only a wiring mistake fails here (config.Load already refused invalid routes).
+		panic(fmt.Sprintf("extauthz.New on the routes of a loaded configuration: %v", err))
 	}
-	return nil
+	d := a.Decide(context.Background(), extauthz.Request{Authority: authority, Path: path, Method: method})
+	if !d.Allowed {
+		return nil
+	}
+	return cfg.Route(d.Route)
 }
 
 // forwardClaimHeaders returns every header name any route of cfg forwards a claim in, sorted.

@@ -24,7 +24,7 @@ import (
 	"github.com/tokengate/tokengate/internal/config"
 )
 
-// Who may reach tokengate under Kubernetes and Istio (SPEC section 5, "Who may call"; issue 9,
+// Who may reach tokengate under Kubernetes and Istio (docs/deployment.md#deployment-security; issue 9,
 // item 13): the gRPC port and /authz hand out upstream credentials to whoever calls them, so the
 // shipped manifests must let only the gateways reach them, at three layers (NetworkPolicy,
 // PeerAuthentication STRICT, an ALLOW AuthorizationPolicy naming the gateways' principals), and
@@ -210,7 +210,7 @@ func checkAccess(s k8sSet, cfg *config.Config, grpcPort, authzPort, httpPort, me
 		errs = append(errs, errors.New("the echo Deployment has no serviceAccountName: its sidecar, which calls ext_authz, has no principal of its own to allow"))
 	}
 
-	// Listeners: /authz and /metrics each on their own port (SPEC 5, issue 9 item 2).
+	// Listeners: /authz and /metrics each on their own port (docs/deployment.md#deployment-security, issue 9 item 2).
 	if authzPort == 0 || authzPort == httpPort {
 		errs = append(errs, fmt.Errorf("server.authz_addr must put /authz on its own port (got %d, http_addr %d)", authzPort, httpPort))
 	}
@@ -601,7 +601,7 @@ func TestKubernetesAccess(t *testing.T) {
 // TestIstioRoutesStripClaimHeaders runs tokengate with the Istio ConfigMap's configuration and
 // asks it over gRPC, as the echo sidecar does (no context_extensions: routes chosen by path):
 // on every allowed route a caller-sent claim header that the route does not set itself is
-// removed, so a forged X-Subject never reaches the upstream (SPEC section 5; issue 9 items 12,
+// removed, so a forged X-Subject never reaches the upstream (docs/decisions.md#the-allowed-response; issue 9 items 12,
 // 13). The none route needs no IdP, so the test needs no network.
 func TestIstioRoutesStripClaimHeaders(t *testing.T) {
 	cfg, _ := loadIstioTokengate(t, findObject(t, k8sObjects(t, k8sTokengate), "ConfigMap", "tokengate-config"))

@@ -278,7 +278,7 @@ func TestIstioFiles(t *testing.T) {
 		if h == nil {
 			t.Fatal("no envoyExtAuthzHttp provider tokengate-http")
 		}
-		// /authz lives on authz_addr (SPEC 5 "Who may call"), the Service port "authz".
+		// /authz lives on authz_addr (docs/deployment.md#deployment-security), the Service port "authz".
 		if h.GetService() != fqdn || h.GetPort() != port("authz") {
 			t.Errorf("tokengate-http points at %s:%d, the Service's authz port is %s:%d", h.GetService(), h.GetPort(), fqdn, port("authz"))
 		}

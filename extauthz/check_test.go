@@ -33,7 +33,7 @@ var (
 	unavailable  = want{code.Code_UNAVAILABLE, 503, "", "temporarily_unavailable"}
 )
 
-// assertDecision checks a CheckResponse against SPEC section 5, and that nothing secret (the
+// assertDecision checks a CheckResponse against the decision table (docs/decisions.md#the-decision-table), and that nothing secret (the
 // token, its kid, library error text) reaches the client.
 func assertDecision(t *testing.T, resp *authv3.CheckResponse, w want, secrets ...string) {
 	t.Helper()
@@ -105,7 +105,7 @@ func TestCheckDecisions(t *testing.T) {
 		want want
 		leak []string
 	}{
-		// SPEC section 5, rows 1–3 of SECURITY-NOTES section 4.
+		// docs/decisions.md#the-decision-table; RFC 6750 §3 challenges.
 		{"no credentials", checkReq("x", "/", "GET", nil), unauthorized, nil},
 		{"basic on a jwt route", checkReq("x", "/", "GET", map[string]string{"authorization": "Basic YTpi"}), unauthorized, nil},
 		{"empty bearer", checkReq("x", "/", "GET", map[string]string{"authorization": "Bearer "}), badRequest, nil},
@@ -148,7 +148,7 @@ func TestCheckDecisions(t *testing.T) {
 		{"scp array satisfies scopes", checkReq("billing.example.com", "/api/x", "GET", bearer(r.token("rs", map[string]any{"scope": nil, "scp": []string{"billing.read", "billing.write"}}))), allow, nil},
 		{"claim mismatch", checkReq("billing.example.com", "/api/x", "GET", bearer(r.token("rs", map[string]any{"tenant": "other"}))), forbidden, []string{"other"}},
 		{"claim missing", checkReq("billing.example.com", "/api/x", "GET", bearer(r.token("rs", map[string]any{"tenant": nil}))), forbidden, nil},
-		// Route selection (SPEC section 4).
+		// Route selection (docs/decisions.md#route-selection).
 		{"unknown route", checkReq("x", "/", "GET", bearer(good), withRoute("nope")), forbidden, nil},
 		{"named route beats match", checkReq("billing.example.com", "/api/x", "GET", nil, withRoute("public")), allow, nil},
 		{"self token accepted on a self route", checkReq("x", "/mint/x", "GET", bearer(selfTok)), allow, nil},
@@ -259,7 +259,7 @@ func TestAllowedResponse(t *testing.T) {
 	}
 
 	// remove: authorization in headers_to_remove, never also set; and every header another
-	// route forwards as a claim (SPEC 5), so a caller cannot inject x-subject here.
+	// route forwards as a claim (docs/decisions.md#the-allowed-response), so a caller cannot inject x-subject here.
 	resp = r.check(checkReq("a.example.com", "/", "GET", map[string]string{"authorization": "Bearer " + tok}))
 	assertDecision(t, resp, allow)
 	wantRemoved := []string{"authorization", "x-groups", "x-level", "x-missing", "x-scopes", "x-subject"}

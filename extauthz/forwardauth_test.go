@@ -15,7 +15,7 @@ import (
 	"github.com/tokengate/tokengate/extauthz"
 )
 
-// Forward-auth header families (SPEC section 5, server.forward_auth_headers; issue 9 finding 4):
+// Forward-auth header families (docs/decisions.md#forward-auth-header-families, server.forward_auth_headers; issue 9 finding 4):
 // a client-sent X-Forwarded-Uri must never outrank the X-Original-URI nginx sets.
 
 func familyRoutes() []extauthz.Route {
@@ -150,7 +150,7 @@ func jsonDecode(resp *http.Response, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// TestForwardAuthDenialShape: a conflict is a complete SPEC section 5 denial (400, Bearer
+// TestForwardAuthDenialShape: a conflict is a complete denial (docs/decisions.md#the-decision-table) (400, Bearer
 // challenge with invalid_request, JSON body), and Decide is never reached for it.
 func TestForwardAuthDenialShape(t *testing.T) {
 	r := newRigWithRoutes(t, familyRoutes(), 100)
@@ -212,7 +212,7 @@ func (d *recordingDecider) last(t *testing.T) extauthz.Request {
 }
 
 // TestForwardAuthClientIP: Request.ClientIP is the socket peer, or behind a trusted proxy the
-// right-most untrusted X-Forwarded-For address (SPEC section 6). The requests come from
+// right-most untrusted X-Forwarded-For address (docs/issuer.md#failure-limiter). The requests come from
 // 127.0.0.2, a distinct loopback source address, rather than a faked RemoteAddr.
 func TestForwardAuthClientIP(t *testing.T) {
 	r := newRigWithRoutes(t, familyRoutes(), 100)

@@ -2,7 +2,7 @@ package extauthz
 
 import "testing"
 
-// TestNormalizePath: SPEC section 4's normal form, byte by byte (issue 9 finding 3).
+// TestNormalizePath: the path normal form (docs/decisions.md#path-normal-form; RFC 3986 §6.2.2), byte by byte (issue 9 finding 3).
 func TestNormalizePath(t *testing.T) {
 	const refused = "\x00refused"
 	for _, tc := range []struct{ in, want string }{

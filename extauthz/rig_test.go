@@ -11,9 +11,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +21,8 @@ import (
 
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/jwks/jwkstest"
+	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/internal/verify"
 	"github.com/tokengate/tokengate/issuer"
@@ -33,38 +33,14 @@ const (
 	selfURL = "https://tokengate.test"
 )
 
-// jwksServer is a real JWKS endpoint that counts fetches and can be switched off.
-type jwksServer struct {
-	srv   *httptest.Server
-	keys  atomic.Pointer[[]byte]
-	down  atomic.Bool
-	count atomic.Int64
-}
-
-func newJWKSServer(t testing.TB, keys ...*jose.SigningKey) *jwksServer {
-	t.Helper()
-	j := &jwksServer{}
-	j.setKeys(t, keys...)
-	j.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		j.count.Add(1)
-		if j.down.Load() {
-			http.Error(w, "down", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(*j.keys.Load())
-	}))
-	t.Cleanup(j.srv.Close)
-	return j
-}
-
-func (j *jwksServer) setKeys(t testing.TB, keys ...*jose.SigningKey) {
+// publicJWKS is the JWK Set publishing keys' public halves.
+func publicJWKS(t testing.TB, keys ...*jose.SigningKey) []byte {
 	t.Helper()
 	b, err := jose.PublicJWKS(keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j.keys.Store(&b)
+	return b
 }
 
 func genKey(t testing.TB, alg, kid string) *jose.SigningKey {
@@ -82,7 +58,7 @@ type rig struct {
 	corpURL  string // the corp provider's issuer
 	deadURL  string // a provider whose JWKS never answers
 	keys     map[string]*jose.SigningKey
-	jwks     *jwksServer
+	jwks     *jwkstest.Server
 	iss      *issuer.Issuer
 	verifier *verify.Verifier
 	tokens   *upstream.Cache
@@ -123,11 +99,11 @@ func newRigWith(t testing.TB, routes func(*rig) []extauthz.Route, cacheSize int)
 	for _, a := range []struct{ alg, kid string }{{"RS256", "rs"}, {"ES256", "es"}, {"PS256", "ps"}, {"EdDSA", "ed"}} {
 		r.keys[a.kid] = genKey(t, a.alg, a.kid)
 	}
-	r.jwks = newJWKSServer(t, r.keys["rs"], r.keys["es"], r.keys["ps"], r.keys["ed"])
-	r.corpURL = r.jwks.srv.URL + "/"
-	dead := newJWKSServer(t, genKey(t, "ES256", "dead"))
-	dead.down.Store(true)
-	r.deadURL = dead.srv.URL + "/"
+	r.jwks = jwkstest.NewServer(t, publicJWKS(t, r.keys["rs"], r.keys["es"], r.keys["ps"], r.keys["ed"]))
+	r.corpURL = r.jwks.URL + "/"
+	dead := jwkstest.NewServer(t, publicJWKS(t, genKey(t, "ES256", "dead")))
+	dead.SetMode(jwkstest.Status500)
+	r.deadURL = dead.URL + "/"
 
 	iss, err := issuer.New(issuer.Config{
 		IssuerURL: selfURL, TokenTTL: time.Hour,
@@ -141,11 +117,11 @@ func newRigWith(t testing.TB, routes func(*rig) []extauthz.Route, cacheSize int)
 	ctx := context.Background()
 	v, err := verify.New(ctx, verify.Options{
 		Providers: []verify.Provider{
-			{Name: "corp", Issuer: r.corpURL, JWKSURI: r.jwks.srv.URL, Audiences: []string{corpAud},
+			{Name: "corp", Issuer: r.corpURL, JWKSURI: r.jwks.JWKSURL(), Audiences: []string{corpAud},
 				Algorithms: []string{"RS256", "ES256", "PS256", "EdDSA"}, ClockSkew: 30 * time.Second, MaxTokenLifetime: 24 * time.Hour},
 			{Name: "self", Issuer: selfURL, StaticJWKS: iss.PublicJWKS(), Algorithms: []string{"ES256"}, ClockSkew: 30 * time.Second,
-				Audiences: iss.Audiences()}, // as internal/app wires it: the clients' audiences (SPEC 6)
-			{Name: "dead", Issuer: r.deadURL, JWKSURI: dead.srv.URL, Audiences: []string{corpAud}},
+				Audiences: iss.Audiences()}, // as internal/app wires it: the clients' audiences (docs/issuer.md#minting-for-mint-routes)
+			{Name: "dead", Issuer: r.deadURL, JWKSURI: dead.JWKSURL(), Audiences: []string{corpAud}},
 		},
 		CacheSize: cacheSize, MaxTokenBytes: 8192, HTTPClient: http.DefaultClient,
 	})
@@ -154,7 +130,7 @@ func newRigWith(t testing.TB, routes func(*rig) []extauthz.Route, cacheSize int)
 	}
 	t.Cleanup(v.Close)
 	r.verifier = v
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, "the keys of every provider but dead", 10*time.Second, 5*time.Millisecond, func() bool {
 		for _, m := range v.Missing() {
 			if !strings.Contains(m, "dead") {
 				return false
@@ -193,17 +169,6 @@ func serveGRPC(t testing.TB, s authv3.AuthorizationServer) authv3.AuthorizationC
 	}
 	t.Cleanup(func() { conn.Close() })
 	return authv3.NewAuthorizationClient(conn)
-}
-
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // token signs claims for the corp provider with the named key; defaults make a valid token.

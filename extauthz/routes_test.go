@@ -15,7 +15,7 @@ import (
 	"github.com/tokengate/tokengate/extauthz"
 )
 
-// Route selection in normal form (SPEC section 4; issue 9 findings 3 and 8): an encoded letter,
+// Route selection in normal form (docs/decisions.md#path-normal-form; issue 9 findings 3 and 8): an encoded letter,
 // a `;` path parameter, a letter-case variant or a trailing dot in the host must never carry a
 // request for a protected route past it to a catch-all public route. Each case goes through the
 // real gRPC server and through forward-auth over a real HTTP server, in each header family.
@@ -257,7 +257,7 @@ func TestRouteSelectionNormalForm(t *testing.T) {
 }
 
 // TestNamedRouteUnsafePath: when Envoy names the route, the path does not choose it, but a path
-// with no safe normal form is refused all the same (SPEC section 4), so that a `;` parameter
+// with no safe normal form is refused all the same (docs/decisions.md#path-normal-form), so that a `;` parameter
 // can never reach an upstream that strips it.
 func TestNamedRouteUnsafePath(t *testing.T) {
 	r := newRigWithRoutes(t, selectionRoutes(false), 100)

@@ -12,7 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
-	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +26,7 @@ import (
 	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/issuer"
+	"github.com/tokengate/tokengate/testenv"
 )
 
 var (
@@ -33,35 +34,10 @@ var (
 	slowDown      = want{code.Code_RESOURCE_EXHAUSTED, 429, "", "slow_down"}
 )
 
-// ccIdP is a real token endpoint that issues a token only for app:good-secret and counts the
-// requests it gets.
-type ccIdP struct {
-	srv   *httptest.Server
-	calls atomic.Int64
-}
-
-func newCCIdP(t *testing.T) *ccIdP {
-	t.Helper()
-	i := &ccIdP{}
-	i.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := i.calls.Add(1)
-		id, secret, _ := r.BasicAuth()
-		w.Header().Set("Content-Type", "application/json")
-		if id != "app" || secret != "good-secret" {
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
-			return
-		}
-		_, _ = fmt.Fprintf(w, `{"access_token":"idp-token-%d","token_type":"Bearer","expires_in":300}`, n)
-	}))
-	t.Cleanup(i.srv.Close)
-	return i
-}
-
 // ccRig is an Authorizer with client_credentials routes behind the real gRPC server, with the
 // real issuer (clients: self) and the real shared failure limiter.
 type ccRig struct {
-	idp    *ccIdP
+	idp    *testenv.IdP // issues tokens only for app:good-secret, and counts the requests
 	iss    *issuer.Issuer
 	clock  *testkit.Clock
 	client authv3.AuthorizationClient
@@ -70,7 +46,13 @@ type ccRig struct {
 
 func newCCRig(t *testing.T) *ccRig {
 	t.Helper()
-	r := &ccRig{idp: newCCIdP(t), clock: testkit.NewClock(time.Now())}
+	endpoint, err := testenv.NewIdP("", map[string]string{"app": "good-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(endpoint.Close)
+	endpoint.SetTokenTTL(300 * time.Second)
+	r := &ccRig{idp: endpoint, clock: testkit.NewClock(time.Now())}
 	iss, err := issuer.New(issuer.Config{
 		IssuerURL: selfURL, TokenTTL: time.Hour,
 		Keys: []issuer.KeyConfig{{Kid: "self-1", Alg: "ES256", Generate: true}},
@@ -81,8 +63,8 @@ func newCCRig(t *testing.T) *ccRig {
 		t.Fatal(err)
 	}
 	r.iss = iss
-	idp := upstream.ClientCredentials{TokenURL: r.idp.srv.URL, AuthStyle: "basic", Timeout: 2 * time.Second, DefaultTTL: time.Minute}
-	fetch := upstream.ClientCredentials{TokenURL: r.idp.srv.URL, ClientID: "app", ClientSecret: "good-secret", AuthStyle: "basic",
+	idp := upstream.ClientCredentials{TokenURL: r.idp.TokenURL(), AuthStyle: "basic", Timeout: 2 * time.Second, DefaultTTL: time.Minute}
+	fetch := upstream.ClientCredentials{TokenURL: r.idp.TokenURL(), ClientID: "app", ClientSecret: "good-secret", AuthStyle: "basic",
 		Timeout: 2 * time.Second, DefaultTTL: time.Minute}
 	tokens := upstream.NewCache(upstream.Options{Size: 1000})
 	t.Cleanup(tokens.Close)
@@ -166,12 +148,12 @@ func TestClientCredentialsAlwaysVerifies(t *testing.T) {
 	r := newCCRig(t)
 	for _, path := range []string{"/mint/x", "/fetch/x", "/remove/x", "/exchanged/x"} {
 		t.Run(path, func(t *testing.T) {
-			before := r.idp.calls.Load()
+			before := r.idp.TokenRequests.Load()
 			// A different wrong secret per route: a refusal is remembered per credentials.
 			wrong := "anything" + path
 			resp := r.check(t, path, basic("app", wrong), fromIP(fmt.Sprintf("10.1.0.%d", len(path))))
 			assertDecision(t, resp, invalidClient, wrong)
-			if r.idp.calls.Load() == before {
+			if r.idp.TokenRequests.Load() == before {
 				t.Error("the IdP was not asked to verify the credentials")
 			}
 			resp = r.check(t, path, basic("app", "good-secret"), fromIP("10.2.0.1"))
@@ -183,7 +165,7 @@ func TestClientCredentialsAlwaysVerifies(t *testing.T) {
 					t.Errorf("remove: authorization %q, headers_to_remove %v", auth, resp.GetOkResponse().GetHeadersToRemove())
 				}
 			case "/exchanged/x", "/fetch/x":
-				if len(auth) < len("Bearer idp-token-") || auth[:len("Bearer idp-token-")] != "Bearer idp-token-" {
+				if !strings.HasPrefix(auth, "Bearer opaque-app-") {
 					t.Errorf("authorization = %q, want the IdP's token", auth)
 				}
 			case "/mint/x":
@@ -203,7 +185,7 @@ func TestClientCredentialsAlwaysVerifies(t *testing.T) {
 	}
 
 	t.Run("clients: self", func(t *testing.T) {
-		calls := r.idp.calls.Load()
+		calls := r.idp.TokenRequests.Load()
 		assertDecision(t, r.check(t, "/self/x", basic("svc", "wrong"), fromIP("10.3.0.1")), invalidClient, "wrong")
 		assertDecision(t, r.check(t, "/self/x", basic("nobody", "svc-secret-0123456789"), fromIP("10.3.0.1")), invalidClient)
 		resp := r.check(t, "/self/x", basic("svc", "svc-secret-0123456789"), fromIP("10.3.0.2"))
@@ -211,7 +193,7 @@ func TestClientCredentialsAlwaysVerifies(t *testing.T) {
 		if okHeaders(resp)["authorization"] == "" {
 			t.Error("no minted token")
 		}
-		if r.idp.calls.Load() != calls {
+		if r.idp.TokenRequests.Load() != calls {
 			t.Error("clients: self called the IdP")
 		}
 	})
@@ -243,7 +225,7 @@ func TestClientCredentialsFailureLimiter(t *testing.T) {
 			for i := range authlimit.DefaultClientFailures {
 				assertDecision(t, r.check(t, path, basic(id, fmt.Sprintf("guess-%d", i)), attacker), invalidClient)
 			}
-			calls := r.idp.calls.Load()
+			calls := r.idp.TokenRequests.Load()
 			for i := range 55 {
 				resp := r.check(t, path, basic(id, fmt.Sprintf("more-%d", i)), attacker)
 				assertDecision(t, resp, slowDown)
@@ -251,7 +233,7 @@ func TestClientCredentialsFailureLimiter(t *testing.T) {
 					t.Fatalf("429 without Retry-After: %q", ra)
 				}
 			}
-			if got := r.idp.calls.Load(); got != calls {
+			if got := r.idp.TokenRequests.Load(); got != calls {
 				t.Errorf("limited guesses reached the IdP: %d calls", got-calls)
 			}
 			// The good secret from the guessing address is refused too: a guesser learns nothing.

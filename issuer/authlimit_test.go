@@ -76,7 +76,7 @@ func tokenReq(id, secret string) req {
 	return req{contentType: formCT, basic: basicAuth(id, secret), body: form("grant_type", "client_credentials")}
 }
 
-// TestNoLockoutFromElsewhere is issue 9 finding 7 (SECURITY-NOTES row 41): wrong secrets for a
+// TestNoLockoutFromElsewhere is issue 9 finding 7 (docs/issuer.md#failure-limiter): wrong secrets for a
 // client id sent from one address, however many, never refuse the owner's correct secret from
 // another address.
 func TestNoLockoutFromElsewhere(t *testing.T) {
@@ -99,7 +99,7 @@ func introspectReq(id, secret, token string) req {
 	return req{path: PathIntrospect, contentType: formCT, basic: basicAuth(id, secret), body: introspectForm(token)}
 }
 
-// checkSlowDown asserts the SPEC section 6 answer of a limited key: 429, slow_down, no-store and
+// checkSlowDown asserts the answer (docs/issuer.md#failure-limiter; RFC 8628 §3.5 slow_down) of a limited key: 429, slow_down, no-store and
 // Retry-After in whole seconds.
 func checkSlowDown(t testing.TB, res response, retryAfter string) {
 	t.Helper()
@@ -109,7 +109,7 @@ func checkSlowDown(t testing.TB, res response, retryAfter string) {
 	}
 }
 
-// TestFailureLimiterByAddress is SPEC section 6 "Failure limiter" and SECURITY-NOTES row 41,
+// TestFailureLimiterByAddress is the failure limiter (docs/issuer.md#failure-limiter),
 // through a real server with each caller on its own loopback address:
 // (a) five wrong secrets for a client id from one address limit that (client id, address), the
 // correct secret from there included, at the token and the introspection endpoints; the owner's
@@ -159,7 +159,7 @@ func TestFailureLimiterByAddress(t *testing.T) {
 	}
 }
 
-// TestFailureLimiterTrustedProxies is SPEC section 6 (c): when the socket peer is in
+// TestFailureLimiterTrustedProxies is docs/issuer.md#failure-limiter (trusted proxies): when the socket peer is in
 // server.trusted_proxies, the right-most untrusted X-Forwarded-For address is the caller; when it
 // is not, a client-written X-Forwarded-For is ignored, so it can neither escape its own key nor
 // get someone else's address limited.
@@ -283,7 +283,7 @@ func TestVerifyClientSecret(t *testing.T) {
 	}
 }
 
-// TestMetricsUnknownClientIDs is SECURITY-NOTES row 49 and SPEC section 8: 10k random client ids
+// TestMetricsUnknownClientIDs (docs/operations.md#health-metrics-and-logs): 10k random client ids
 // at the token and introspection endpoints add no metric series (label values never come from
 // unauthenticated input).
 func TestMetricsUnknownClientIDs(t *testing.T) {

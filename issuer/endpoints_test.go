@@ -14,7 +14,7 @@ import (
 
 func introspectForm(token string) string { return form("token", token) }
 
-// TestIntrospection is SECURITY-NOTES §4 row 33 and RFC 7662: client authentication is required;
+// TestIntrospection is RFC 7662 (docs/issuer.md#introspection): client authentication is required;
 // a valid token of this issuer is active with every claim; anything else is exactly
 // {"active":false}; every answer is no-store.
 func TestIntrospection(t *testing.T) {
@@ -354,7 +354,7 @@ func TestIntrospectionActiveCannotBeFaked(t *testing.T) {
 	}
 }
 
-// TestIntrospectionOwnTokensOnly is issue 9 finding 12 and SECURITY-NOTES row 48 (RFC 7662 §4):
+// TestIntrospectionOwnTokensOnly is issue 9 finding 12 (RFC 7662 §4; docs/issuer.md#introspection):
 // a client without `introspect: true` learns only about its own tokens; another client's valid
 // token, or a token minted for a route with no client of ours, is {"active":false} to it. A
 // client with `introspect: true` (rot) sees every valid token.

@@ -15,7 +15,7 @@ import (
 	"github.com/tokengate/tokengate/internal/jose"
 )
 
-// FuzzTokenEndpoint is the SECURITY-NOTES §4 fuzz target: whatever the body, the Authorization
+// FuzzTokenEndpoint is the token endpoint fuzz target (docs/security.md#the-security-rules: nothing panics): whatever the body, the Authorization
 // header and the content type, the token endpoint answers either a 200 with no-store and a token
 // that verifies, or an RFC 6749 §5.2 error JSON with a known code, the status that goes with it
 // and no-store; it never panics. The handler is called in process (a socket per input would

@@ -66,8 +66,8 @@ func TestTokenAuthMethodsAndBodies(t *testing.T) {
 	}
 }
 
-// TestTokenErrors covers every error code and status of the token endpoint (SECURITY-NOTES §4
-// rows 28 and 30, RFC 6749 §5.2), each with the no-store headers (row 31) and the §5.2 shape.
+// TestTokenErrors covers every error code and status of the token endpoint (RFC 6749 §5.2),
+// each with the no-store headers (RFC 6749 §5.1) and the §5.2 shape.
 func TestTokenErrors(t *testing.T) {
 	e := newEnv(t, nil)
 	good := basicAuth(svcID, svcSecret)
@@ -194,7 +194,7 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestUnknownClientAndWrongSecretIdentical is SECURITY-NOTES §4 row 29: both answers are byte
+// TestUnknownClientAndWrongSecretIdentical (RFC 6749 §5.2, docs/security.md): both answers are byte
 // for byte the same (headers and body), for each authentication method.
 func TestUnknownClientAndWrongSecretIdentical(t *testing.T) {
 	e := newEnv(t, nil)
@@ -358,7 +358,7 @@ func TestAudiences(t *testing.T) {
 	}
 }
 
-// TestFailedAuthenticationSlowdown is SECURITY-NOTES §4 row 32 with the SPEC section 6 limiter:
+// TestFailedAuthenticationSlowdown is the failure limiter (docs/issuer.md#failure-limiter):
 // 100 bad secrets for one client_id from one address give 5 × 401 then 429 slow_down with
 // Retry-After; meanwhile even the good secret from that address is refused; an unknown client_id
 // gets the same treatment and the same answer; other clients from the address are not affected;
@@ -423,7 +423,7 @@ func TestFailedAuthenticationSlowdown(t *testing.T) {
 }
 
 // TestFailedAuthenticationConcurrent: concurrent guesses are all counted. Allow and Fail are
-// separate (SPEC section 6 refuses nobody for attempts in flight), so up to the concurrency can
+// separate (docs/issuer.md#failure-limiter refuses nobody for attempts in flight), so up to the concurrency can
 // be judged when the threshold is crossed; afterwards the key is limited.
 func TestFailedAuthenticationConcurrent(t *testing.T) {
 	e := newEnv(t, nil)

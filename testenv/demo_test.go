@@ -1,23 +1,18 @@
 package testenv_test
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/testenv"
 )
 
 // TestDemoInstructionsWorkAsPrinted runs every command `tokengate demo` prints, with bash and
 // curl, against a running rig, and checks what each one shows.
 func TestDemoInstructionsWorkAsPrinted(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("curl is required in CI")
-		}
-		t.Skip("curl not installed")
-	}
+	testkit.Tool(t, "curl", "curl")
 	s := startStack(t)
 	var script strings.Builder
 	script.WriteString("set -e\n")

@@ -77,7 +77,7 @@ func TestEveryModeThroughTheGateway(t *testing.T) {
 	}
 	gw := s.Gateway.URL()
 
-	// Row 34 of SECURITY-NOTES section 4: after a rewrite the upstream sees exactly one
+	// After a rewrite (RFC 6750 §2.1: one credential per request) the upstream sees exactly one
 	// Authorization header, the new one, and never the caller's.
 	oneAuth := func(t *testing.T, r result, caller string) string {
 		t.Helper()
@@ -293,7 +293,7 @@ func TestForwardAuthMatchesCheck(t *testing.T) {
 	assertDenial(t, r, 401, `Bearer realm="tokengate"`, "unauthorized")
 }
 
-// TestReadinessAndMetrics: /healthz, /readyz and /metrics as SPEC section 6 and 8 name them.
+// TestReadinessAndMetrics: /healthz, /readyz and /metrics as docs/operations.md#health-metrics-and-logs names them.
 func TestReadinessAndMetrics(t *testing.T) {
 	s := startStack(t)
 	api := "http://" + s.App.HTTPAddr()

@@ -147,19 +147,24 @@ func startServe(t *testing.T, ctx context.Context, cfgPath string, extra ...stri
 	done = make(chan error, 1)
 	args := append([]string{"serve", "--config", cfgPath, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, extra...)
 	go func() { done <- run(ctx, args, strings.NewReader(""), &bytes.Buffer{}, logs) }()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := servingRE.FindStringSubmatch(logs.String()); m != nil {
-			return m[1], m[2], logs, done
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve logs:\n%s", logs.String())
 		}
+	})
+	testkit.WaitFor(t, "serve to start", 15*time.Second, 10*time.Millisecond, func() bool {
 		select {
 		case err := <-done:
-			t.Fatalf("serve exited early: %v\n%s", err, logs.String())
-		case <-time.After(10 * time.Millisecond):
+			t.Fatalf("serve exited early: %v", err)
+		default:
 		}
-	}
-	t.Fatalf("serve did not start:\n%s", logs.String())
-	return
+		if m := servingRE.FindStringSubmatch(logs.String()); m != nil {
+			grpcAddr, httpAddr = m[1], m[2]
+			return true
+		}
+		return false
+	})
+	return grpcAddr, httpAddr, logs, done
 }
 
 const serveConfig = `providers:
@@ -283,29 +288,21 @@ func mustRequest(t *testing.T, path, auth string) *http.Request {
 
 func waitReady(t *testing.T, httpAddr string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testkit.WaitFor(t, "/readyz to answer 200", 10*time.Second, 10*time.Millisecond, func() bool {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("not ready within 10s")
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 func waitLog(t *testing.T, logs *testkit.LogBuffer, s string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(logs.String(), s) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never had %q %d times:\n%s", s, n, logs.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, fmt.Sprintf("%q %d times in the log", s, n), 10*time.Second, 5*time.Millisecond, func() bool {
+		return strings.Count(logs.String(), s) >= n
+	})
 }
 
 // assertHealthAndReflection: grpc.health.v1 answers SERVING for the server and for the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/testenv"
 )
 
@@ -71,16 +72,10 @@ routes:
 		t.Fatalf("healthz must stay 200 while not ready: %v", resp)
 	}
 	idp.SetDown(false)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if code, _ := get(); code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not ready 10 s after the JWKS came up")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "readiness after the JWKS came up", 10*time.Second, 50*time.Millisecond, func() bool {
+		code, _ := get()
+		return code == http.StatusOK
+	})
 }
 
 // TestStopDrainsInFlightRequests: a forward-auth request waiting on a slow IdP when the server
@@ -107,10 +102,7 @@ func TestStopDrainsInFlightRequests(t *testing.T) {
 		resp.Body.Close()
 		result <- resp.StatusCode
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for idp.TokenRequests.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "the IdP request", 5*time.Second, 5*time.Millisecond, func() bool { return idp.TokenRequests.Load() > 0 })
 	cancel() // as SIGTERM does
 	if got := <-result; got != http.StatusOK {
 		t.Fatalf("in-flight request got %d, want 200", got)

@@ -1,6 +1,6 @@
 package app
 
-// Who may call (SPEC section 5): gateway_tls on grpc_addr and authz_addr, with client
+// Who may call (docs/deployment.md#deployment-security): gateway_tls on grpc_addr and authz_addr, with client
 // certificates of one CA and SANs, checked by real TLS handshakes against the real servers, with
 // certificates the test generates.
 
@@ -550,7 +550,7 @@ func TestListenersMoveEndpoints(t *testing.T) {
 	}
 }
 
-// TestExposureWarning (SPEC section 5, last paragraph): one WARN line at start when issuer
+// TestExposureWarning (docs/deployment.md#deployment-security): one WARN line at start when issuer
 // clients exist, /authz is on http_addr and no client_ca_file is set; none otherwise.
 func TestExposureWarning(t *testing.T) {
 	const issuer = `issuer:

@@ -13,7 +13,7 @@ import (
 	"github.com/tokengate/tokengate/testenv"
 )
 
-// TestMintedTokenIsNotACredentialForSelfRoutes is issue 9 finding 5 (SECURITY-NOTES row 40):
+// TestMintedTokenIsNotACredentialForSelfRoutes is issue 9 finding 5 (docs/issuer.md#minting-for-mint-routes):
 // a corp token with scope read becomes, through a mint route, a token tokengate signs for an
 // upstream; replayed to tokengate's own `self` routes it must be refused (its audience is the
 // upstream's, RFC 8725 §3.9). Before the fix the self provider accepted any audience, so the

@@ -2,58 +2,20 @@ package app_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/testenv"
 )
-
-// startRedisServer runs Debian's redis-server on a free loopback port for the test.
-func startRedisServer(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not installed; .ci/run installs it")
-		}
-		t.Skip("redis-server is not installed")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not listen")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // TestReplicasShareFetchedTokensThroughRedis: two tokengate servers configured with the same
 // cache.redis make one IdP call between them for concurrent cold requests, and hand out the
 // same token.
 func TestReplicasShareFetchedTokensThroughRedis(t *testing.T) {
-	redisAddr := startRedisServer(t)
+	redisAddr := testkit.StartRedis(t).Addr()
 	idp, err := testenv.NewIdP("", map[string]string{"gw": "gw-secret"})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ var (
 	ipB = netip.MustParseAddr("192.0.2.2")
 )
 
-// TestLimiter drives the SPEC section 6 rules with a test clock: the thresholds per
+// TestLimiter drives the failure limiter rules (docs/issuer.md#failure-limiter) with a test clock: the thresholds per
 // (client id, IP) and per IP, the 5-minute window, the 60 s penalty after the last failure that
 // also refuses correct secrets, and that other keys are never affected.
 func TestLimiter(t *testing.T) {

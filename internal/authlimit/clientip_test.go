@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// TestClientIP: SPEC section 6, who the caller is. X-Forwarded-For counts only when the socket
+// TestClientIP: who the caller is (docs/issuer.md#failure-limiter). X-Forwarded-For counts only when the socket
 // peer is a trusted proxy, and then only up to the right-most address that is not trusted:
 // anything further left was written by the client and could say anything.
 func TestClientIP(t *testing.T) {

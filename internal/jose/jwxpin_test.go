@@ -16,7 +16,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
-// TestJWXPins pins the jwx v2 behaviours (SECURITY-NOTES §0) that this
+// TestJWXPins pins the jwx v2 behaviours (docs/security.md#jose-hardening) that this
 // package works around, as observed in the version in go.sum. If a jwx
 // upgrade changes one of them this test fails: re-read the note, keep our
 // guard (they stay correct either way) and update the pin. Each subtest states

@@ -37,7 +37,7 @@ func jwkJSON(t testing.TB, raw any, extra map[string]any) map[string]any {
 	return m
 }
 
-// Row 13 and SPEC §7: unusable keys are dropped, each with a reason that
+// RFC 7517 §4, RFC 8725 §3.1 (docs/security.md#jose-hardening): unusable keys are dropped, each with a reason that
 // carries neither key material nor kid; usable keys survive.
 func TestParseKeySetDropsUnusableKeys(t *testing.T) {
 	rs := testKey(t, "RS256")

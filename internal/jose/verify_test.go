@@ -85,7 +85,7 @@ func b64FieldHeader(t *testing.T, tok string) string {
 	return tok[:strings.IndexByte(tok, '.')]
 }
 
-// SECURITY-NOTES §0.A / SPEC §7 / test plan row 7: header alg must equal the key's alg.
+// RFC 8725 §3.1 (docs/security.md#jose-hardening): header alg must equal the key's alg.
 func TestAlgMustMatchKey(t *testing.T) {
 	rs := testKey(t, "RS256")
 	es := testKey(t, "ES256")
@@ -134,7 +134,7 @@ func TestAlgMustMatchKey(t *testing.T) {
 	}
 }
 
-// Test plan rows 5 and 6: alg none in any case or empty, and HS256 keyed
+// RFC 8725 §3.1 (docs/security.md#jose-hardening): alg none in any case or empty, and HS256 keyed
 // with the RSA public key (PEM, DER, JWK) are refused even when the caller
 // (wrongly) allows them.
 func TestNoneAndHMACConfusion(t *testing.T) {
@@ -190,7 +190,7 @@ func TestNoneAndHMACConfusion(t *testing.T) {
 	}
 }
 
-// SECURITY-NOTES §0.C / row 14: exp/nbf/iat presence is reported apart from
+// RFC 7519 §4.1.4-4.1.6 (docs/security.md#jose-hardening): exp/nbf/iat presence is reported apart from
 // value; NumericDate must be a finite JSON number below 2^53.
 func TestNumericDates(t *testing.T) {
 	es := testKey(t, "ES256")
@@ -264,7 +264,7 @@ func TestNumericDates(t *testing.T) {
 	}
 }
 
-// SECURITY-NOTES §0.D / row 4: JSON serialization (general and flattened) is not accepted.
+// RFC 7515 §7.1 compact only (docs/security.md#jose-hardening): JSON serialization (general and flattened) is not accepted.
 func TestJSONSerializationRejected(t *testing.T) {
 	rs := testKey(t, "RS256")
 	ks := keySetOf(t, rs)
@@ -298,7 +298,7 @@ func TestJSONSerializationRejected(t *testing.T) {
 }
 
 // spellings returns non-canonical spellings of tok that jwx's lenient
-// base64 decoder maps to the same bytes (SECURITY-NOTES §0.E).
+// base64 decoder maps to the same bytes (RFC 7515 §2, base64url without padding; docs/security.md#jose-hardening).
 func spellings(t *testing.T, tok string) map[string]string {
 	t.Helper()
 	segs := strings.Split(tok, ".")
@@ -363,7 +363,7 @@ func TestBase64SpellingsRejected(t *testing.T) {
 	}
 }
 
-// SECURITY-NOTES §0.F / row 4: the size cap and dot count come first, with
+// docs/security.md#jose-hardening: the size cap and dot count come first, with
 // bounded allocation whatever the input.
 func TestSizeAndSegmentsBounded(t *testing.T) {
 	es := testKey(t, "ES256")
@@ -404,7 +404,7 @@ func TestSizeAndSegmentsBounded(t *testing.T) {
 	}
 }
 
-// SECURITY-NOTES §0.G, §1 / rows 8, 9, 10: forbidden header parameters,
+// RFC 8725 §3.10, RFC 7515 §4.1 (docs/security.md#jose-hardening): forbidden header parameters,
 // on tokens otherwise validly signed by the right key.
 func TestForbiddenHeaders(t *testing.T) {
 	rs := testKey(t, "RS256")

@@ -101,7 +101,7 @@ func TestTLSVerificationIsOn(t *testing.T) {
 	}
 }
 
-// TestFailuresKeepLastGoodSet covers SECURITY-NOTES section 4 row 21: after a good fetch, a
+// TestFailuresKeepLastGoodSet covers docs/upstream.md#caches: after a good fetch, a
 // failing refresh (500, hang, garbage, 10 MB, empty keys, ...) keeps the old set and is
 // counted as an error.
 func TestFailuresKeepLastGoodSet(t *testing.T) {
@@ -188,7 +188,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	}
 }
 
-// TestFirstFetchFailsThenRecovers covers row 22: a failed first fetch is retried on backoff,
+// TestFirstFetchFailsThenRecovers covers docs/upstream.md#caches: a failed first fetch is retried on backoff,
 // not after a whole refresh interval.
 func TestFirstFetchFailsThenRecovers(t *testing.T) {
 	k := jwkstest.MustKey("ES256", "k1")
@@ -352,7 +352,7 @@ func TestUnknownKidRateLimit(t *testing.T) {
 	}
 }
 
-// TestUnknownKidRotation covers row 24: a newly published kid is found by the unknown-kid
+// TestUnknownKidRotation covers docs/upstream.md#caches: a newly published kid is found by the unknown-kid
 // refresh; the old kid keeps working while published.
 func TestUnknownKidRotation(t *testing.T) {
 	k1, k2 := jwkstest.MustKey("ES256", "k1"), jwkstest.MustKey("ES256", "k2")

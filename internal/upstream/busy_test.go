@@ -67,7 +67,7 @@ func (d deadlineCtx) Err() error {
 	}
 }
 
-// TestExchangeVerificationsBoundedPerRoute covers issue 9, finding 1 (SPEC section 3): at most
+// TestExchangeVerificationsBoundedPerRoute covers issue 9, finding 1 (docs/upstream.md#upstream-credentials-from-an-idp-fetch-and-exchange): at most
 // 16 verifications per route are in flight at the IdP at once; a 17th waits within the route's
 // timeout, then fails with ErrBusy (503, never ErrRejected). Proved by counting the requests
 // in flight at a real IdP that holds every answer until released.

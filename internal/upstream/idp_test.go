@@ -134,7 +134,7 @@ func TestFieldsReachIdP(t *testing.T) {
 	}
 }
 
-// Row 27 of SECURITY-NOTES section 4, plus opaque tokens and lower-case bearer.
+// RFC 6749 §5.1 token responses, plus opaque tokens and lower-case bearer.
 func TestTokenResponses(t *testing.T) {
 	const defTTL = 7 * time.Minute
 	type resp struct {

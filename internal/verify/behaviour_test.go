@@ -58,7 +58,7 @@ func TestNewRefusesBadProviders(t *testing.T) {
 
 // TestSelfIssuer: the built-in issuer's keys (jose's signing side) verify without HTTP, and a
 // static provider accepts only the audiences it is given; without any it accepts no token
-// (issue 9, finding 5; SECURITY-NOTES row 40: a token a mint route signed for an upstream
+// (issue 9, finding 5; docs/issuer.md#minting-for-mint-routes: a token a mint route signed for an upstream
 // audience is refused by `self` routes).
 func TestSelfIssuer(t *testing.T) {
 	sk, err := jose.GenerateKey("ES256", "2026-11")
@@ -125,7 +125,7 @@ func TestSelfIssuer(t *testing.T) {
 	}
 }
 
-// TestDroppedKeys covers row 13: weak, private, symmetric and off-curve keys of a remote set
+// TestDroppedKeys covers RFC 8725 §3.1 (docs/security.md#jose-hardening): weak, private, symmetric and off-curve keys of a remote set
 // are never used.
 func TestDroppedKeys(t *testing.T) {
 	weak, err := jwkstest.NewKeyBits("RS256", "weak", 1024)
@@ -157,7 +157,7 @@ func TestDroppedKeys(t *testing.T) {
 	}
 }
 
-// TestUnavailableThenRecovers covers row 22: keys never loaded → KindUnavailable (503) and
+// TestUnavailableThenRecovers covers docs/upstream.md#caches: keys never loaded → KindUnavailable (503) and
 // Missing lists the provider; once the JWKS answers, the backoff retry loads it.
 func TestUnavailableThenRecovers(t *testing.T) {
 	// The server fails before the verifier starts: set afterwards, a fast start-up fetch could
@@ -186,7 +186,7 @@ func TestUnavailableThenRecovers(t *testing.T) {
 	}
 }
 
-// TestJWKSDownAfterStart covers row 21: once keys loaded, an IdP that fails (closed, 500,
+// TestJWKSDownAfterStart covers docs/upstream.md#caches: once keys loaded, an IdP that fails (closed, 500,
 // hanging, garbage, 10 MB, empty set) never turns valid tokens away, and an unknown kid is
 // 401, not 503.
 func TestJWKSDownAfterStart(t *testing.T) {
@@ -250,7 +250,7 @@ func TestUnknownKidWaitIsBoundedByCtx(t *testing.T) {
 	}
 }
 
-// TestRotation covers row 24.
+// TestRotation covers key rotation at the provider (docs/upstream.md#caches).
 func TestRotation(t *testing.T) {
 	f := newFixture(t, nil)
 	f.ready(t)
@@ -268,7 +268,7 @@ func TestRotation(t *testing.T) {
 	}
 }
 
-// TestUnknownKidBursts covers row 23: concurrent and sustained random kids cause at most one
+// TestUnknownKidBursts covers docs/upstream.md#caches: concurrent and sustained random kids cause at most one
 // fetch per 10 s window and are all refused.
 func TestUnknownKidBursts(t *testing.T) {
 	attacker := jwkstest.MustKey("ES256", "x")
@@ -321,7 +321,7 @@ func TestUnknownKidBursts(t *testing.T) {
 	})
 }
 
-// TestProvidersSharingAKid covers row 16 (issuer B's iss on a token signed by A's key): the
+// TestProvidersSharingAKid covers RFC 8725 §3.8 (issuer B's iss on a token signed by A's key): the
 // token's iss picks the provider before any key lookup, so a kid present at two IdPs is
 // checked against its own issuer's key only.
 func TestProvidersSharingAKid(t *testing.T) {

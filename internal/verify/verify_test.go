@@ -37,7 +37,7 @@ func without(c map[string]any, keys ...string) map[string]any {
 	return c
 }
 
-// TestVerifyTable covers SECURITY-NOTES section 4 rows 5–7, 11 and 14–18 at the verifier level:
+// TestVerifyTable covers RFC 8725 §3 and RFC 7519 §4.1 at the verifier level (docs/security.md#jose-hardening):
 // each token gets exactly the expected decision and fixed description.
 func TestVerifyTable(t *testing.T) {
 	type row struct {
@@ -267,7 +267,7 @@ func TestPrincipal(t *testing.T) {
 		{"scope a number", map[string]any{"scope": 3}, nil, ""},
 		{"scp with a non-string", map[string]any{"scp": []any{"a", 1}}, nil, ""},
 		{"no scope", map[string]any{}, nil, ""},
-		// SECURITY-NOTES row 42 (issue 9, finding 9): RFC 6749 §3.3 separates scope-tokens by
+		// Issue 9, finding 9: RFC 6749 §3.3 separates scope-tokens by
 		// the space character (%x20) only; any other whitespace is part of a scope, so a
 		// required `admin` is never satisfied by "x\u00a0admin" or "x\tadmin".
 		{"no-break space is not a separator", map[string]any{"scope": "x\u00a0admin"}, []string{"x\u00a0admin"}, ""},

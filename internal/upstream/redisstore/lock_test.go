@@ -13,7 +13,7 @@ import (
 	"github.com/tokengate/tokengate/internal/upstream"
 )
 
-// TestPlantedLock covers SECURITY-NOTES row 50 (issue 9, finding 11; SPEC section 7): a lock
+// TestPlantedLock covers issue 9, finding 11 (docs/upstream.md#scale-out-replicas-share-tokens-through-redis): a lock
 // never blocks longer than its lease. A lock key planted by someone with Redis access (or left
 // by a Redis that lost its TTL) used to block the route forever (503, no IdP call at all).
 //
