@@ -1,7 +1,6 @@
 package jose
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"math"
@@ -43,14 +42,17 @@ var thumbprintHeaders = []string{"x5t", "x5t#S256"}
 // whose signature has NOT been verified. Nothing it returns may be trusted
 // except for routing (Issuer) and key selection (KeyID, Algorithm).
 type Unverified struct {
-	token   string
-	alg     string
-	kid     string
-	hasKid  bool
-	typ     string
-	sigLen  int
-	payload []byte
-	claims  *Claims
+	// input is the JWS Signing Input, ASCII(BASE64URL(header) || '.' ||
+	// BASE64URL(payload)) (RFC 7515 §5.2 step 8): the token's own bytes up to
+	// the second dot, which Parse admits only in the one canonical spelling.
+	input  []byte
+	sig    []byte // the decoded signature
+	alg    string
+	kid    string
+	hasKid bool
+	typ    string
+	parsed bool
+	claims Claims
 }
 
 // Claims is the decoded JWT Claims Set (RFC 7519 §4) with the registered
@@ -69,7 +71,9 @@ type Claims struct {
 	// (docs/security.md#jose-hardening). Use ValidTime to test a NumericDate.
 	Expiry, NotBefore, IssuedAt          time.Time
 	HasExpiry, HasNotBefore, HasIssuedAt bool
-	// Raw holds every claim; numbers are json.Number.
+	// Raw holds every claim; numbers are json.Number. Its strings share the
+	// memory of the token's decoded payload: a caller keeping one beyond the
+	// request should copy it (strings.Clone).
 	Raw map[string]any
 }
 
@@ -123,40 +127,44 @@ func Parse(token string, maxBytes int) (*Unverified, error) {
 	if !isBase64URL(hSeg) || !isBase64URL(pSeg) || !isBase64URL(sSeg) {
 		return nil, fail(ErrMalformed, "segment is not unpadded base64url")
 	}
+	// Two allocations for the three segments: the token's bytes (whose first
+	// d2 bytes are the signing input) and one buffer for the decoded header,
+	// payload and signature.
 	enc := base64.RawURLEncoding.Strict()
-	hdrBytes, err := enc.DecodeString(hSeg)
-	if err != nil {
+	tok := []byte(token)
+	hLen, pLen, sLen := enc.DecodedLen(len(hSeg)), enc.DecodedLen(len(pSeg)), enc.DecodedLen(len(sSeg))
+	buf := make([]byte, hLen+pLen+sLen)
+	// Strict decoding refuses non-zero trailing bits: another spelling of
+	// the same bytes, which jwx would accept.
+	if _, err := enc.Decode(buf[:hLen], tok[:d1]); err != nil {
 		return nil, fail(ErrMalformed, "header is not canonical base64url")
 	}
-	payload, err := enc.DecodeString(pSeg)
-	if err != nil {
+	if _, err := enc.Decode(buf[hLen:hLen+pLen], tok[d1+1:d2]); err != nil {
 		return nil, fail(ErrMalformed, "payload is not canonical base64url")
 	}
-	// The signature is decoded by jwx later; here we only insist on the one
-	// canonical spelling (non-zero trailing bits are another spelling).
-	sigLen := enc.DecodedLen(len(sSeg))
-	if _, err := enc.Decode(make([]byte, sigLen), []byte(sSeg)); err != nil {
+	if _, err := enc.Decode(buf[hLen+pLen:], tok[d2+1:]); err != nil {
 		return nil, fail(ErrMalformed, "signature is not canonical base64url")
 	}
+	u := &Unverified{input: tok[:d2:d2], sig: buf[hLen+pLen:]}
 
-	hdr, reason := decodeStrictObject(hdrBytes)
+	// One string holds the decoded header and payload; the values decoded
+	// from them (alg, kid, claims) are substrings of it.
+	text := string(buf[:hLen+pLen])
+	hdr, reason := decodeStrictObjectString(text[:hLen])
 	if reason != "" {
 		return nil, fail(ErrMalformed, "header: "+reason)
 	}
-	u := &Unverified{token: token, payload: payload, sigLen: sigLen}
 	if err := u.checkHeader(hdr); err != nil {
 		return nil, err
 	}
-
-	raw, reason := decodeStrictObject(payload)
+	raw, reason := decodeStrictObjectString(text[hLen:])
 	if reason != "" {
 		return nil, fail(ErrMalformed, "payload: "+reason)
 	}
-	claims, reason := parseClaims(raw)
-	if reason != "" {
+	if reason := parseClaims(&u.claims, raw); reason != "" {
 		return nil, fail(ErrMalformed, reason)
 	}
-	u.claims = claims
+	u.parsed = true
 	return u, nil
 }
 
@@ -175,101 +183,128 @@ func isBase64URL(s string) bool {
 	return true
 }
 
+// checkHeader reads the protected header in one pass over its members. The
+// refusals keep their priority whatever the member order: a forbidden
+// parameter first, then a malformed thumbprint, then alg, kid, typ and cty.
 func (u *Unverified) checkHeader(hdr map[string]any) error {
-	for _, name := range forbiddenHeaders {
-		if _, ok := hdr[name]; ok {
-			return fail(ErrForbiddenHeader, "forbidden header parameter")
-		}
-	}
-	for _, name := range thumbprintHeaders {
-		if v, ok := hdr[name]; ok {
-			if s, isStr := v.(string); !isStr || !isBase64URL(s) {
-				return fail(ErrMalformed, "certificate thumbprint is not base64url")
-			}
-		}
-	}
-	algV, ok := hdr["alg"]
-	if !ok {
-		return fail(ErrMalformed, "header has no alg")
-	}
-	alg, ok := algV.(string)
-	if !ok {
-		return fail(ErrMalformed, "header alg is not a string")
-	}
-	if _, known := verifyAlgs[alg]; !known {
-		// none (any case), "", HS*, unknown and JWE algorithms.
-		return fail(ErrUnsupportedAlg, "unsupported alg")
-	}
-	u.alg = alg
-	if v, ok := hdr["kid"]; ok {
-		kid, isStr := v.(string)
-		if !isStr || !validKeyID(kid) {
-			return fail(ErrMalformed, "header kid is not a short printable string")
-		}
-		u.kid, u.hasKid = kid, true
-	}
-	for _, name := range []string{"typ", "cty"} {
-		if v, ok := hdr[name]; ok {
+	var forbidden, badThumbprint, badTyp, hasAlg bool
+	var alg, kid any
+	for name, v := range hdr {
+		switch name {
+		case "alg":
+			alg, hasAlg = v, true
+		case "kid":
+			kid, u.hasKid = v, true
+		case "typ", "cty":
 			s, isStr := v.(string)
-			if !isStr {
-				return fail(ErrMalformed, "header typ or cty is not a string")
-			}
+			badTyp = badTyp || !isStr
 			if name == "typ" {
 				u.typ = s
 			}
+		default:
+			if slices.Contains(thumbprintHeaders, name) {
+				s, isStr := v.(string)
+				badThumbprint = badThumbprint || !isStr || !isBase64URL(s)
+			} else if slices.Contains(forbiddenHeaders, name) {
+				forbidden = true
+			}
 		}
+	}
+	switch {
+	case forbidden:
+		return fail(ErrForbiddenHeader, "forbidden header parameter")
+	case badThumbprint:
+		return fail(ErrMalformed, "certificate thumbprint is not base64url")
+	case !hasAlg:
+		return fail(ErrMalformed, "header has no alg")
+	}
+	algStr, ok := alg.(string)
+	if !ok {
+		return fail(ErrMalformed, "header alg is not a string")
+	}
+	if _, known := verifyAlgs[algStr]; !known {
+		// none (any case), "", HS*, unknown and JWE algorithms.
+		return fail(ErrUnsupportedAlg, "unsupported alg")
+	}
+	u.alg = algStr
+	if u.hasKid {
+		s, isStr := kid.(string)
+		if !isStr || !validKeyID(s) {
+			return fail(ErrMalformed, "header kid is not a short printable string")
+		}
+		u.kid = s
+	}
+	if badTyp {
+		return fail(ErrMalformed, "header typ or cty is not a string")
 	}
 	return nil
 }
 
-func parseClaims(raw map[string]any) (*Claims, string) {
-	c := &Claims{Raw: raw}
-	for name, dst := range map[string]*string{"iss": &c.Issuer, "sub": &c.Subject, "jti": &c.ID} {
-		if v, ok := raw[name]; ok {
-			s, isStr := v.(string)
-			if !isStr {
-				return nil, "claim iss, sub or jti is not a string"
+// parseClaims types the registered claims of raw into c (RFC 7519 §4.1), in
+// one pass over the members, and returns a fixed reason when one has the
+// wrong JSON type.
+func parseClaims(c *Claims, raw map[string]any) string {
+	c.Raw = raw
+	for name, v := range raw {
+		var dst *string
+		var t *time.Time
+		var has *bool
+		switch name {
+		case "iss":
+			dst = &c.Issuer
+		case "sub":
+			dst = &c.Subject
+		case "jti":
+			dst = &c.ID
+		case "exp":
+			t, has = &c.Expiry, &c.HasExpiry
+		case "nbf":
+			t, has = &c.NotBefore, &c.HasNotBefore
+		case "iat":
+			t, has = &c.IssuedAt, &c.HasIssuedAt
+		case "aud":
+			if reason := c.audience(v); reason != "" {
+				return reason
 			}
-			*dst = s
-		}
-	}
-	if v, ok := raw["aud"]; ok {
-		switch a := v.(type) {
-		case string:
-			c.Audience = []string{a}
-		case []any:
-			c.Audience = make([]string, 0, len(a))
-			for _, e := range a {
-				s, isStr := e.(string)
-				if !isStr {
-					return nil, "claim aud is not a string or an array of strings"
-				}
-				c.Audience = append(c.Audience, s)
-			}
+			continue
 		default:
-			return nil, "claim aud is not a string or an array of strings"
-		}
-	}
-	for _, nd := range []struct {
-		name string
-		t    *time.Time
-		has  *bool
-	}{
-		{"exp", &c.Expiry, &c.HasExpiry},
-		{"nbf", &c.NotBefore, &c.HasNotBefore},
-		{"iat", &c.IssuedAt, &c.HasIssuedAt},
-	} {
-		v, ok := raw[nd.name]
-		if !ok {
 			continue
 		}
-		t, reason := numericDate(v)
-		if reason != "" {
-			return nil, reason
+		if dst != nil {
+			s, isStr := v.(string)
+			if !isStr {
+				return "claim iss, sub or jti is not a string"
+			}
+			*dst = s
+			continue
 		}
-		*nd.t, *nd.has = t, true
+		d, reason := numericDate(v)
+		if reason != "" {
+			return reason
+		}
+		*t, *has = d, true
 	}
-	return c, ""
+	return ""
+}
+
+// audience reads "aud": a string or an array of strings (RFC 7519 §4.1.3).
+func (c *Claims) audience(v any) string {
+	switch a := v.(type) {
+	case string:
+		c.Audience = []string{a}
+	case []any:
+		c.Audience = make([]string, 0, len(a))
+		for _, e := range a {
+			s, isStr := e.(string)
+			if !isStr {
+				return "claim aud is not a string or an array of strings"
+			}
+			c.Audience = append(c.Audience, s)
+		}
+	default:
+		return "claim aud is not a string or an array of strings"
+	}
+	return ""
 }
 
 // numericDate reads an RFC 7519 §2 NumericDate: a JSON number (never a string
@@ -293,7 +328,7 @@ func numericDate(v any) (time.Time, string) {
 // keys to verify with (RFC 8725 §3.8: the caller must still compare the
 // verified iss with that provider's issuer).
 func (u *Unverified) Issuer() string {
-	if u == nil || u.claims == nil {
+	if u == nil {
 		return ""
 	}
 	return u.claims.Issuer
@@ -340,7 +375,7 @@ var fixedSigLen = map[string]int{"ES256": 64, "ES384": 96, "ES512": 132, "EdDSA"
 //
 // Verify checks no claim values (exp, aud, iss…): that is the caller's job.
 func (u *Unverified) Verify(ks *KeySet, allowed []string) (*Claims, error) {
-	if u == nil || u.claims == nil {
+	if u == nil || !u.parsed {
 		return nil, fail(ErrMalformed, "token was not parsed")
 	}
 	if !slices.Contains(allowed, u.alg) {
@@ -372,18 +407,23 @@ func (u *Unverified) Verify(ks *KeySet, allowed []string) (*Claims, error) {
 			return nil, fail(ErrUnknownKey, "no key fits the alg")
 		}
 	}
-	if n, ok := fixedSigLen[u.alg]; ok && u.sigLen != n {
+	if n, ok := fixedSigLen[u.alg]; ok && len(u.sig) != n {
 		return nil, fail(ErrBadSignature, "signature has the wrong length")
 	}
-	payload, err := jws.Verify([]byte(u.token), jws.WithCompact(), jws.WithKey(jwa.SignatureAlgorithm(u.alg), key.pub))
+	// jwx's verifier for the header alg checks the signature over the JWS
+	// Signing Input with the one selected key (its parsed public key, held
+	// since ParseKeySet): the same call jws.Verify makes after re-parsing the
+	// token and re-encoding header and payload into exactly these bytes
+	// (RFC 7515 §5.2 steps 8-9). Handing jwx the bytes Parse checked leaves
+	// no second parser to disagree with the first: what is verified is what
+	// the claims were read from.
+	verifier, err := jws.NewVerifier(jwa.SignatureAlgorithm(u.alg))
 	if err != nil {
+		return nil, fail(ErrUnsupportedAlg, "alg has no verifier")
+	}
+	if err := verifier.Verify(u.input, u.sig, key.pub); err != nil {
 		return nil, fail(ErrBadSignature, "signature does not verify")
 	}
-	if !bytes.Equal(payload, u.payload) {
-		// Cannot happen for the canonical input Parse admits; guards
-		// against a parser differential with jwx.
-		return nil, fail(ErrBadSignature, "verified payload differs")
-	}
-	c := *u.claims // a fresh struct per call; Raw is shared and must be treated as read-only
+	c := u.claims // a fresh struct per call; Raw is shared and must be treated as read-only
 	return &c, nil
 }
