@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,8 +25,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/jose"
@@ -62,6 +61,12 @@ type Options struct {
 	Logger        *slog.Logger
 	Metrics       *metrics.Metrics
 	Now           func() time.Time
+	// KeepClaims names the claims some route reads from Principal.Claims (its `claims` and
+	// `forward_claims`): the Claims of a verified token then hold only these, copied out of
+	// the token, so that a cached entry is a few hundred bytes rather than the whole claim set
+	// (issue 11). nil keeps every claim (Claims then shares the token's decoded payload); an
+	// empty non-nil list keeps none.
+	KeepClaims []string
 	// Previous is the Verifier this one replaces on a configuration reload: the key sources
 	// of providers whose key settings are unchanged are shared (no refetch). A shared source
 	// stops when the last Verifier using it closes, so Previous.Close does not stop it.
@@ -76,9 +81,14 @@ type Principal struct {
 	Provider, Issuer, Subject, ClientID string
 	Scopes                              []string
 	Expiry, IssuedAt                    time.Time
-	Claims                              map[string]any
-	TokenHash                           string // first 16 hex chars of sha256(token), for logs
-	ID                                  string // jti
+	// Claims holds the verified claims (numbers as json.Number): every claim, or only those
+	// Options.KeepClaims names (nil when the token has none of them).
+	Claims    map[string]any
+	TokenHash string // first 16 hex chars of sha256(token), for logs
+	// TokenSum is the SHA-256 of the token, the verified-token cache's key: another cache keyed
+	// by the caller's token (a mint route's) need not hash it again.
+	TokenSum [sha256.Size]byte
+	ID       string // jti
 }
 
 // Verifier verifies tokens; safe for concurrent use.
@@ -89,7 +99,9 @@ type Verifier struct {
 	now       func() time.Time
 	log       *slog.Logger
 	metrics   *metrics.Metrics
-	cache     *lru.Cache[[sha256.Size]byte, *cached]
+	keep      []string // Options.KeepClaims; nil: every claim
+	scopes    scopeSets
+	cache     *tokenCache // nil when disabled
 
 	closeOnce sync.Once
 
@@ -147,11 +159,6 @@ type sourceKey struct {
 	client                *http.Client
 }
 
-type cached struct {
-	p     *Principal
-	until time.Time // exp + skew: past it the entry is a miss
-}
-
 // New checks the options, builds the key sources and starts their first fetch in the
 // background; it never waits for the network. ctx provides values only (see jwks.NewRemote).
 func New(ctx context.Context, opts Options) (*Verifier, error) {
@@ -161,6 +168,9 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 		now:       opts.Now,
 		log:       opts.Logger,
 		metrics:   opts.Metrics,
+	}
+	if opts.KeepClaims != nil {
+		v.keep = append([]string{}, opts.KeepClaims...)
 	}
 	if v.maxBytes == 0 {
 		v.maxBytes = defaults.MaxTokenBytes
@@ -189,11 +199,7 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 		v.order = append(v.order, p)
 	}
 	if opts.CacheSize > 0 {
-		c, err := lru.New[[sha256.Size]byte, *cached](opts.CacheSize)
-		if err != nil {
-			return nil, fmt.Errorf("verify: cache: %w", err)
-		}
-		v.cache = c
+		v.cache = newTokenCache(opts.CacheSize)
 	}
 	// Key sources last, once nothing else can fail but a source itself.
 	for _, p := range v.order {
@@ -359,15 +365,15 @@ func (v *Verifier) Verify(ctx context.Context, token string, providers []string)
 	if token == "" {
 		return nil, invalid(DescMalformed, nil)
 	}
-	sum := sha256.Sum256([]byte(token))
+	sum := tokenSum(token)
 	now := v.now()
 	if v.cache != nil {
-		if e, ok := v.cache.Get(sum); ok {
-			if !now.Before(e.until) {
+		if p, ok := v.cache.Get(sum); ok {
+			if !v.fresh(p, now) {
 				v.cache.Remove(sum)
-			} else if slices.Contains(providers, e.p.Provider) {
+			} else if slices.Contains(providers, p.Provider) {
 				v.metrics.CacheHit(cacheName)
-				return e.p, nil
+				return p, nil
 			}
 		}
 		v.metrics.CacheMiss(cacheName)
@@ -388,13 +394,13 @@ func (v *Verifier) Verify(ctx context.Context, token string, providers []string)
 	}
 	var first *Error
 	for _, p := range candidates {
-		pr, e := v.verifyWith(ctx, p, u, now)
+		c, e := v.verifyWith(ctx, p, u, now)
 		if e == nil {
-			pr.TokenHash = hex.EncodeToString(sum[:8])
+			e := v.principal(p, c, sum)
 			if v.cache != nil {
-				v.cache.Add(sum, &cached{p: pr, until: pr.Expiry.Add(p.cfg.ClockSkew)})
+				v.cache.Add(e)
 			}
-			return pr, nil
+			return &e.Principal, nil
 		}
 		if first == nil {
 			first = e
@@ -403,8 +409,15 @@ func (v *Verifier) Verify(ctx context.Context, token string, providers []string)
 	return nil, first
 }
 
+// fresh reports whether a cached Principal may still be served at now: before its exp plus
+// its provider's skew, the bound checkClaims applied when it was verified.
+func (v *Verifier) fresh(p *Principal, now time.Time) bool {
+	prov := v.providers[p.Provider]
+	return prov != nil && now.Before(p.Expiry.Add(prov.cfg.ClockSkew))
+}
+
 // verifyWith verifies u with one provider's settings and keys.
-func (v *Verifier) verifyWith(ctx context.Context, p *provider, u *jose.Unverified, now time.Time) (*Principal, *Error) {
+func (v *Verifier) verifyWith(ctx context.Context, p *provider, u *jose.Unverified, now time.Time) (*jose.Claims, *Error) {
 	if !slices.Contains(p.algs, u.Algorithm()) {
 		return nil, invalid(DescAlgorithm, jose.ErrUnsupportedAlg)
 	}
@@ -423,7 +436,7 @@ func (v *Verifier) verifyWith(ctx context.Context, p *provider, u *jose.Unverifi
 	if e := checkClaims(p, c, now); e != nil {
 		return nil, e
 	}
-	return principal(p, c), nil
+	return c, nil
 }
 
 // typMatches compares a header typ with the required one as RFC 7515 §4.1.9 says: media
@@ -473,25 +486,145 @@ func checkClaims(p *provider, c *jose.Claims, now time.Time) *Error {
 	return nil
 }
 
-func principal(p *provider, c *jose.Claims) *Principal {
-	pr := &Principal{
-		Provider: p.cfg.Name,
-		Issuer:   c.Issuer,
-		Subject:  c.Subject,
-		ID:       c.ID,
-		Expiry:   c.Expiry,
-		Claims:   c.Raw,
+// principal builds the Principal of verified claims c, in the cache entry that may hold it for
+// the token's lifetime. It keeps no reference to the token's decoded payload (which the claims'
+// strings share) unless every claim is kept: the log hash, subject, client id and jti are
+// copied into one string, the scopes come from the Verifier's scope sets, and the kept claims
+// are deep-copied.
+func (v *Verifier) principal(p *provider, c *jose.Claims, sum [sha256.Size]byte) *cacheEntry {
+	clientID := ""
+	if s, ok := c.Raw["client_id"].(string); ok && s != "" { // RFC 9068 §2.2
+		clientID = s
+	} else if s, ok := c.Raw["azp"].(string); ok {
+		clientID = s
 	}
+	var hash [16]byte
+	hex.Encode(hash[:], sum[:8])
+	var b strings.Builder
+	b.Grow(len(hash) + len(c.Subject) + len(clientID) + len(c.ID))
+	b.Write(hash[:])
+	b.WriteString(c.Subject)
+	b.WriteString(clientID)
+	b.WriteString(c.ID)
+	blob, off := b.String(), 0
+	next := func(l int) string {
+		s := blob[off : off+l]
+		off += l
+		return s
+	}
+	e := &cacheEntry{Principal: Principal{
+		Provider: p.cfg.Name,
+		Issuer:   p.cfg.Issuer, // equal to c.Issuer (checkClaims)
+		Scopes:   v.scopes.get(ClaimScopes(c.Raw)),
+		Expiry:   c.Expiry,
+		TokenSum: sum,
+	}}
+	pr := &e.Principal
+	// In the order they were written to blob.
+	pr.TokenHash = next(len(hash))
+	pr.Subject = next(len(c.Subject))
+	pr.ClientID = next(len(clientID))
+	pr.ID = next(len(c.ID))
 	if c.HasIssuedAt {
 		pr.IssuedAt = c.IssuedAt
 	}
-	if s, ok := c.Raw["client_id"].(string); ok && s != "" { // RFC 9068 §2.2
-		pr.ClientID = s
-	} else if s, ok := c.Raw["azp"].(string); ok {
-		pr.ClientID = s
+	if v.keep == nil {
+		pr.Claims = c.Raw
+		return e
 	}
-	pr.Scopes = ClaimScopes(c.Raw)
-	return pr
+	for _, name := range v.keep {
+		if val, ok := c.Raw[name]; ok {
+			if pr.Claims == nil {
+				pr.Claims = make(map[string]any, len(v.keep))
+			}
+			pr.Claims[name] = cloneJSON(val)
+		}
+	}
+	return e
+}
+
+// maxScopeSets bounds scopeSets: beyond it a Principal's scopes are its own copy.
+const maxScopeSets = 1024
+
+// scopeSets hands out one shared, read-only []string per distinct list of scopes. Tokens repeat
+// a few scope lists ("read", "read write"), so a cached Principal need not carry its own copy
+// (issue 11). Only verified tokens' scopes are added, and at most maxScopeSets of them.
+type scopeSets struct {
+	mu   sync.RWMutex
+	sets map[string][]string // by the scopes joined with spaces (no scope holds one)
+}
+
+// get returns the shared copy of scopes (nil and empty lists are returned as they are).
+func (s *scopeSets) get(scopes []string) []string {
+	if len(scopes) == 0 {
+		return scopes
+	}
+	var kb [128]byte
+	key := kb[:0]
+	for i, sc := range scopes {
+		if i > 0 {
+			key = append(key, ' ')
+		}
+		key = append(key, sc...)
+	}
+	s.mu.RLock()
+	shared, ok := s.sets[string(key)]
+	s.mu.RUnlock()
+	if ok {
+		return shared
+	}
+	own := make([]string, len(scopes))
+	for i, sc := range scopes {
+		own[i] = strings.Clone(sc)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if shared, ok := s.sets[string(key)]; ok {
+		return shared
+	}
+	if s.sets == nil {
+		s.sets = make(map[string][]string)
+	}
+	if len(s.sets) < maxScopeSets {
+		s.sets[string(key)] = own
+	}
+	return own
+}
+
+// cloneJSON deep-copies a decoded JSON value, so that it no longer shares the payload's memory.
+func cloneJSON(v any) any {
+	switch x := v.(type) {
+	case string:
+		return strings.Clone(x)
+	case json.Number:
+		return json.Number(strings.Clone(string(x)))
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = cloneJSON(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[strings.Clone(k)] = cloneJSON(e)
+		}
+		return out
+	}
+	return v // bool, nil
+}
+
+// sumBuffers hold a copy of the token for hashing: sha256.Sum256([]byte(token)) allocates a
+// copy of the token on every Check, since the conversion escapes into the hash.
+var sumBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// tokenSum returns the SHA-256 of token without allocating.
+func tokenSum(token string) [sha256.Size]byte {
+	buf := sumBuffers.Get().(*[]byte)
+	*buf = append((*buf)[:0], token...)
+	sum := sha256.Sum256(*buf)
+	sumBuffers.Put(buf)
+	return sum
 }
 
 // ClaimScopes reads the caller's scopes from verified claims (or an introspection answer,
