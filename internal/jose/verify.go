@@ -175,13 +175,21 @@ func isBase64URL(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+		if !base64URLAlphabet[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// base64URLAlphabet marks the bytes of the base64url alphabet (RFC 4648 §5): one load per
+// byte of a token instead of five comparisons.
+var base64URLAlphabet = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") {
+		t[c] = true
+	}
+	return t
+}()
 
 // checkHeader reads the protected header in one pass over its members. The
 // refusals keep their priority whatever the member order: a forbidden
