@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,38 @@ type Metrics struct {
 	cacheMisses    *prometheus.CounterVec
 	redisOps       *prometheus.CounterVec
 	configReloads  *prometheus.CounterVec
+
+	// The hit and miss series of the caches every Check consults, resolved once (lazily: a
+	// series appears when first counted, as with WithLabelValues) instead of hashing the label
+	// on every Check (issue 11).
+	hits, misses [len(knownCaches)]lazyCounter
+}
+
+// knownCaches are the `cache` label values the hot paths count; others go through the vector.
+var knownCaches = [...]string{"verified_tokens", "upstream_tokens", "redis"}
+
+// lazyCounter is one series of a CounterVec, looked up on its first use and kept: the label
+// values are hashed once, not per increment.
+type lazyCounter struct {
+	vec    *prometheus.CounterVec
+	labels []string
+	c      atomic.Pointer[prometheus.Counter]
+}
+
+func (l *lazyCounter) init(vec *prometheus.CounterVec, labels ...string) {
+	l.vec, l.labels = vec, labels
+}
+
+// Inc adds one. Two first uses at once both look the series up: the vector returns the same
+// series to both, so nothing is lost.
+func (l *lazyCounter) Inc() {
+	if c := l.c.Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := l.vec.WithLabelValues(l.labels...)
+	l.c.Store(&c)
+	c.Inc()
 }
 
 // New builds the collectors on a fresh registry that also carries the Go and process collectors.
@@ -74,7 +107,49 @@ func New() *Metrics {
 	m.reg.MustRegister(m.checks, m.checkDuration, m.jwksRefresh, m.upstreamTokens, m.tokensIssued,
 		m.cacheHits, m.cacheMisses, m.redisOps, m.configReloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for i, name := range knownCaches {
+		m.hits[i].init(m.cacheHits, name)
+		m.misses[i].init(m.cacheMisses, name)
+	}
 	return m
+}
+
+// RouteChecks records one route's decisions with its tokengate_check_total series resolved once
+// (an Authorizer holds one per route), so a Check does not hash its labels. A nil *RouteChecks,
+// from a nil *Metrics, records nothing.
+type RouteChecks struct {
+	m       *Metrics
+	results [3]lazyCounter // ResultAllowed, ResultDenied, ResultUnavailable
+}
+
+// RouteChecks returns the recorder of route's decisions; nil when m is nil.
+func (m *Metrics) RouteChecks(route string) *RouteChecks {
+	if m == nil {
+		return nil
+	}
+	r := &RouteChecks{m: m}
+	for i, result := range [...]string{ResultAllowed, ResultDenied, ResultUnavailable} {
+		r.results[i].init(m.checks, route, result)
+	}
+	return r
+}
+
+// Check records one decision of the route and how long it took, as Metrics.Check does.
+func (r *RouteChecks) Check(result string, took time.Duration) {
+	if r == nil {
+		return
+	}
+	switch result {
+	case ResultAllowed:
+		r.results[0].Inc()
+	case ResultDenied:
+		r.results[1].Inc()
+	case ResultUnavailable:
+		r.results[2].Inc()
+	default:
+		r.m.checks.WithLabelValues(r.results[0].labels[0], result).Inc()
+	}
+	r.m.checkDuration.Observe(took.Seconds())
 }
 
 // Registry is the registry the collectors live on (for tests that gather).
@@ -124,6 +199,12 @@ func (m *Metrics) CacheHit(cache string) {
 	if m == nil {
 		return
 	}
+	for i := range knownCaches {
+		if knownCaches[i] == cache {
+			m.hits[i].Inc()
+			return
+		}
+	}
 	m.cacheHits.WithLabelValues(cache).Inc()
 }
 
@@ -131,6 +212,12 @@ func (m *Metrics) CacheHit(cache string) {
 func (m *Metrics) CacheMiss(cache string) {
 	if m == nil {
 		return
+	}
+	for i := range knownCaches {
+		if knownCaches[i] == cache {
+			m.misses[i].Inc()
+			return
+		}
 	}
 	m.cacheMisses.WithLabelValues(cache).Inc()
 }
