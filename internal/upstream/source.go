@@ -38,6 +38,10 @@ type Caller struct {
 	// source keys its cache on the token's SHA-256 (two callers never share a minted token) and
 	// never logs it or sends it anywhere.
 	Bearer string
+	// BearerSum is the SHA-256 of Bearer when the authenticator already computed it (the
+	// verified-token cache's key), so that a mint route does not hash the token a second time
+	// per request; zero when it did not (the source hashes Bearer itself).
+	BearerSum [sha256.Size]byte
 	// ClientSecret is a client_credentials caller's secret, exchanged with ClientID at the
 	// route's token_url (ExchangeSource). Never logged; the cache key holds only its SHA-256.
 	ClientSecret string
@@ -138,9 +142,10 @@ type MintSource struct {
 	route  string
 	signer Signer
 	tmpl   issuer.MintRequest // Audience, Scopes, TTL, Claims; the rest is the caller's
-	// prefix is the start of every key of this source: the route, the published keys and the
-	// whole template, so that a reload that changes any of them never serves an older token.
-	prefix []byte
+	// prefix is the SHA-256 of the start of every key of this source: the route, the published
+	// keys and the whole template, so that a reload that changes any of them never serves an
+	// older token. It is hashed once here; a request hashes only it and the caller (issue 11).
+	prefix [sha256.Size]byte
 }
 
 // NewMintSource returns route's mint source. tmpl gives the token's Audience, Scopes, TTL and
@@ -162,7 +167,7 @@ func NewMintSource(c *Cache, route string, s Signer, tmpl issuer.MintRequest) *M
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(tmpl.TTL))
 	b = appendField(b, string(claims))
-	return &MintSource{cache: c, route: route, signer: s, tmpl: tmpl, prefix: b}
+	return &MintSource{cache: c, route: route, signer: s, tmpl: tmpl, prefix: sha256.Sum256(b)}
 }
 
 // Token returns the token minted for c, signing one on a miss.
@@ -171,6 +176,14 @@ func (s *MintSource) Token(ctx context.Context, c Caller) (Token, error) {
 	if tok, ok := s.cache.fresh(key); ok {
 		return tok, nil
 	}
+	return s.sign(ctx, c, key)
+}
+
+// sign is Token's miss path, apart so that the request it builds is not in the frame of every
+// cached Check (a deeper stack costs each Check's new goroutine a copy; issue 11).
+//
+//go:noinline
+func (s *MintSource) sign(ctx context.Context, c Caller, key Key) (Token, error) {
 	r := s.tmpl
 	r.Subject, r.ClientID, r.NotAfter = c.Subject, c.ClientID, c.Expiry
 	if r.Subject == "" { // RFC 9068 §2.2 requires sub; a client's token may lack one
@@ -186,10 +199,13 @@ func (s *MintSource) Token(ctx context.Context, c Caller) (Token, error) {
 // SHA-256 (everything minted for it, sub, client_id and the exp cap, comes from that token),
 // a client_credentials caller on its client id.
 func (s *MintSource) key(c Caller) Key {
-	var stack [512]byte
-	b := append(stack[:0], s.prefix...)
+	var stack [128]byte
+	b := appendField(stack[:0], string(s.prefix[:]))
 	if c.Bearer != "" {
-		sum := sha256.Sum256([]byte(c.Bearer))
+		sum := c.BearerSum
+		if sum == ([sha256.Size]byte{}) {
+			sum = sha256.Sum256([]byte(c.Bearer))
+		}
 		b = appendField(b, "bearer")
 		b = appendField(b, string(sum[:]))
 	} else {
