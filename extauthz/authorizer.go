@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
 	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/upstream"
@@ -78,6 +80,7 @@ type Authorizer struct {
 	// response sets or removes each, so a caller can never set x-subject itself on a route
 	// that does not forward it (docs/decisions.md#the-allowed-response).
 	claimHeaders []string
+	noRoute      *metrics.RouteChecks // the decisions that selected no route (route "")
 }
 
 // New compiles routes; the routes must already be valid (the config package checks them), so an
@@ -115,7 +118,8 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Authorizer{routes: t, deps: deps}
+	t.setMetrics(deps.Metrics)
+	a := &Authorizer{routes: t, deps: deps, noRoute: deps.Metrics.RouteChecks("")}
 	seen := map[string]bool{}
 	for _, r := range routes {
 		for h := range r.ForwardClaims {
@@ -139,7 +143,12 @@ type caller struct {
 
 // Decide judges one request. It never panics on any input and always returns a complete
 // decision: a denial carries its status, challenge and body (docs/decisions.md#the-decision-table).
-func (a *Authorizer) Decide(ctx context.Context, req Request) Decision {
+//
+// The decision is written in place through the call chain (*Decision, *Request, *caller) rather
+// than returned by value from each level: every Check runs on a new grpc-go goroutine whose stack
+// grows by copying, and frames that each hold a Decision or two made the cached Check's stack
+// deeper than grpc-go's own (issue 11).
+func (a *Authorizer) Decide(ctx context.Context, req Request) (d Decision) {
 	start := a.deps.Now()
 	// Envoy's Check carries its ext_authz timeout; only a request with no deadline, or a later
 	// one, needs ours (a timer per request is not free on the hot path).
@@ -148,7 +157,11 @@ func (a *Authorizer) Decide(ctx context.Context, req Request) Decision {
 		ctx, cancel = context.WithTimeout(ctx, a.deps.DecisionTimeout)
 		defer cancel()
 	}
-	d := a.decide(ctx, req)
+	r := a.decide(ctx, &req, &d)
+	checks := a.noRoute
+	if r != nil {
+		checks = r.checks
+	}
 	result := metrics.ResultAllowed
 	switch {
 	case d.Allowed:
@@ -157,19 +170,28 @@ func (a *Authorizer) Decide(ctx context.Context, req Request) Decision {
 	default:
 		result = metrics.ResultDenied
 	}
-	a.deps.Metrics.Check(d.Route, result, a.deps.Now().Sub(start))
+	checks.Check(result, a.deps.Now().Sub(start))
 	if !d.Allowed {
-		a.deps.Logger.LogAttrs(ctx, slog.LevelInfo, "request denied",
-			slog.String("route", d.Route), slog.Int("status", d.Status),
-			slog.String("reason", d.Reason), slog.String("token", d.TokenHash))
-	} else {
-		a.deps.Logger.LogAttrs(ctx, slog.LevelDebug, "request allowed",
-			slog.String("route", d.Route), slog.String("token", d.TokenHash))
+		a.logDenied(ctx, &d)
+	} else if a.deps.Logger.Enabled(ctx, slog.LevelDebug) { // the attributes cost nothing when off
+		a.logAllowed(ctx, &d)
 	}
 	return d
 }
 
-func (a *Authorizer) decide(ctx context.Context, req Request) Decision {
+func (a *Authorizer) logDenied(ctx context.Context, d *Decision) {
+	a.deps.Logger.LogAttrs(ctx, slog.LevelInfo, "request denied",
+		slog.String("route", d.Route), slog.Int("status", d.Status),
+		slog.String("reason", d.Reason), slog.String("token", d.TokenHash))
+}
+
+func (a *Authorizer) logAllowed(ctx context.Context, d *Decision) {
+	a.deps.Logger.LogAttrs(ctx, slog.LevelDebug, "request allowed",
+		slog.String("route", d.Route), slog.String("token", d.TokenHash))
+}
+
+// decide writes the decision into d and returns the selected route, nil when none fits.
+func (a *Authorizer) decide(ctx context.Context, req *Request, d *Decision) *compiledRoute {
 	// Routes are chosen by path prefix in normal form (docs/decisions.md#path-normal-form): a path no
 	// normal form represents safely (/admin;/x, /public/../admin, %2F) could select one route here and
 	// reach another upstream, so it fits no route. The check applies to a route Envoy names too: the
@@ -177,89 +199,133 @@ func (a *Authorizer) decide(ctx context.Context, req Request) Decision {
 	// as shipped normalizes paths before ext_authz, so no legitimate request has one.
 	path, ok := normalizePath(req.Path)
 	if !ok {
-		return accessDenied("the request path is not in normal form")
+		deny(d, accessDenied("the request path is not in normal form"))
+		return nil
 	}
-	r, named := a.routes.selectRoute(req.RouteName, req.Authority, path, req.Method)
+	r, named := a.routes.selectCompiled(req.RouteName, req.Authority, path, req.Method)
 	if r == nil {
 		if named {
-			return accessDenied("the route is unknown")
+			deny(d, accessDenied("the route is unknown"))
+		} else {
+			deny(d, accessDenied("no route matches the request"))
 		}
-		return accessDenied("no route matches the request")
+		return nil
 	}
-	d := a.authenticateAndForward(ctx, r, req)
+	var c caller
+	if a.authenticate(ctx, r.Route, req, &c, d) {
+		a.allow(ctx, r, &c, d)
+	}
 	d.Route = r.Name
-	return d
+	return r
 }
 
-func (a *Authorizer) authenticateAndForward(ctx context.Context, r *Route, req Request) Decision {
-	c, d, ok := a.authenticate(ctx, r, req)
-	if !ok {
-		return d
-	}
-	return a.allow(ctx, r, c, d.TokenHash)
-}
-
-// authenticate returns the caller, or the denial when ok is false.
-func (a *Authorizer) authenticate(ctx context.Context, r *Route, req Request) (c caller, d Decision, ok bool) {
+// authenticate fills c with the caller and reports true, or writes the denial into d and
+// reports false. On success d holds only the caller's TokenHash.
+func (a *Authorizer) authenticate(ctx context.Context, r *Route, req *Request, c *caller, d *Decision) bool {
 	if r.Auth == AuthNone {
-		return caller{}, Decision{}, true
+		return true
 	}
 	want, wantScheme := schemeBearer, "bearer"
 	if r.Auth == AuthClientCredentials {
 		want, wantScheme = schemeBasic, "basic"
 	}
 	cred, present, err := parseAuthorization(req.Authorization)
-	switch {
-	case err != nil:
-		return c, invalidRequest(want, err.Error()), false
-	case tokenInQuery(req.Path):
-		return c, invalidRequest(want, "an access token in the URI is not accepted"), false
-	case !present:
-		return c, missingCredentials(want, "no credentials"), false
-	case cred.scheme != wantScheme:
-		return c, missingCredentials(want, "credentials of another scheme"), false
+	if err != nil || tokenInQuery(req.Path) || !present || cred.scheme != wantScheme {
+		denyCredentials(d, want, req.Path, cred.scheme != wantScheme, present, err)
+		return false
 	}
 	if r.Auth == AuthClientCredentials {
-		id, secret, err := basicCredentials(cred.value)
-		if err != nil {
-			d = invalidRequest(want, err.Error())
-			d.TokenHash = shortHash(cred.value)
-			return c, d, false
-		}
-		c = caller{Caller: upstream.Caller{Subject: id, ClientID: id, ClientSecret: secret}}
-		d = a.verifyClient(ctx, r, req.ClientIP, &c.Caller)
-		d.TokenHash = shortHash(id)
-		return c, d, d.Status == 0
+		return a.authenticateClient(ctx, r, req.ClientIP, cred.value, c, d)
 	}
-
 	if len(cred.value) > a.deps.MaxTokenBytes {
-		d = invalidToken("token is too large")
-		d.TokenHash = shortHash(cred.value)
-		return c, d, false
+		denyToken(d, nil, cred.value)
+		return false
 	}
 	p, err := a.deps.Verifier.Verify(ctx, cred.value, r.Providers)
 	if err != nil {
-		d = verifyDenial(err)
-		d.TokenHash = shortHash(cred.value)
-		return c, d, false
+		denyToken(d, err, cred.value)
+		return false
 	}
-	hash := p.TokenHash // the verifier already hashed the token
+	d.TokenHash = p.TokenHash // the verifier already hashed the token
 	if missing := missingScopes(p.Scopes, r.Scopes); missing {
-		d = insufficientScope(r.Scopes)
-		d.TokenHash = hash
-		return c, d, false
+		denyScope(r, d)
+		return false
 	}
 	for name, wantValue := range r.Claims {
 		if !claimMatches(wantValue, p.Claims[name]) {
-			d = accessDenied("a required claim does not match")
-			d.Reason = "claim " + name + " does not match"
-			d.TokenHash = hash
-			return c, d, false
+			denyClaim(name, d)
+			return false
 		}
 	}
-	return caller{principal: p, Caller: upstream.Caller{
-		Subject: p.Subject, ClientID: p.ClientID, Expiry: p.Expiry, Bearer: cred.value,
-	}}, Decision{TokenHash: hash}, true
+	c.principal = p
+	c.Caller = upstream.Caller{Subject: p.Subject, ClientID: p.ClientID, Expiry: p.Expiry, Bearer: cred.value,
+		BearerSum: p.TokenSum} // a mint route's key: the verifier already hashed the token
+	return true
+}
+
+// deny, denyCredentials, denyToken, denyScope and denyClaim write a denial into d. They are
+// never inlined: each denial is a Decision-sized temporary, and in the frame of the function on
+// the hot path that returns it, it would deepen every Check's stack (see Decide).
+//
+//go:noinline
+func deny(d *Decision, denial Decision) { *d = denial }
+
+// denyCredentials is the denial of an unusable Authorization (RFC 6750 §3.1), in the order the
+// checks apply: malformed, a token in the URI, none at all, another scheme.
+//
+//go:noinline
+func denyCredentials(d *Decision, want scheme, path string, otherScheme, present bool, err error) {
+	switch {
+	case err != nil:
+		*d = invalidRequest(want, err.Error())
+	case tokenInQuery(path):
+		*d = invalidRequest(want, "an access token in the URI is not accepted")
+	case !present:
+		*d = missingCredentials(want, "no credentials")
+	case otherScheme:
+		*d = missingCredentials(want, "credentials of another scheme")
+	}
+}
+
+// denyToken is the denial of a Bearer token that is too large (err nil) or failed verification.
+//
+//go:noinline
+func denyToken(d *Decision, err error, token string) {
+	if err == nil {
+		*d = invalidToken("token is too large")
+	} else {
+		*d = verifyDenial(err)
+	}
+	d.TokenHash = shortHash(token)
+}
+
+//go:noinline
+func denyScope(r *Route, d *Decision) {
+	hash := d.TokenHash
+	*d = insufficientScope(r.Scopes)
+	d.TokenHash = hash
+}
+
+//go:noinline
+func denyClaim(name string, d *Decision) {
+	hash := d.TokenHash
+	*d = accessDenied("a required claim does not match")
+	d.Reason = "claim " + name + " does not match"
+	d.TokenHash = hash
+}
+
+// authenticateClient authenticates a client_credentials caller's Basic credentials value.
+func (a *Authorizer) authenticateClient(ctx context.Context, r *Route, ip netip.Addr, value string, c *caller, d *Decision) bool {
+	id, secret, err := basicCredentials(value)
+	if err != nil {
+		*d = invalidRequest(schemeBasic, err.Error())
+		d.TokenHash = shortHash(value)
+		return false
+	}
+	c.Caller = upstream.Caller{Subject: id, ClientID: id, ClientSecret: secret}
+	*d = a.verifyClient(ctx, r, ip, &c.Caller)
+	d.TokenHash = shortHash(id)
+	return d.Status == 0
 }
 
 // verifyClient checks a client_credentials caller's secret, whatever the upstream mode
@@ -374,9 +440,9 @@ func missingScopes(have, required []string) bool {
 	return false
 }
 
-// allow obtains the upstream credential and builds the allow decision.
-func (a *Authorizer) allow(ctx context.Context, r *Route, c caller, hash string) Decision {
-	d := Decision{Allowed: true, TokenHash: hash}
+// allow obtains the upstream credential and completes the allow decision in d.
+func (a *Authorizer) allow(ctx context.Context, r *compiledRoute, c *caller, d *Decision) {
+	d.Allowed = true
 	switch r.Upstream {
 	case UpstreamPassthrough:
 		d.Passthrough = true
@@ -385,15 +451,49 @@ func (a *Authorizer) allow(ctx context.Context, r *Route, c caller, hash string)
 	case UpstreamToken:
 		tok, err := r.Source.Token(ctx, c.Caller)
 		if err != nil {
-			deny := upstreamDenial(err)
-			deny.TokenHash = d.TokenHash
-			return deny
+			denyUpstream(err, d)
+			return
 		}
-		d.SetHeaders = append(d.SetHeaders, HeaderValue{Name: "authorization", Value: "Bearer " + tok.AccessToken})
+		h := r.header(tok.AccessToken)
+		if len(a.claimHeaders) == 0 {
+			d.SetHeaders = h.set // shared and read-only: see upstreamHeader
+		} else {
+			d.SetHeaders = append(make([]HeaderValue, 0, 1+len(a.claimHeaders)), h.set[0])
+		}
+		d.upstream = h
 	}
-	a.forwardClaims(&d, r, c)
-	d.Metadata = metadata(r, c)
-	return d
+	a.forwardClaims(d, r.Route, c)
+	d.Metadata = metadata(r.Route, c)
+}
+
+// upstreamHeader is the Authorization header for one upstream token, built once and shared by
+// every Check that sends that token: the decision's SetHeaders and the gRPC answer's header.
+// Nothing modifies it after header builds it (set has capacity 1, so an append copies).
+type upstreamHeader struct {
+	token string                    // the upstream access token
+	set   []HeaderValue             // [authorization: Bearer token]
+	grpc  *corev3.HeaderValueOption // its CheckResponse form
+}
+
+// header returns the route's upstreamHeader for token, building it when the route's last token
+// was another: a fetch route sends one token to every caller until it is refreshed, a mint route
+// one per caller.
+func (r *compiledRoute) header(token string) *upstreamHeader {
+	if h := r.upstreamHeader.Load(); h != nil && h.token == token {
+		return h
+	}
+	v := "Bearer " + token
+	h := &upstreamHeader{token: token, set: []HeaderValue{{Name: "authorization", Value: v}}, grpc: header("authorization", v)}
+	h.set = h.set[:1:1]
+	r.upstreamHeader.Store(h)
+	return h
+}
+
+//go:noinline
+func denyUpstream(err error, d *Decision) {
+	hash := d.TokenHash
+	*d = upstreamDenial(err)
+	d.TokenHash = hash
 }
 
 func upstreamDenial(err error) Decision {
@@ -412,7 +512,7 @@ func upstreamDenial(err error) Decision {
 // forwardClaims sets each configured claim header from the verified claims; a header whose
 // claim the token lacks is removed, and so is every header another route forwards as a claim,
 // so a caller can never inject one (docs/decisions.md#the-allowed-response).
-func (a *Authorizer) forwardClaims(d *Decision, r *Route, c caller) {
+func (a *Authorizer) forwardClaims(d *Decision, r *Route, c *caller) {
 	for _, h := range a.claimHeaders { // sorted: a stable header order keeps responses reproducible
 		claim, forwarded := r.ForwardClaims[h]
 		if !forwarded {
@@ -430,7 +530,7 @@ func (a *Authorizer) forwardClaims(d *Decision, r *Route, c caller) {
 // claimValue renders a claim for a header: arrays joined with spaces, numbers in decimal,
 // objects as JSON (docs/decisions.md#the-allowed-response). Values that cannot be a header
 // value are treated as absent.
-func claimValue(claim string, c caller) (string, bool) {
+func claimValue(claim string, c *caller) (string, bool) {
 	var v any
 	switch {
 	case c.principal != nil:
@@ -499,7 +599,7 @@ func headerSafe(s string) bool {
 	return true
 }
 
-func metadata(r *Route, c caller) map[string]string {
+func metadata(r *Route, c *caller) map[string]string {
 	m := map[string]string{"route": r.Name}
 	put := func(k, v string) {
 		if v = dropControl(v); v != "" {

@@ -23,25 +23,24 @@ func (e credentialError) Error() string { return string(e) }
 // guessing which one counts (RFC 6750 §3.1 "multiple methods"). present is false when there is
 // no credential at all.
 func parseAuthorization(values []string) (c credential, present bool, err error) {
-	var nonEmpty []string
-	for _, v := range values {
-		if strings.TrimSpace(v) != "" {
-			nonEmpty = append(nonEmpty, v)
+	v, n := "", 0
+	for _, h := range values {
+		if t := strings.TrimSpace(h); t != "" {
+			v, n = t, n+1
 		}
 	}
-	switch len(nonEmpty) {
+	switch n {
 	case 0:
 		return credential{}, false, nil
 	case 1:
 	default:
 		return credential{}, true, credentialError("more than one credential was sent")
 	}
-	v := strings.TrimSpace(nonEmpty[0])
 	if strings.IndexByte(v, ',') >= 0 {
 		return credential{}, true, credentialError("more than one credential was sent")
 	}
 	name, rest, _ := strings.Cut(v, " ")
-	c = credential{scheme: strings.ToLower(name), value: strings.TrimLeft(rest, " ")}
+	c = credential{scheme: lowerScheme(name), value: strings.TrimLeft(rest, " ")}
 	if c.value == "" {
 		return c, true, credentialError("the credential is empty")
 	}
@@ -50,6 +49,31 @@ func parseAuthorization(values []string) (c credential, present bool, err error)
 		return c, true, credentialError("the credential is malformed")
 	}
 	return c, true, nil
+}
+
+// lowerScheme is the scheme in lower case (auth-scheme is case-insensitive, RFC 9110 §11.1),
+// without a copy for the two schemes tokengate takes.
+func lowerScheme(name string) string {
+	for _, s := range [...]string{"bearer", "basic"} {
+		if asciiFold(name, s) {
+			return s
+		}
+	}
+	return strings.ToLower(name)
+}
+
+// asciiFold compares s with lower in ASCII letter case only, as strings.ToLower(s) == lower
+// does for an ASCII lower ("baſic" with a long s is not "basic"; strings.EqualFold says it is).
+func asciiFold(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if lowerASCII(s[i]) != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // tokenInQuery reports whether the URI carries an access token (RFC 6750 §2.3). tokengate does

@@ -55,6 +55,10 @@ type Decision struct {
 	Route     string // "" when no route was selected
 	Reason    string // why it was denied, for the log line
 	TokenHash string // short hash of the caller's credential, for correlating log lines
+
+	// upstream is the prebuilt header of SetHeaders' upstream Authorization, when the authorizer
+	// set one; CheckResponseFor uses its gRPC form when the value still matches.
+	upstream *upstreamHeader
 }
 
 // Body is the JSON body of a denial: {"error":"…","error_description":"…"}.

@@ -11,6 +11,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -63,8 +64,10 @@ func RequestFromCheck(in *authv3.CheckRequest) Request {
 	}
 	// The downstream client's address as Envoy saw it (Envoy applies its own X-Forwarded-For
 	// rules), for the failure limiter (docs/issuer.md#failure-limiter).
-	if ip, err := netip.ParseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()); err == nil {
-		req.ClientIP = ip.Unmap()
+	if a := attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(); a != "" {
+		if ip, err := netip.ParseAddr(a); err == nil { // "" would build and drop an error
+			req.ClientIP = ip.Unmap()
+		}
 	}
 	if hm := h.GetHeaderMap(); hm != nil {
 		for _, hv := range hm.GetHeaders() {
@@ -111,23 +114,66 @@ func CheckResponseFor(d *Decision) *authv3.CheckResponse {
 			}},
 		}
 	}
-	ok := &authv3.OkHttpResponse{}
-	for _, hv := range d.SetHeaders {
-		ok.Headers = append(ok.Headers, header(hv.Name, hv.Value))
+	// One allocation holds the answer's messages (they are written once and read by the
+	// encoder only), and the metadata is encoded here rather than as a map of structpb.Values:
+	// protobuf-go sizes and writes a map field by reflection, which cost a cached Check more
+	// than the rest of its answer (issue 11).
+	a := &okAnswer{}
+	a.status.Code = int32(code.Code_OK)
+	a.oneof.OkResponse = &a.ok
+	a.resp.Status, a.resp.HttpResponse = &a.status, &a.oneof
+	if len(d.SetHeaders) <= len(a.headers) {
+		a.ok.Headers = a.headers[:0:len(d.SetHeaders)]
+	} else {
+		a.ok.Headers = make([]*corev3.HeaderValueOption, 0, len(d.SetHeaders))
 	}
-	ok.HeadersToRemove = append(ok.HeadersToRemove, d.RemoveHeaders...)
-	resp := &authv3.CheckResponse{
-		Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+	for _, hv := range d.SetHeaders {
+		if u := d.upstream; u != nil && hv.Name == u.set[0].Name && hv.Value == u.set[0].Value {
+			a.ok.Headers = append(a.ok.Headers, u.grpc)
+		} else {
+			a.ok.Headers = append(a.ok.Headers, header(hv.Name, hv.Value))
+		}
+	}
+	if len(d.RemoveHeaders) > 0 {
+		a.ok.HeadersToRemove = d.RemoveHeaders[:len(d.RemoveHeaders):len(d.RemoveHeaders)]
 	}
 	if len(d.Metadata) > 0 {
-		fields := make(map[string]*structpb.Value, len(d.Metadata))
-		for k, v := range d.Metadata {
-			fields[k] = structpb.NewStringValue(v)
-		}
-		resp.DynamicMetadata = &structpb.Struct{Fields: fields}
+		a.resp.DynamicMetadata = &a.metadata
+		a.metadata.ProtoReflect().SetUnknown(appendMetadata(a.buf[:0], d.Metadata))
 	}
-	return resp
+	return &a.resp
+}
+
+// okAnswer is an allowed CheckResponse with its parts, allocated together.
+type okAnswer struct {
+	resp     authv3.CheckResponse
+	status   rpcstatus.Status
+	oneof    authv3.CheckResponse_OkResponse
+	ok       authv3.OkHttpResponse
+	metadata structpb.Struct
+	headers  [1]*corev3.HeaderValueOption // the upstream Authorization; more headers take a slice
+	buf      [256]byte                    // the encoded metadata, unless it is longer
+}
+
+// appendMetadata appends the wire form of google.protobuf.Struct{fields: m}, each value a
+// string_value: what proto.Marshal writes for the map, in map order as it does. A Struct with
+// these bytes as its unknown fields is, on the wire, the Struct with those fields: the decoder
+// (Envoy, or a Go client) sees map entries (struct.proto: `map<string, Value> fields = 1`;
+// a map entry is `key = 1, value = 2`; Value's `string_value = 3`).
+func appendMetadata(b []byte, m map[string]string) []byte {
+	for k, v := range m {
+		value := protowire.SizeTag(3) + protowire.SizeBytes(len(v))
+		entry := protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + protowire.SizeTag(2) + protowire.SizeBytes(value)
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(entry))
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, k)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(value))
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendString(b, v)
+	}
+	return b
 }
 
 // header overwrites: OVERWRITE_IF_EXISTS_OR_ADD is honoured by every Envoy version, unlike the

@@ -55,6 +55,42 @@ func normalizePath(raw string) (string, bool) {
 	if raw == "" || raw[0] != '/' {
 		return "", false
 	}
+	p := raw // a path with nothing to escape or decode is its own normal form: no copy
+	for i := 0; i < len(raw); i++ {
+		if !plainPathByte(raw[i]) {
+			var ok bool
+			if p, ok = escapePath(raw); !ok {
+				return "", false
+			}
+			break
+		}
+	}
+	// Escapes never decode to "/" or ".", so the segments of the result are those of raw.
+	for rest := p[1:]; ; {
+		seg, tail, more := strings.Cut(rest, "/")
+		if seg == "." || seg == ".." || (seg == "" && more) {
+			return "", false
+		}
+		if !more {
+			return p, true
+		}
+		rest = tail
+	}
+}
+
+// plainPathByte reports whether c stands for itself in a normal path: printable ASCII that is
+// neither an escape, nor refused, nor escaped by escapePath.
+func plainPathByte(c byte) bool {
+	switch c {
+	case '%', '\\', ';', '#', '"', '<', '>', '[', ']', '^', '`', '{', '|', '}':
+		return false
+	}
+	return c > 0x20 && c < 0x7f
+}
+
+// escapePath is normalizePath's character rules for a path that has an escape or a character
+// to escape: the path rebuilt, or false when it is refused.
+func escapePath(raw string) (string, bool) {
 	var b strings.Builder
 	b.Grow(len(raw))
 	for i := 0; i < len(raw); i++ {
@@ -91,18 +127,7 @@ func normalizePath(raw string) (string, bool) {
 			b.WriteByte(c)
 		}
 	}
-	p := b.String()
-	// Escapes never decode to "/" or ".", so the segments of the result are those of raw.
-	for rest := p[1:]; ; {
-		seg, tail, more := strings.Cut(rest, "/")
-		if seg == "." || seg == ".." || (seg == "" && more) {
-			return "", false
-		}
-		if !more {
-			return p, true
-		}
-		rest = tail
-	}
+	return b.String(), true
 }
 
 // normalizePrefix puts a configured path_prefix in the form normalizePath gives requests, so
@@ -238,11 +263,11 @@ func normalizeAuthority(authority string) (string, bool) {
 	if host == "" {
 		return "", false
 	}
-	var b strings.Builder
-	b.Grow(len(host))
 	prevDot := true // a leading dot is an empty label
+	upper := false
 	for i := 0; i < len(host); i++ {
 		c := lowerASCII(host[i])
+		upper = upper || c != host[i]
 		switch {
 		case c == '.':
 			if prevDot {
@@ -254,12 +279,18 @@ func normalizeAuthority(authority string) (string, bool) {
 		default:
 			return "", false
 		}
-		b.WriteByte(c)
 	}
 	if prevDot { // "a.." after the one trailing dot was removed
 		return "", false
 	}
-	return b.String(), true
+	if !upper { // already in lower case: no copy
+		return host, true
+	}
+	b := make([]byte, len(host))
+	for i := 0; i < len(host); i++ {
+		b[i] = lowerASCII(host[i])
+	}
+	return string(b), true
 }
 
 // normalizeAuthorityPattern puts a route's configured authority in the form normalizeAuthority

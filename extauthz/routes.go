@@ -3,7 +3,9 @@ package extauthz
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 
+	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/upstream"
 )
 
@@ -62,29 +64,36 @@ type Route struct {
 
 // routeTable selects routes by name (Envoy's context_extensions) or by match, in file order.
 type routeTable struct {
-	ordered []compiledRoute
-	byName  map[string]*Route
+	ordered []*compiledRoute
+	byName  map[string]*compiledRoute
 }
 
-// compiledRoute is a route with its match in normal form (normalize.go), computed once.
+// compiledRoute is a route with what every Check of it needs computed once: its match in normal
+// form (normalize.go), its metric series, its constant metadata and its last upstream header.
 type compiledRoute struct {
 	*Route
 	authority string // normalizeAuthorityPattern(Authority)
 	prefix    string // percentDecode(normalizePrefix(PathPrefix))
+
+	checks *metrics.RouteChecks // tokengate_check_total{route} resolved once (issue 11)
+	// upstreamHeader is the Authorization header built for the route's last upstream token: a
+	// fetch route's token is the same for every caller, so its header (and its gRPC form) is
+	// built once per token rather than once per Check.
+	upstreamHeader atomic.Pointer[upstreamHeader]
 }
 
 func newRouteTable(routes []Route) (*routeTable, error) {
-	t := &routeTable{byName: make(map[string]*Route, len(routes))}
+	t := &routeTable{byName: make(map[string]*compiledRoute, len(routes))}
 	for i := range routes {
 		r := &routes[i]
 		if _, dup := t.byName[r.Name]; dup {
 			return nil, fmt.Errorf("route %q is defined twice", r.Name)
 		}
-		t.byName[r.Name] = r
-		c := compiledRoute{Route: r, prefix: percentDecode(normalizePrefix(r.PathPrefix))}
+		c := &compiledRoute{Route: r, prefix: percentDecode(normalizePrefix(r.PathPrefix))}
 		if r.Authority != "" {
 			c.authority = normalizeAuthorityPattern(r.Authority)
 		}
+		t.byName[r.Name] = c
 		t.ordered = append(t.ordered, c)
 	}
 	return t, nil
@@ -94,6 +103,15 @@ func newRouteTable(routes []Route) (*routeTable, error) {
 // in normal form (normalizePath); prefixes are compared on its decoded bytes, and the authority is
 // normalized here. named is true when the request named a route.
 func (t *routeTable) selectRoute(name, authority, path, method string) (r *Route, named bool) {
+	c, named := t.selectCompiled(name, authority, path, method)
+	if c == nil {
+		return nil, named
+	}
+	return c.Route, named
+}
+
+// selectCompiled is selectRoute returning the compiled route.
+func (t *routeTable) selectCompiled(name, authority, path, method string) (r *compiledRoute, named bool) {
 	if name != "" {
 		return t.byName[name], true
 	}
@@ -104,7 +122,7 @@ func (t *routeTable) selectRoute(name, authority, path, method string) (r *Route
 	decoded := percentDecode(path) // what the upstream resolves; prefixes are compared on it
 	for _, c := range t.ordered {
 		if c.matches(host, decoded, method) {
-			return c.Route, false
+			return c, false
 		}
 	}
 	return nil, false
@@ -130,4 +148,11 @@ func (c *compiledRoute) matches(host, path, method string) bool {
 		}
 	}
 	return true
+}
+
+// setMetrics resolves each route's metric series once.
+func (t *routeTable) setMetrics(m *metrics.Metrics) {
+	for _, c := range t.ordered {
+		c.checks = m.RouteChecks(c.Name)
+	}
 }
