@@ -383,6 +383,37 @@ var fixedSigLen = map[string]int{"ES256": 64, "ES384": 96, "ES512": 132, "EdDSA"
 //
 // Verify checks no claim values (exp, aud, iss…): that is the caller's job.
 func (u *Unverified) Verify(ks *KeySet, allowed []string) (*Claims, error) {
+	key, err := u.selectKey(ks, allowed)
+	if err != nil {
+		return nil, err
+	}
+	// jwx's verifier for the header alg checks the signature over the JWS
+	// Signing Input with the one selected key (its parsed public key, held
+	// since ParseKeySet): the same call jws.Verify makes after re-parsing the
+	// token and re-encoding header and payload into exactly these bytes
+	// (RFC 7515 §5.2 steps 8-9). Handing jwx the bytes Parse checked leaves
+	// no second parser to disagree with the first: what is verified is what
+	// the claims were read from.
+	verifier, err := jws.NewVerifier(jwa.SignatureAlgorithm(u.alg))
+	if err != nil {
+		return nil, fail(ErrUnsupportedAlg, "alg has no verifier")
+	}
+	if err := verifier.Verify(u.input, u.sig, key.pub); err != nil {
+		return nil, fail(ErrBadSignature, "signature does not verify")
+	}
+	return u.claimsCopy(), nil
+}
+
+// selectKey returns the one key of ks that may verify u (see Verify).
+//
+// It and claimsCopy are apart from Verify so that Verify's frame is small
+// while the signature is checked: the request's goroutine runs the deepest
+// code of a Check (crypto/internal/fips140/bigmod's frames are 2-5 KB), and
+// every byte above it counts towards copying the goroutine's stack to a
+// larger one (issue 11).
+//
+//go:noinline
+func (u *Unverified) selectKey(ks *KeySet, allowed []string) (*verifyKey, error) {
 	if u == nil || !u.parsed {
 		return nil, fail(ErrMalformed, "token was not parsed")
 	}
@@ -418,20 +449,14 @@ func (u *Unverified) Verify(ks *KeySet, allowed []string) (*Claims, error) {
 	if n, ok := fixedSigLen[u.alg]; ok && len(u.sig) != n {
 		return nil, fail(ErrBadSignature, "signature has the wrong length")
 	}
-	// jwx's verifier for the header alg checks the signature over the JWS
-	// Signing Input with the one selected key (its parsed public key, held
-	// since ParseKeySet): the same call jws.Verify makes after re-parsing the
-	// token and re-encoding header and payload into exactly these bytes
-	// (RFC 7515 §5.2 steps 8-9). Handing jwx the bytes Parse checked leaves
-	// no second parser to disagree with the first: what is verified is what
-	// the claims were read from.
-	verifier, err := jws.NewVerifier(jwa.SignatureAlgorithm(u.alg))
-	if err != nil {
-		return nil, fail(ErrUnsupportedAlg, "alg has no verifier")
-	}
-	if err := verifier.Verify(u.input, u.sig, key.pub); err != nil {
-		return nil, fail(ErrBadSignature, "signature does not verify")
-	}
-	c := u.claims // a fresh struct per call; Raw is shared and must be treated as read-only
-	return &c, nil
+	return key, nil
+}
+
+// claimsCopy returns a fresh Claims per call; Raw is shared and must be
+// treated as read-only.
+//
+//go:noinline
+func (u *Unverified) claimsCopy() *Claims {
+	c := u.claims
+	return &c
 }
