@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/config"
@@ -67,6 +68,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 		Providers: providers, CacheSize: cfg.Cache.VerifiedTokens, MaxTokenBytes: cfg.Server.MaxTokenBytes,
 		HTTPClient: a.opts.HTTPClient, AllowHTTP: cfg.Server.AllowHTTPURLs,
 		Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now, Previous: prevVerifier,
+		KeepClaims: routeClaims(cfg.Routes),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("providers: %w", err)
@@ -238,4 +240,24 @@ func Check(cfg *config.Config) error {
 		return err
 	}
 	return nil
+}
+
+// routeClaims are the claims some route reads from a verified token beyond the Principal's own
+// fields: its required `claims` and its `forward_claims`. The verified-token cache keeps only
+// these, so 100,000 cached tokens fit in tens of MiB (docs/performance.md). Non-nil: a
+// configuration that reads no claim keeps none.
+func routeClaims(routes []config.Route) []string {
+	names := []string{}
+	for _, r := range routes {
+		if j := r.Authenticate.JWT; j != nil {
+			for name := range j.Claims {
+				names = append(names, name)
+			}
+		}
+		for _, claim := range r.ForwardClaims {
+			names = append(names, claim)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
