@@ -111,7 +111,19 @@ type Provider struct {
 	RefreshInterval  Duration `yaml:"refresh_interval"`
 	RequireTyp       string   `yaml:"require_typ"`
 	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
+	// RequireBinding refuses this provider's tokens that are not sender-constrained in that way
+	// (one of the Binding* values; "" is none). A token carrying cnf is checked regardless.
+	RequireBinding string `yaml:"require_binding"`
 }
+
+// The values of require_binding: which proof of possession a token must be bound to (RFC 9449
+// DPoP, RFC 8705 client certificates, or either).
+const (
+	BindingNone = "none"
+	BindingDPoP = "dpop"
+	BindingMTLS = "mtls"
+	BindingAny  = "any"
+)
 
 // ClientsSelf is the client_credentials.clients value naming the issuer's own clients.
 const ClientsSelf = "self"
@@ -161,6 +173,8 @@ type JWTAuth struct {
 	Providers []string `yaml:"providers"`
 	Scopes    []string `yaml:"scopes"`
 	Claims    Claims   `yaml:"claims"`
+	// RequireBinding is as the provider's key: either one refuses unbound tokens.
+	RequireBinding string `yaml:"require_binding"`
 }
 
 // ClientCredentialsAuth verifies the caller's Basic credentials at an IdP (RFC 6749 §4.4) or

@@ -271,6 +271,16 @@ func (v *validator) providers() {
 		v.positive(path+".max_token_lifetime", pr.MaxTokenLifetime)
 		v.check(pr.RequireTyp != "" && !mediaTypeRE.MatchString(pr.RequireTyp), path+".require_typ",
 			"must be a media type such as at+jwt")
+		v.binding(path+".require_binding", pr.RequireBinding)
+	}
+}
+
+// binding checks a require_binding value.
+func (v *validator) binding(path, b string) {
+	switch b {
+	case "", BindingNone, BindingDPoP, BindingMTLS, BindingAny:
+	default:
+		v.add(path, "must be none, dpop, mtls or any, not %s", quote(b))
 	}
 }
 
@@ -396,6 +406,7 @@ func (v *validator) authenticate(path string, a *Authenticate) {
 		v.scopes(jp+".scopes", j.Scopes)
 		_, empty := j.Claims[""]
 		v.check(empty, keyPath(jp+".claims", ""), "claim name is required")
+		v.binding(jp+".require_binding", j.RequireBinding)
 	}
 	if cc := a.ClientCredentials; cc != nil {
 		// The caller's secret is always verified, at an IdP or against the issuer's clients: a
