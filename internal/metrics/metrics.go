@@ -36,6 +36,7 @@ type Metrics struct {
 	cacheMisses    *prometheus.CounterVec
 	redisOps       *prometheus.CounterVec
 	configReloads  *prometheus.CounterVec
+	introspections *prometheus.CounterVec
 
 	// The hit and miss series of the caches every Check consults, resolved once (lazily: a
 	// series appears when first counted, as with WithLabelValues) instead of hashing the label
@@ -103,9 +104,12 @@ func New() *Metrics {
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokengate_config_reloads_total", Help: "Configuration reloads by result.",
 		}, []string{"result"}),
+		introspections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_introspection_requests_total", Help: "Token introspection calls (RFC 7662) by provider and result.",
+		}, []string{"provider", "result"}),
 	}
 	m.reg.MustRegister(m.checks, m.checkDuration, m.jwksRefresh, m.upstreamTokens, m.tokensIssued,
-		m.cacheHits, m.cacheMisses, m.redisOps, m.configReloads,
+		m.cacheHits, m.cacheMisses, m.redisOps, m.configReloads, m.introspections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for i, name := range knownCaches {
 		m.hits[i].init(m.cacheHits, name)
@@ -236,4 +240,13 @@ func (m *Metrics) ConfigReload(result string) {
 		return
 	}
 	m.configReloads.WithLabelValues(result).Inc()
+}
+
+// Introspection records one call to a provider's introspection endpoint (RFC 7662); result is
+// "active", "inactive" or "error". Cached answers count as hits of the "introspection" cache.
+func (m *Metrics) Introspection(provider, result string) {
+	if m == nil {
+		return
+	}
+	m.introspections.WithLabelValues(provider, result).Inc()
 }

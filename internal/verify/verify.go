@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/defaults"
+	"github.com/tokengate/tokengate/internal/introspect"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/jwks"
 	"github.com/tokengate/tokengate/internal/metrics"
@@ -49,6 +50,9 @@ type Provider struct {
 	// without iat, above it is refused (default defaults.MaxTokenLifetime).
 	RefreshInterval, MaxTokenLifetime time.Duration
 	RequireTyp                        string
+	// Introspection, when set, makes this an opaque-token provider (RFC 7662): it has no keys,
+	// Issuer and Audiences are optional, and tokens are judged by its answers (introspection.go).
+	Introspection *introspect.Client
 }
 
 // Options configure a Verifier.
@@ -89,14 +93,12 @@ type Principal struct {
 	// by the caller's token (a mint route's) need not hash it again.
 	TokenSum [sha256.Size]byte
 	ID       string // jti
-	// Cnf is the token's confirmation (RFC 7800 §3.1 cnf), kept whatever KeepClaims says; nil
-	// for a token without one.
-	Cnf *Confirmation
+	// CnfJKT and CnfX5T are the token's confirmation (RFC 7800 §3.1 cnf) members jkt (RFC 9449
+	// §6.1) and x5t#S256 (RFC 8705 §3.1), kept whatever KeepClaims says. CnfOther is true when
+	// cnf is present but holds neither as a non-empty string: a binding no proof satisfies.
+	CnfJKT, CnfX5T string
+	CnfOther       bool
 }
-
-// Confirmation holds a cnf claim's jkt (RFC 9449 §6.1) and x5t#S256 (RFC 8705 §3.1). Both
-// empty: the cnf binds the token to no proof tokengate checks, which nothing satisfies.
-type Confirmation struct{ JKT, X5T string }
 
 // Verifier verifies tokens; safe for concurrent use.
 type Verifier struct {
@@ -122,6 +124,7 @@ type provider struct {
 	key       sourceKey
 	src       jwks.Source
 	shared    *sharedSource
+	intro     *introspect.Client // an introspection provider: no key source
 }
 
 // sharedSource is a key source used by one or more Verifiers (a reload hands it from one
@@ -199,7 +202,7 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 		if _, dup := v.providers[p.cfg.Name]; dup {
 			return nil, fmt.Errorf("verify: provider %s: duplicate name", p.cfg.Name)
 		}
-		if len(p.audiences) == 0 {
+		if len(p.audiences) == 0 && p.intro == nil {
 			v.log.Warn("provider has no audiences: it accepts no token", "provider", p.cfg.Name)
 		}
 		v.providers[p.cfg.Name] = p
@@ -210,6 +213,9 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 	}
 	// Key sources last, once nothing else can fail but a source itself.
 	for _, p := range v.order {
+		if p.intro != nil {
+			continue
+		}
 		if sh := opts.Previous.share(p.key); sh != nil {
 			p.shared, p.src = sh, sh.src
 			continue
@@ -231,6 +237,9 @@ func newProvider(cfg Provider, opts Options) (*provider, error) {
 	name := cfg.Name
 	if name == "" {
 		return nil, errors.New("verify: provider without a name")
+	}
+	if cfg.Introspection != nil {
+		return newIntrospectionProvider(cfg)
 	}
 	if cfg.Issuer == "" {
 		return nil, fmt.Errorf("verify: provider %s: issuer is required", name)
@@ -345,7 +354,7 @@ func (v *Verifier) Close() {
 func (v *Verifier) Missing() []string {
 	var out []string
 	for _, p := range v.order {
-		if p.src.Keys() == nil {
+		if p.src != nil && p.src.Keys() == nil {
 			out = append(out, "provider "+p.cfg.Name+": keys not loaded")
 		}
 	}
@@ -355,6 +364,9 @@ func (v *Verifier) Missing() []string {
 // WaitReady returns nil once every provider's keys have loaded, or ctx's error.
 func (v *Verifier) WaitReady(ctx context.Context) error {
 	for _, p := range v.order {
+		if p.src == nil {
+			continue
+		}
 		select {
 		case <-p.src.Ready():
 		case <-ctx.Done():
@@ -387,16 +399,24 @@ func (v *Verifier) Verify(ctx context.Context, token string, providers []string)
 	}
 	u, err := jose.Parse(token, v.maxBytes)
 	if err != nil {
+		if v.introspects(providers) {
+			return v.introspect(ctx, token, sum, providers, now)
+		}
 		return nil, joseError(err)
 	}
 	// Provider selection by the untrusted iss; it is checked again on the verified claims.
 	var candidates []*provider
 	for _, name := range providers {
-		if p := v.providers[name]; p != nil && p.cfg.Issuer == u.Issuer() && !slices.Contains(candidates, p) {
+		if p := v.providers[name]; p != nil && p.intro == nil && p.cfg.Issuer == u.Issuer() && !slices.Contains(candidates, p) {
 			candidates = append(candidates, p)
 		}
 	}
 	if len(candidates) == 0 {
+		if v.introspects(providers) {
+			// Not a JWT of the route's JWT providers: it may be a JWT-shaped token that
+			// only its issuer's introspection endpoint can judge.
+			return v.introspect(ctx, token, sum, providers, now)
+		}
 		return nil, invalid(DescIssuer, nil)
 	}
 	var first *Error
@@ -536,7 +556,7 @@ func (v *Verifier) principal(p *provider, c *jose.Claims, sum [sha256.Size]byte)
 		pr.IssuedAt = c.IssuedAt
 	}
 	if cnf, ok := c.Raw["cnf"]; ok {
-		pr.Cnf = confirmation(cnf)
+		pr.CnfJKT, pr.CnfX5T, pr.CnfOther = confirmation(cnf)
 	}
 	if v.keep == nil {
 		pr.Claims = c.Raw
@@ -553,12 +573,13 @@ func (v *Verifier) principal(p *provider, c *jose.Claims, sum [sha256.Size]byte)
 	return e
 }
 
-// confirmation reads a cnf claim (copied: the cache entry must not keep the token's payload).
-func confirmation(cnf any) *Confirmation {
+// confirmation reads a cnf claim's jkt and x5t#S256 (copied: the cache entry must not keep
+// the token's payload). other reports a cnf that binds the token to neither.
+func confirmation(cnf any) (jkt, x5t string, other bool) {
 	m, _ := cnf.(map[string]any)
-	jkt, _ := m["jkt"].(string)
-	x5t, _ := m["x5t#S256"].(string)
-	return &Confirmation{JKT: strings.Clone(jkt), X5T: strings.Clone(x5t)}
+	jkt, _ = m["jkt"].(string)
+	x5t, _ = m["x5t#S256"].(string)
+	return strings.Clone(jkt), strings.Clone(x5t), jkt == "" && x5t == ""
 }
 
 // maxScopeSets bounds scopeSets: beyond it a Principal's scopes are its own copy.
