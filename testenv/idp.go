@@ -36,6 +36,8 @@ type IdP struct {
 
 	TokenRequests atomic.Int64
 	JWKSRequests  atomic.Int64
+
+	intro introspection // the RFC 7662 endpoint (idp_introspect.go)
 }
 
 // IdPTokenPath and IdPJWKSPath are where the IdP serves its endpoints.
@@ -59,6 +61,7 @@ func NewIdP(addr string, clients map[string]string) (*IdP, error) {
 	mux.HandleFunc("GET /.well-known/openid-configuration", idp.discovery)
 	mux.HandleFunc("GET "+IdPJWKSPath, idp.jwks)
 	mux.HandleFunc("POST "+IdPTokenPath, idp.token)
+	mux.HandleFunc("POST "+IdPIntrospectPath, idp.introspect)
 	idp.srv, err = startServer(addr, mux)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/introspect"
 	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/internal/upstream/redisstore"
 	"github.com/tokengate/tokengate/internal/verify"
@@ -44,6 +45,18 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 			Audiences: p.Audiences, Algorithms: p.Algorithms,
 			ClockSkew: p.ClockSkew.Std(), RefreshInterval: p.RefreshInterval.Std(),
 			MaxTokenLifetime: p.MaxTokenLifetime.Std(), RequireTyp: p.RequireTyp,
+		}
+		if in := p.Introspection; in != nil {
+			// An opaque-token provider (RFC 7662): its answers are cached per generation.
+			c, err := introspect.New(introspect.Config{
+				Provider: p.Name, URL: in.URL, ClientID: in.ClientID, ClientSecret: in.ClientSecret.Value(),
+				AllowHTTP: cfg.Server.AllowHTTPURLs, CacheTTL: in.CacheTTL.Std(), NegativeTTL: in.NegativeTTL.Std(),
+				CacheSize: cfg.Cache.VerifiedTokens, HTTPClient: a.opts.HTTPClient, Metrics: a.metrics, Now: a.opts.Now,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("providers: %w", err)
+			}
+			vp.Introspection = c
 		}
 		if p.IsSelf() {
 			if st.issuer == nil { // config validation refuses this; keep the guard for wiring bugs

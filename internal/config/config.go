@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tokengate/tokengate/internal/defaults"
+	"github.com/tokengate/tokengate/internal/introspect"
 )
 
 // Config is one complete, validated configuration, with every default applied and every secret
@@ -111,6 +112,9 @@ type Provider struct {
 	RefreshInterval  Duration `yaml:"refresh_interval"`
 	RequireTyp       string   `yaml:"require_typ"`
 	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
+	// Introspection makes this an opaque-token provider (RFC 7662): instead of jwks_uri,
+	// discovery or issuer: self.
+	Introspection *Introspection `yaml:"introspection"`
 	// RequireBinding refuses this provider's tokens that are not sender-constrained in that way
 	// (one of the Binding* values; "" is none). A token carrying cnf is checked regardless.
 	RequireBinding string `yaml:"require_binding"`
@@ -124,6 +128,16 @@ const (
 	BindingMTLS = "mtls"
 	BindingAny  = "any"
 )
+
+// Introspection is a provider's RFC 7662 endpoint and tokengate's client there
+// (client_secret_basic, RFC 6749 §2.3.1).
+type Introspection struct {
+	URL          string   `yaml:"url"`
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret Secret   `yaml:"client_secret"`
+	CacheTTL     Duration `yaml:"cache_ttl"`
+	NegativeTTL  Duration `yaml:"negative_ttl"`
+}
 
 // ClientsSelf is the client_credentials.clients value naming the issuer's own clients.
 const ClientsSelf = "self"
@@ -301,6 +315,8 @@ func setDefaults(p any) {
 	case *Provider:
 		p.ClockSkew, p.RefreshInterval = Duration(defaults.ClockSkew), Duration(defaults.RefreshInterval)
 		p.MaxTokenLifetime = Duration(defaults.MaxTokenLifetime)
+	case *Introspection:
+		p.CacheTTL, p.NegativeTTL = Duration(introspect.DefaultCacheTTL), Duration(introspect.DefaultNegativeTTL)
 	case *Mint:
 		p.TTL = Duration(defaults.UpstreamTokenTTL)
 	case *Redis:

@@ -54,6 +54,11 @@ func resolveFiles(cfg *Config, baseDir string, p *problems) {
 			resolveClient(&is.Clients[i], indexPath("issuer.clients", i), baseDir, p)
 		}
 	}
+	for i := range cfg.Providers {
+		if in := cfg.Providers[i].Introspection; in != nil {
+			in.ClientSecret.resolve(indexPath("providers", i)+".introspection", "client_secret", true, baseDir, p)
+		}
+	}
 	for i := range cfg.Routes {
 		if f := cfg.Routes[i].Upstream.Fetch; f != nil {
 			f.ClientSecret.resolve(indexPath("routes", i)+".upstream.fetch", "client_secret", true, baseDir, p)

@@ -237,6 +237,8 @@ func (v *validator) providers() {
 		path := indexPath("providers", i)
 		v.name(path+".name", pr.Name, names, "provider")
 		switch {
+		case pr.Introspection != nil:
+			v.introspection(path, &pr)
 		case !v.required(path+".issuer", pr.Issuer):
 		case pr.IsSelf():
 			v.check(v.cfg.Issuer == nil, path+".issuer", `"self" requires the issuer section`)
@@ -282,6 +284,23 @@ func (v *validator) binding(path, b string) {
 	default:
 		v.add(path, "must be none, dpop, mtls or any, not %s", quote(b))
 	}
+}
+
+// introspection checks an opaque-token provider (RFC 7662). Its issuer is optional (compared
+// with an answer's iss when both are present) and so are its audiences: the answer is
+// authoritative (RFC 7662 §2.2), but an aud it carries must match one listed.
+func (v *validator) introspection(path string, pr *Provider) {
+	in := pr.Introspection
+	v.check(pr.JWKSURI != "", path+".jwks_uri", "not allowed with introspection")
+	v.check(pr.Discovery, path+".discovery", "not allowed with introspection")
+	v.check(pr.IsSelf(), path+".issuer", "issuer: self is not allowed with introspection")
+	ip := path + ".introspection"
+	if v.required(ip+".url", in.URL) {
+		v.url(ip+".url", in.URL, false)
+	}
+	v.required(ip+".client_id", in.ClientID)
+	v.positive(ip+".cache_ttl", in.CacheTTL)
+	v.positive(ip+".negative_ttl", in.NegativeTTL)
 }
 
 // name checks a route or provider name: required, unique, [A-Za-z0-9._-], since it is a
@@ -396,8 +415,11 @@ func (v *validator) authenticate(path string, a *Authenticate) {
 			pp := indexPath(jp+".providers", k)
 			pr := v.cfg.Provider(name)
 			// The token's iss selects the provider; two with one issuer would be ambiguous.
+			// An introspection provider is not selected by iss (its tokens are opaque), so it
+			// may share its issuer with a JWT provider of the same IdP.
 			if v.check(pr == nil, pp, "unknown provider %s", quote(name)) &&
 				v.check(slices.Contains(j.Providers[:k], name), pp, "duplicate provider %s", quote(name)) &&
+				pr.Introspection == nil &&
 				v.check(byIssuer[pr.Issuer] != "", pp, "provider %s has the same issuer as provider %s",
 					quote(name), quote(byIssuer[pr.Issuer])) {
 				byIssuer[pr.Issuer] = name
