@@ -39,8 +39,7 @@ func newAnswers(t *testing.T) *answers {
 
 func TestIntrospectionDispatch(t *testing.T) {
 	a := newAnswers(t)
-	var f *fixture
-	f = newFixture(t, func(o *Options) {
+	f := newFixture(t, func(o *Options) {
 		c, err := introspect.New(introspect.Config{Provider: "curity", URL: a.srv.URL, ClientID: "gw",
 			ClientSecret: "secret", Now: newClock().Now})
 		if err != nil {
