@@ -39,6 +39,14 @@ type Request struct {
 	// ClientIP is the caller's address for the failure limiter (docs/issuer.md#failure-limiter):
 	// gRPC attributes.source.address, or for forward-auth the peer / trusted X-Forwarded-For.
 	ClientIP netip.Addr
+	// Scheme is the request URL's scheme, for a DPoP proof's htu (RFC 9449 §4.3): gRPC
+	// attributes.request.http.scheme, forward-auth X-Forwarded-Proto; "" is taken as https.
+	Scheme string
+	// DPoP is every DPoP header value (RFC 9449 §4.1).
+	DPoP []string
+	// ClientCert is the caller's TLS client certificate, URL-encoded PEM as Envoy
+	// (attributes.source.certificate) and nginx ($ssl_client_escaped_cert) send it; "" for none.
+	ClientCert string
 }
 
 // Limiter is the failure limiter of failed client authentications (RFC 6749 §2.3.1;
@@ -70,6 +78,13 @@ type Deps struct {
 	Logger          *slog.Logger
 	Metrics         *metrics.Metrics
 	Now             func() time.Time
+	// Bindings are the providers' settings for sender-constrained tokens (RFC 9449, RFC 8705),
+	// by provider name; a provider without an entry requires no binding and allows the DPoP
+	// proof algorithms of jose.DefaultAlgorithms with no clock skew.
+	Bindings map[string]Binding
+	// Replay remembers the jti of accepted DPoP proofs (RFC 9449 §11.1). nil: the Authorizer
+	// makes its own; pass one to keep it across configuration reloads.
+	Replay *ReplayCache
 }
 
 // Authorizer decides requests for one immutable configuration. Safe for concurrent use.
@@ -98,6 +113,9 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 	if deps.DecisionTimeout <= 0 {
 		deps.DecisionTimeout = 5 * time.Second
 	}
+	if deps.Replay == nil {
+		deps.Replay = NewReplayCache(0)
+	}
 	for _, r := range routes {
 		switch {
 		case r.Auth == AuthJWT && deps.Verifier == nil:
@@ -119,6 +137,9 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 		return nil, err
 	}
 	t.setMetrics(deps.Metrics)
+	for _, r := range t.ordered {
+		r.compileBinding(deps.Bindings)
+	}
 	a := &Authorizer{routes: t, deps: deps, noRoute: deps.Metrics.RouteChecks("")}
 	seen := map[string]bool{}
 	for _, r := range routes {
@@ -212,7 +233,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request, d *Decision) *com
 		return nil
 	}
 	var c caller
-	if a.authenticate(ctx, r.Route, req, &c, d) {
+	if a.authenticate(ctx, r, req, &c, d) {
 		a.allow(ctx, r, &c, d)
 	}
 	d.Route = r.Name
@@ -221,7 +242,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request, d *Decision) *com
 
 // authenticate fills c with the caller and reports true, or writes the denial into d and
 // reports false. On success d holds only the caller's TokenHash.
-func (a *Authorizer) authenticate(ctx context.Context, r *Route, req *Request, c *caller, d *Decision) bool {
+func (a *Authorizer) authenticate(ctx context.Context, r *compiledRoute, req *Request, c *caller, d *Decision) bool {
 	if r.Auth == AuthNone {
 		return true
 	}
@@ -230,25 +251,34 @@ func (a *Authorizer) authenticate(ctx context.Context, r *Route, req *Request, c
 		want, wantScheme = schemeBasic, "basic"
 	}
 	cred, present, err := parseAuthorization(req.Authorization)
-	if err != nil || tokenInQuery(req.Path) || !present || cred.scheme != wantScheme {
-		denyCredentials(d, want, req.Path, cred.scheme != wantScheme, present, err)
+	// A jwt route takes the DPoP scheme too (RFC 9449 §7.1); bind checks what it implies.
+	otherScheme := cred.scheme != wantScheme && (r.Auth != AuthJWT || cred.scheme != "dpop")
+	if err != nil || tokenInQuery(req.Path) || !present || otherScheme {
+		denyCredentials(d, want, req.Path, otherScheme, present, err)
+		a.challengeDPoP(r, d, false)
 		return false
 	}
 	if r.Auth == AuthClientCredentials {
-		return a.authenticateClient(ctx, r, req.ClientIP, cred.value, c, d)
+		return a.authenticateClient(ctx, r.Route, req.ClientIP, cred.value, c, d)
 	}
+	usedDPoP := cred.scheme == "dpop"
 	if len(cred.value) > a.deps.MaxTokenBytes {
 		denyToken(d, nil, cred.value)
+		a.challengeDPoP(r, d, usedDPoP)
 		return false
 	}
 	p, err := a.deps.Verifier.Verify(ctx, cred.value, r.Providers)
 	if err != nil {
 		denyToken(d, err, cred.value)
+		a.challengeDPoP(r, d, usedDPoP)
 		return false
 	}
 	d.TokenHash = p.TokenHash // the verifier already hashed the token
+	if (p.Cnf != nil || usedDPoP || r.binds) && !a.bind(r, req, cred.value, usedDPoP, p, d) {
+		return false
+	}
 	if missing := missingScopes(p.Scopes, r.Scopes); missing {
-		denyScope(r, d)
+		denyScope(r.Route, d)
 		return false
 	}
 	for name, wantValue := range r.Claims {

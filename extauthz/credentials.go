@@ -8,7 +8,7 @@ import (
 
 // credential is what the caller presented in its Authorization header.
 type credential struct {
-	scheme string // lower-case: "bearer", "basic", or another scheme
+	scheme string // lower-case: "bearer", "basic", "dpop" (RFC 9449 §7.1), or another scheme
 	value  string // the token68 / credentials after the scheme
 }
 
@@ -52,9 +52,9 @@ func parseAuthorization(values []string) (c credential, present bool, err error)
 }
 
 // lowerScheme is the scheme in lower case (auth-scheme is case-insensitive, RFC 9110 §11.1),
-// without a copy for the two schemes tokengate takes.
+// without a copy for the schemes tokengate takes.
 func lowerScheme(name string) string {
-	for _, s := range [...]string{"bearer", "basic"} {
+	for _, s := range [...]string{"bearer", "basic", "dpop"} {
 		if asciiFold(name, s) {
 			return s
 		}
@@ -74,6 +74,22 @@ func asciiFold(s, lower string) bool {
 		}
 	}
 	return true
+}
+
+// singleDPoP returns the one DPoP proof of a request (RFC 9449 §4.3 step 1: "not more than one
+// DPoP HTTP request header field"). Envoy joins repeated headers with commas, and a proof (three
+// base64url segments) never holds one, so a comma also means two headers. n is how many values
+// were sent.
+func singleDPoP(values []string) (proof string, n int) {
+	for _, v := range values {
+		if t := strings.TrimSpace(v); t != "" {
+			proof, n = t, n+1
+		}
+	}
+	if n == 1 && strings.IndexByte(proof, ',') >= 0 {
+		n = 2
+	}
+	return proof, n
 }
 
 // tokenInQuery reports whether the URI carries an access token (RFC 6750 §2.3). tokengate does

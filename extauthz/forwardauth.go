@@ -51,6 +51,11 @@ type ForwardAuthOptions struct {
 	// TrustedProxies (server.trusted_proxies) are the peers whose X-Forwarded-For names the
 	// client for Request.ClientIP; empty: the socket peer is the client.
 	TrustedProxies []netip.Prefix
+	// ClientCertHeader (server.client_cert_header) names the header in which the gateway sends
+	// the caller's URL-encoded PEM client certificate (nginx $ssl_client_escaped_cert), for
+	// certificate-bound tokens (RFC 8705 §3); "" reads none. The gateway must always set it,
+	// empty when there is no certificate, so that a client can never send its own.
+	ClientCertHeader string
 }
 
 // Validate reports an unknown Headers value.
@@ -218,6 +223,20 @@ func RequestFromForwardAuth(r *http.Request, opts ForwardAuthOptions) (Request, 
 		}
 	}
 	req.Method, req.Authority, req.Path = o.method, o.host, o.uri
+	// What a DPoP proof's htu (RFC 9449 §4.3) and a certificate-bound token (RFC 8705 §3) need.
+	req.DPoP = r.Header.Values("DPoP")
+	proto, _, err := single(r.Header, "X-Forwarded-Proto")
+	if err != nil {
+		return Request{}, err
+	}
+	req.Scheme = strings.TrimSpace(proto)
+	if opts.ClientCertHeader != "" {
+		cert, _, err := single(r.Header, opts.ClientCertHeader)
+		if err != nil {
+			return Request{}, err
+		}
+		req.ClientCert = strings.TrimSpace(cert)
+	}
 	return req, nil
 }
 

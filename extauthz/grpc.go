@@ -61,6 +61,9 @@ func RequestFromCheck(in *authv3.CheckRequest) Request {
 		Authority: h.GetHost(),
 		Path:      h.GetPath(),
 		Method:    h.GetMethod(),
+		Scheme:    h.GetScheme(),
+		// URL-encoded PEM, with the listener's include_peer_certificate (RFC 8705 §3).
+		ClientCert: attrs.GetSource().GetCertificate(),
 	}
 	// The downstream client's address as Envoy saw it (Envoy applies its own X-Forwarded-For
 	// rules), for the failure limiter (docs/issuer.md#failure-limiter).
@@ -82,6 +85,8 @@ func RequestFromCheck(in *authv3.CheckRequest) Request {
 				if req.Authority == "" {
 					req.Authority = v
 				}
+			case "dpop":
+				req.DPoP = append(req.DPoP, v)
 			}
 		}
 	} else {
@@ -91,6 +96,9 @@ func RequestFromCheck(in *authv3.CheckRequest) Request {
 		}
 		if req.Authority == "" {
 			req.Authority = headers[":authority"]
+		}
+		if v, ok := headers["dpop"]; ok {
+			req.DPoP = []string{v} // repeated headers arrive joined with commas
 		}
 	}
 	return req

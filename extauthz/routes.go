@@ -60,6 +60,10 @@ type Route struct {
 
 	// ForwardClaims maps a request header (lower-case) to the claim it carries.
 	ForwardClaims map[string]string
+
+	// RequireBinding (AuthJWT) refuses tokens not bound to a proof of possession of this kind:
+	// one of the Binding* values, "" is BindingNone. A provider's Binding.Require applies too.
+	RequireBinding string
 }
 
 // routeTable selects routes by name (Envoy's context_extensions) or by match, in file order.
@@ -76,6 +80,7 @@ type compiledRoute struct {
 	prefix    string // percentDecode(normalizePrefix(PathPrefix))
 
 	checks *metrics.RouteChecks // tokengate_check_total{route} resolved once (issue 11)
+	routeBinding
 	// upstreamHeader is the Authorization header built for the route's last upstream token: a
 	// fetch route's token is the same for every caller, so its header (and its gRPC form) is
 	// built once per token rather than once per Check.

@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,8 @@ type Metrics struct {
 	// series appears when first counted, as with WithLabelValues) instead of hashing the label
 	// on every Check (issue 11).
 	hits, misses [len(knownCaches)]lazyCounter
+
+	bindingRefusals *prometheus.CounterVec // tokengate_binding_refusals_total{reason}
 }
 
 // knownCaches are the `cache` label values the hot paths count; others go through the vector.
@@ -115,6 +118,11 @@ func New() *Metrics {
 		m.hits[i].init(m.cacheHits, name)
 		m.misses[i].init(m.cacheMisses, name)
 	}
+	m.bindingRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokengate_binding_refusals_total",
+		Help: "Bound tokens (RFC 9449 DPoP, RFC 8705 certificates) refused, by the check that failed.",
+	}, []string{"reason"})
+	m.reg.MustRegister(m.bindingRefusals)
 	return m
 }
 
@@ -249,4 +257,25 @@ func (m *Metrics) Introspection(provider, result string) {
 		return
 	}
 	m.introspections.WithLabelValues(provider, result).Inc()
+}
+
+// BindingReasons are the reason label values of tokengate_binding_refusals_total: the check
+// of a bound token that failed (docs/security.md#bound-tokens). Any other value is counted as "other".
+var BindingReasons = []string{
+	"dpop_missing", "dpop_multiple", "dpop_malformed", "dpop_typ", "dpop_alg", "dpop_jwk",
+	"dpop_signature", "dpop_htm", "dpop_htu", "dpop_iat", "dpop_ath", "dpop_jti", "dpop_replay",
+	"dpop_jkt_mismatch", "dpop_bearer_scheme", "dpop_unbound_token",
+	"mtls_no_certificate", "mtls_bad_certificate", "mtls_mismatch",
+	"cnf_unsupported", "binding_required",
+}
+
+// BindingRefusal counts one refused bound token by reason, one of BindingReasons.
+func (m *Metrics) BindingRefusal(reason string) {
+	if m == nil {
+		return
+	}
+	if !slices.Contains(BindingReasons, reason) {
+		reason = "other" // label values never come from input
+	}
+	m.bindingRefusals.WithLabelValues(reason).Inc()
 }
