@@ -93,12 +93,14 @@ type Principal struct {
 	// by the caller's token (a mint route's) need not hash it again.
 	TokenSum [sha256.Size]byte
 	ID       string // jti
-	// CnfJKT and CnfX5T are the token's confirmation (RFC 7800 §3.1 cnf) members jkt (RFC 9449
-	// §6.1) and x5t#S256 (RFC 8705 §3.1), kept whatever KeepClaims says. CnfOther is true when
-	// cnf is present but holds neither as a non-empty string: a binding no proof satisfies.
-	CnfJKT, CnfX5T string
-	CnfOther       bool
+	// Cnf is the token's confirmation (RFC 7800 §3.1 cnf), kept whatever KeepClaims says; nil
+	// for a token without one.
+	Cnf *Confirmation
 }
+
+// Confirmation holds a cnf claim's jkt (RFC 9449 §6.1) and x5t#S256 (RFC 8705 §3.1). Both
+// empty: the cnf binds the token to no proof tokengate checks, which nothing satisfies.
+type Confirmation struct{ JKT, X5T string }
 
 // Verifier verifies tokens; safe for concurrent use.
 type Verifier struct {
@@ -556,7 +558,7 @@ func (v *Verifier) principal(p *provider, c *jose.Claims, sum [sha256.Size]byte)
 		pr.IssuedAt = c.IssuedAt
 	}
 	if cnf, ok := c.Raw["cnf"]; ok {
-		pr.CnfJKT, pr.CnfX5T, pr.CnfOther = confirmation(cnf)
+		pr.Cnf = confirmation(cnf)
 	}
 	if v.keep == nil {
 		pr.Claims = c.Raw
@@ -573,13 +575,12 @@ func (v *Verifier) principal(p *provider, c *jose.Claims, sum [sha256.Size]byte)
 	return e
 }
 
-// confirmation reads a cnf claim's jkt and x5t#S256 (copied: the cache entry must not keep
-// the token's payload). other reports a cnf that binds the token to neither.
-func confirmation(cnf any) (jkt, x5t string, other bool) {
+// confirmation reads a cnf claim (copied: the cache entry must not keep the token's payload).
+func confirmation(cnf any) *Confirmation {
 	m, _ := cnf.(map[string]any)
-	jkt, _ = m["jkt"].(string)
-	x5t, _ = m["x5t#S256"].(string)
-	return strings.Clone(jkt), strings.Clone(x5t), jkt == "" && x5t == ""
+	jkt, _ := m["jkt"].(string)
+	x5t, _ := m["x5t#S256"].(string)
+	return &Confirmation{JKT: strings.Clone(jkt), X5T: strings.Clone(x5t)}
 }
 
 // maxScopeSets bounds scopeSets: beyond it a Principal's scopes are its own copy.
