@@ -62,6 +62,9 @@ type App struct {
 	// limiter counts failed client authentications (docs/issuer.md#failure-limiter). It lives as long
 	// as the process, so a reload never forgives a guesser.
 	limiter *authlimit.Limiter
+	// replay remembers the jti of accepted DPoP proofs (RFC 9449 §11.1), for the life of the
+	// process: a reload must not let a proof be replayed.
+	replay *extauthz.ReplayCache
 	// gatewayCerts is gateway_tls's certificate material, re-read when its files change; nil
 	// without gateway_tls.
 	gatewayCerts *gatewayCerts
@@ -110,6 +113,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a := &App{opts: opts, logger: opts.Logger, metrics: metrics.New(), started: cfg}
 	a.limiter = authlimit.New(authlimit.Options{Now: a.opts.Now})
+	a.replay = extauthz.NewReplayCache(0)
 	if opts.HTTPClient == nil {
 		a.opts.HTTPClient = httpx.NewClient()
 	}

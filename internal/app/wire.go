@@ -107,6 +107,13 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 	if a.limiter != nil {
 		deps.Limiter = a.limiter
 	}
+	// Sender-constrained tokens (RFC 9449, RFC 8705): each provider's binding settings; the DPoP
+	// replay cache belongs to the process, so a reload never forgets a jti it has seen.
+	deps.Replay = a.replay
+	deps.Bindings = make(map[string]extauthz.Binding, len(cfg.Providers))
+	for _, p := range cfg.Providers {
+		deps.Bindings[p.Name] = extauthz.Binding{Require: p.RequireBinding, Algorithms: p.Algorithms, ClockSkew: p.ClockSkew.Std()}
+	}
 	authz, err := extauthz.New(routes, deps)
 	if err != nil {
 		v.Close()
@@ -117,6 +124,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 	// generation, swapped together.
 	st.forwardAuth = extauthz.NewForwardAuth(authz, a.logger, extauthz.ForwardAuthOptions{
 		Headers: cfg.Server.ForwardAuthHeaders, TrustedProxies: cfg.Server.TrustedProxyPrefixes,
+		ClientCertHeader: cfg.Server.ClientCertHeader,
 	})
 	for _, w := range cfg.Warnings {
 		a.logger.Warn("configuration: "+w.Message, slog.String("field", w.Path))
@@ -156,6 +164,7 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 	case config.AuthJWT:
 		j := r.Authenticate.JWT
 		out.Auth, out.Providers, out.Scopes, out.Claims = extauthz.AuthJWT, j.Providers, j.Scopes, j.Claims
+		out.RequireBinding = j.RequireBinding
 	case config.AuthClientCredentials:
 		c := r.Authenticate.ClientCredentials
 		out.Auth = extauthz.AuthClientCredentials

@@ -1,0 +1,97 @@
+package app_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/testenv"
+)
+
+// TestBindingWired: the app passes the providers' require_binding and server.client_cert_header
+// to the authorizer (RFC 8705 §3): a certificate-bound token passes forward-auth with its
+// certificate in the configured header, and is refused without it or with another one; an
+// unbound token is refused on a provider that requires mtls.
+func TestBindingWired(t *testing.T) {
+	idp, err := testenv.NewIdP("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	a, _, _ := start(t, writeConfig(t, fmt.Sprintf(`
+server:
+  client_cert_header: X-Client-Cert
+  forward_auth_headers: request
+providers:
+  - {name: corp, issuer: "%[1]s", jwks_uri: "%[1]s/.well-known/jwks.json", audiences: ["api://gateway"], require_binding: mtls}
+routes:
+  - {name: api, authenticate: {jwt: {providers: [corp]}}, upstream: {passthrough: {}}}
+`, idp.URL())))
+	testenvWaitReady(t, a.HTTPAddr())
+
+	certPEM, other := testCertPEM(t), testCertPEM(t)
+	x5t, err := jose.CertificateThumbprint(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound, err := idp.CallerToken(map[string]any{"aud": "api://gateway", "sub": "alice", "cnf": map[string]any{"x5t#S256": x5t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unbound, err := idp.CallerToken(map[string]any{"aud": "api://gateway", "sub": "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, token, cert string
+		want              int
+	}{
+		{"bound, its certificate", bound, certPEM, http.StatusOK},
+		{"bound, no certificate", bound, "", http.StatusUnauthorized},
+		{"bound, another certificate", bound, other, http.StatusUnauthorized},
+		{"unbound on a provider requiring mtls", unbound, certPEM, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://"+a.HTTPAddr()+"/authz/x", nil)
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+			if tt.cert != "" {
+				req.Header.Set("X-Client-Cert", url.QueryEscape(tt.cert)) // nginx $ssl_client_escaped_cert
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d (%s)", resp.StatusCode, tt.want, resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}
+
+// testCertPEM is a self-signed TEST-ONLY client certificate.
+func testCertPEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "test-only client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
