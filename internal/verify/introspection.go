@@ -165,6 +165,12 @@ func (v *Verifier) answerPrincipal(p *provider, ans *introspect.Answer, sum [sha
 			pr.IssuedAt = t
 		}
 	}
+	// RFC 7662 §2.2 lets an answer carry any JWT claim: a token bound by cnf (RFC 8705 §3.2
+	// for certificates, RFC 9449 §6.2 for DPoP keys) is bound whether it is a JWT or opaque,
+	// so the binding is read as from a JWT, whatever KeepClaims says.
+	if cnf, ok := ans.Claims["cnf"]; ok {
+		pr.Cnf = confirmation(cnf)
+	}
 	if v.keep == nil {
 		pr.Claims = ans.Claims
 		return pr
