@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Store is a second-level token cache shared by the replicas of a fleet (Redis, package
@@ -29,3 +30,23 @@ type Store interface {
 
 // ErrStoreDown is returned by Store implementations that fail fast during an outage.
 var ErrStoreDown = errors.New("upstream: shared token store unavailable")
+
+// Shared is the rest of a fleet's shared memory (Redis, package redisstore): the DPoP jtis every
+// replica has accepted and the introspection answers one replica has obtained. Like Store, each
+// call is bounded by the implementation's own timeout and may fail fast with ErrStoreDown; a
+// caller then decides alone, from its local cache.
+//
+// kind names a namespace ("jti:", "intro:"); key is a SHA-256 digest, never a secret.
+type Shared interface {
+	// Claim records key until `until` unless some replica already did: first is true only for
+	// the one caller that recorded it (SET NX: the first writer wins, RFC 9449 §11.1).
+	Claim(ctx context.Context, kind string, key Key, until time.Time) (first bool, err error)
+	// LoadValue returns the value shared under key; ok is false when there is none or it does
+	// not open (values are sealed when the store has an encryption key).
+	LoadValue(ctx context.Context, kind string, key Key) (v []byte, ok bool, err error)
+	// SaveValue shares v under key until `until`.
+	SaveValue(ctx context.Context, kind string, key Key, v []byte, until time.Time) error
+	// Sealed reports whether values are encrypted and authenticated, so that whoever can write to
+	// the backend cannot forge one.
+	Sealed() bool
+}

@@ -110,7 +110,10 @@ type Store struct {
 	retryAt time.Time // wall clock
 }
 
-var _ upstream.Store = (*Store)(nil)
+var (
+	_ upstream.Store  = (*Store)(nil)
+	_ upstream.Shared = (*Store)(nil)
+)
 
 // New builds a Store. It does not contact Redis (readiness must not depend on it); the first
 // use does. Close releases its connections.
@@ -452,6 +455,11 @@ func (s *Store) encode(name string, tok upstream.Token) ([]byte, error) {
 	binary.BigEndian.PutUint64(raw[0:8], uint64(tok.Expiry.UnixNano()))
 	binary.BigEndian.PutUint64(raw[8:16], uint64(tok.IssuedAt.UnixNano()))
 	raw = append(raw, tok.AccessToken...)
+	return s.seal(name, raw)
+}
+
+// seal wraps raw in the value format: plain, or AES-GCM with the key name as additional data.
+func (s *Store) seal(name string, raw []byte) ([]byte, error) {
 	if s.aead == nil {
 		return append([]byte{formatPlain}, raw...), nil
 	}
@@ -463,29 +471,32 @@ func (s *Store) encode(name string, tok upstream.Token) ([]byte, error) {
 	return s.aead.Seal(out, out[1:1+s.aead.NonceSize()], raw, []byte(name)), nil
 }
 
-func (s *Store) decode(name string, b []byte) (upstream.Token, bool) {
+// open reverses seal; false for anything that is not a value this store wrote.
+func (s *Store) open(name string, b []byte) ([]byte, bool) {
 	if len(b) < 1 {
-		return upstream.Token{}, false
+		return nil, false
 	}
-	var raw []byte
 	switch {
 	case b[0] == formatSealed && s.aead != nil:
 		ns := s.aead.NonceSize()
 		if len(b) < 1+ns {
-			return upstream.Token{}, false
+			return nil, false
 		}
-		var err error
-		raw, err = s.aead.Open(nil, b[1:1+ns], b[1+ns:], []byte(name))
+		raw, err := s.aead.Open(nil, b[1:1+ns], b[1+ns:], []byte(name))
 		if err != nil {
-			return upstream.Token{}, false
+			return nil, false
 		}
+		return raw, true
 	case b[0] == formatPlain && s.aead == nil:
-		raw = b[1:]
-	default:
-		// Sealed without a key, or plaintext while we require sealed values: ignore it.
-		return upstream.Token{}, false
+		return b[1:], true
 	}
-	if len(raw) < 17 {
+	// Sealed without a key, or plaintext while we require sealed values: ignore it.
+	return nil, false
+}
+
+func (s *Store) decode(name string, b []byte) (upstream.Token, bool) {
+	raw, ok := s.open(name, b)
+	if !ok || len(raw) < 17 {
 		return upstream.Token{}, false
 	}
 	tok := upstream.Token{
@@ -502,4 +513,84 @@ func (s *Store) decode(name string, b []byte) (upstream.Token, bool) {
 		}
 	}
 	return tok, true
+}
+
+// Sealed implements upstream.Shared: values are AES-GCM sealed under the encryption key.
+func (s *Store) Sealed() bool { return s.aead != nil }
+
+// Claim implements upstream.Shared with SET NX PX: of any number of replicas claiming one key
+// within its lifetime, exactly one is first. The value is a single byte: the key name (a digest)
+// is all that is shared.
+func (s *Store) Claim(ctx context.Context, kind string, key upstream.Key, until time.Time) (bool, error) {
+	ttl := until.Sub(s.now())
+	if ttl < time.Millisecond {
+		ttl = time.Millisecond // recorded briefly all the same: SET NX must decide who is first
+	}
+	if !s.allow() {
+		return false, upstream.ErrStoreDown
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	ok, err := s.rdb.SetNX(ctx, s.name(kind, key), "1", ttl).Result()
+	s.observe("claim", err)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		s.m.RedisOp("claim", "first")
+	} else {
+		s.m.RedisOp("claim", "taken")
+	}
+	return ok, nil
+}
+
+// LoadValue implements upstream.Shared.
+func (s *Store) LoadValue(ctx context.Context, kind string, key upstream.Key) ([]byte, bool, error) {
+	if !s.allow() {
+		return nil, false, upstream.ErrStoreDown
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	name := s.name(kind, key)
+	b, err := s.rdb.Get(ctx, name).Bytes()
+	if errors.Is(err, redis.Nil) {
+		s.observe("get", nil)
+		s.m.RedisOp("get", "miss")
+		return nil, false, nil
+	}
+	s.observe("get", err)
+	if err != nil {
+		return nil, false, err
+	}
+	v, ok := s.open(name, b)
+	if !ok {
+		s.m.RedisOp("get", "miss")
+		return nil, false, nil
+	}
+	s.m.RedisOp("get", "hit")
+	return v, true, nil
+}
+
+// SaveValue implements upstream.Shared; a value whose time is up is not written.
+func (s *Store) SaveValue(ctx context.Context, kind string, key upstream.Key, v []byte, until time.Time) error {
+	ttl := until.Sub(s.now())
+	if ttl < time.Millisecond {
+		return nil
+	}
+	if !s.allow() {
+		return upstream.ErrStoreDown
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	name := s.name(kind, key)
+	b, err := s.seal(name, v)
+	if err != nil {
+		return err
+	}
+	err = s.rdb.Set(ctx, name, b, ttl).Err()
+	s.observe("set", err)
+	if err == nil {
+		s.m.RedisOp("set", "ok")
+	}
+	return err
 }
