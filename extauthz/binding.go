@@ -1,16 +1,12 @@
 package extauthz
 
 import (
-	"crypto/sha256"
 	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/verify"
@@ -259,43 +255,4 @@ func setChallenge(r *compiledRoute, d *Decision, onDPoP bool) {
 		bearer += attrs
 	}
 	d.WWWAuthenticate = dpop + ", " + bearer
-}
-
-// defaultReplaySize is the replay cache's size when none is given: room for 100,000 proofs, about
-// 800 DPoP requests a second each remembered for two minutes.
-const defaultReplaySize = 100_000
-
-// ReplayCache remembers the jti of accepted DPoP proofs until they expire (RFC 9449 §11.1), in a
-// bounded LRU keyed by the jti's SHA-256 (the jti itself is never kept). When it is full the
-// least recently seen proof is forgotten first, whatever its expiry: its size bounds memory, and
-// must exceed the proofs accepted within a window for replay to be refused throughout
-// (docs/security.md#bound-tokens). Safe for concurrent use.
-type ReplayCache struct {
-	mu  sync.Mutex
-	lru *simplelru.LRU[[sha256.Size]byte, time.Time]
-}
-
-// NewReplayCache returns a cache of size entries (defaultReplaySize when size <= 0).
-func NewReplayCache(size int) *ReplayCache {
-	if size <= 0 {
-		size = defaultReplaySize
-	}
-	l, err := simplelru.NewLRU[[sha256.Size]byte, time.Time](size, nil)
-	if err != nil { // only for size <= 0
-		panic(err)
-	}
-	return &ReplayCache{lru: l}
-}
-
-// Seen reports whether jti was recorded and has not expired at now; either way it is recorded
-// until `until`, in one step (two Checks with one proof never both pass).
-func (c *ReplayCache) Seen(jti string, now, until time.Time) bool {
-	key := sha256.Sum256([]byte(jti))
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if exp, ok := c.lru.Get(key); ok && now.Before(exp) {
-		return true
-	}
-	c.lru.Add(key, until)
-	return false
 }

@@ -1,0 +1,90 @@
+package extauthz
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/tokengate/tokengate/internal/upstream"
+)
+
+// defaultReplaySize is the replay cache's size when none is given: room for 100,000 proofs, about
+// 800 DPoP requests a second each remembered for two minutes.
+const defaultReplaySize = 100_000
+
+// replayKind is the namespace of DPoP jtis in the shared store.
+const replayKind = "jti:"
+
+// ReplayCache remembers the jti of accepted DPoP proofs until they expire (RFC 9449 §11.1), in a
+// bounded LRU keyed by the jti's SHA-256 (the jti itself is never kept). When it is full the
+// least recently seen proof is forgotten first, whatever its expiry: its size bounds memory, and
+// must exceed the proofs accepted within a window for replay to be refused throughout
+// (docs/security.md#bound-tokens). With a shared store (Share), a jti any replica of the fleet
+// accepted within its window is a replay too. Safe for concurrent use.
+type ReplayCache struct {
+	mu  sync.Mutex
+	lru *simplelru.LRU[[sha256.Size]byte, time.Time]
+
+	shared upstream.Shared // nil: this replica alone
+	log    *slog.Logger
+	outage atomic.Bool // the shared store failed and that was logged; reset when it answers
+}
+
+// NewReplayCache returns a cache of size entries (defaultReplaySize when size <= 0).
+func NewReplayCache(size int) *ReplayCache {
+	if size <= 0 {
+		size = defaultReplaySize
+	}
+	l, err := simplelru.NewLRU[[sha256.Size]byte, time.Time](size, nil)
+	if err != nil { // only for size <= 0
+		panic(err)
+	}
+	return &ReplayCache{lru: l}
+}
+
+// Share makes the cache consult s after its own entries, so that a proof accepted by one replica
+// is refused by every other (RFC 9449 §11.1: the server must not accept a jti twice within the
+// window, and the server here is the fleet). Call it before the first Seen.
+func (c *ReplayCache) Share(s upstream.Shared, log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c.shared, c.log = s, log
+}
+
+// Seen reports whether jti was recorded and has not expired at now; either way it is recorded
+// until `until`, in one step (two Checks with one proof never both pass). With a shared store,
+// a jti this replica has not seen is claimed there: a claim some other replica already holds is a
+// replay. When the store fails, this replica's own record decides (logged once per outage).
+func (c *ReplayCache) Seen(jti string, now, until time.Time) bool {
+	key := sha256.Sum256([]byte(jti))
+	c.mu.Lock()
+	if exp, ok := c.lru.Get(key); ok && now.Before(exp) {
+		c.mu.Unlock()
+		return true
+	}
+	c.lru.Add(key, until)
+	c.mu.Unlock()
+	if c.shared == nil {
+		return false
+	}
+	// The store bounds the call by its own timeout; the Check has already verified the proof,
+	// so the only wait added is one Redis round trip.
+	first, err := c.shared.Claim(context.Background(), replayKind, upstream.Key(key[:]), until)
+	if err != nil {
+		if !c.outage.Swap(true) && !errors.Is(err, context.Canceled) {
+			c.log.Warn("DPoP replay cache: shared store unavailable, replays are refused per replica only until it answers")
+		}
+		return false
+	}
+	if c.outage.Swap(false) {
+		c.log.Info("DPoP replay cache: shared store available again, replays are refused fleet-wide")
+	}
+	return !first
+}
