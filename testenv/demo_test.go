@@ -46,6 +46,7 @@ func TestDemoInstructionsWorkAsPrinted(t *testing.T) {
 		"401 Unauthorized",                                  // no token
 		`error="invalid_token"`,                             // bad token
 		`error="insufficient_scope"`,                        // missing scope
+		`"Authorization":["Bearer eyJ`,                      // opaque: phantom token
 		"200 OK",                                            // forward-auth
 	}
 	for i, w := range want {

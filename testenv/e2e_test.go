@@ -50,6 +50,12 @@ func call(t *testing.T, base, path string, hdr map[string]string) result {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	return readResult(t, resp)
+}
+
+// readResult reads an answer of the gateway (or forward-auth) into a result.
+func readResult(t *testing.T, resp *http.Response) result {
+	t.Helper()
 	body, _ := io.ReadAll(resp.Body)
 	r := result{status: resp.StatusCode, header: resp.Header, body: body}
 	if resp.StatusCode == http.StatusOK && len(body) > 0 { // forward-auth answers 200 with no body

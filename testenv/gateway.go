@@ -2,8 +2,11 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -36,6 +39,11 @@ type GatewayOptions struct {
 	Routes        []GatewayRoute // first matching prefix wins; no match: no context extensions
 	Timeout       time.Duration  // ext_authz timeout; default 2 s (Envoy's default is 200 ms)
 	StatusOnError int            // answer when Check fails as an RPC; default 503 (our envoy.yaml)
+	// TLS, when set, makes the gateway a TLS listener, as an Envoy listener with a
+	// DownstreamTlsContext: the request's scheme is then https, and a client certificate the
+	// handshake received goes to Check as Envoy's include_peer_certificate sends it. Set
+	// ClientAuth (tls.RequestClientCert or stricter) for clients to present one.
+	TLS *tls.Config
 }
 
 // Gateway stands in for Envoy's ext_authz HTTP filter in front of one upstream: it calls
@@ -74,7 +82,11 @@ func NewGateway(opts GatewayOptions) (*Gateway, error) {
 			pr.Out.Host = pr.In.Host
 		},
 	}
-	g.srv, err = startServer(opts.Addr, g)
+	if opts.TLS != nil {
+		g.srv, err = startTLSServer(opts.Addr, g, opts.TLS)
+	} else {
+		g.srv, err = startServer(opts.Addr, g)
+	}
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -126,8 +138,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.proxy.ServeHTTP(w, r)
 }
 
+// startTLSServer is startServer with TLS: the certificates and client authentication of cfg.
+func startTLSServer(addr string, h http.Handler, cfg *tls.Config) (*httptest.Server, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.TLS = cfg.Clone()
+	srv.StartTLS()
+	return srv, nil
+}
+
 // CheckRequestFor builds the CheckRequest Envoy sends for r: lower-case header names, repeated
-// headers joined with commas, pseudo-headers included.
+// headers joined with commas (the DPoP header among them), pseudo-headers included; the scheme
+// of the connection (https on TLS, whatever the client's X-Forwarded-Proto says: Envoy's
+// :scheme is its own); and, on TLS, the client's certificate in attributes.source.certificate.
 func CheckRequestFor(r *http.Request) *authv3.CheckRequest {
 	headers := map[string]string{
 		":authority": r.Host,
@@ -142,12 +173,44 @@ func CheckRequestFor(r *http.Request) *authv3.CheckRequest {
 	for _, k := range names {
 		headers[strings.ToLower(k)] = strings.Join(r.Header.Values(k), ",")
 	}
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Scheme: "http",
+			Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Scheme: scheme,
 			Protocol: r.Proto, Headers: headers,
 		}},
 	}}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		der := r.TLS.PeerCertificates[0].Raw
+		req.Attributes.Source = &authv3.AttributeContext_Peer{
+			Certificate: EnvoyURLEncode(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))),
+		}
+	}
+	return req
+}
+
+// EnvoyURLEncode percent-encodes s as Envoy encodes the peer certificate it sends with
+// include_peer_certificate (a URL-encoded PEM): every byte but RFC 3986 §2.3's unreserved
+// characters becomes %XX, so spaces are %20 and newlines %0A.
+func EnvoyURLEncode(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s) * 3 / 2)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.', c == '_', c == '~':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	return b.String()
 }
 
 // ApplyOK applies an OkHttpResponse to request headers as Envoy does: each header by its

@@ -43,7 +43,11 @@ var DemoRoutes = []GatewayRoute{
 	{Prefix: "/remove/", Name: "remove"},
 	{Prefix: "/public/", Name: "public"},
 	{Prefix: "/admin/", Name: "admin"},
+	{Prefix: "/opaque/", Name: "opaque"},
 }
+
+// DemoOpaqueAudience is the audience of the fake IdP's opaque tokens the demo accepts.
+const DemoOpaqueAudience = "api://gateway"
 
 // demoConfig is the configuration the rig runs. {{.IdP}} is the fake external IdP.
 const demoConfig = `# Written by tokengate's test rig (testenv). Demo credentials only.
@@ -75,6 +79,14 @@ providers:
   - name: idp
     issuer: "{{.IdP}}"
     jwks_uri: "{{.IdP}}/.well-known/jwks.json"
+    audiences: [api://gateway]
+  # The same IdP's opaque tokens, judged by its RFC 7662 introspection endpoint.
+  - name: idp-opaque
+    introspection:
+      url: "{{.IdP}}/oauth/introspect"
+      client_id: {{.GatewayClientID}}
+      client_secret: "${TOKENGATE_GATEWAY_SECRET}"
+    issuer: "{{.IdP}}"
     audiences: [api://gateway]
 routes:
   - name: mint
@@ -117,6 +129,12 @@ routes:
     match: {path_prefix: /admin/}
     authenticate: {jwt: {providers: [self], scopes: [admin], claims: {tenant: demo}}}
     upstream: {mint: {audience: {{.MintAudience}}, scopes: [admin]}}
+  # The phantom-token pattern: an opaque token outside, a JWT tokengate signs inside.
+  - name: opaque
+    match: {path_prefix: /opaque/}
+    authenticate: {jwt: {providers: [idp, idp-opaque], scopes: [echo.read]}}
+    upstream: {mint: {audience: {{.MintAudience}}, scopes: [echo.read], ttl: 5m}}
+    forward_claims: {x-subject: sub}
 `
 
 // StackOptions configure a Stack; empty addresses listen on 127.0.0.1:0.
@@ -134,6 +152,9 @@ type Stack struct {
 	App        *app.App
 	Gateway    *Gateway
 	ConfigPath string
+	// OpaqueToken is an opaque access token of the fake IdP (sub demo-user, scope echo.read,
+	// valid one hour) that the demo's opaque route accepts by introspection.
+	OpaqueToken string
 
 	authzAddr string // the configured server.authz_addr
 	cancel    context.CancelFunc
@@ -157,6 +178,7 @@ func (s *Stack) start(ctx context.Context, opts StackOptions) (err error) {
 		return fmt.Errorf("idp: %w", err)
 	}
 	s.cleanup = append(s.cleanup, s.IdP.Close)
+	s.OpaqueToken = s.IdP.OpaqueToken(map[string]any{"sub": "demo-user", "scope": "echo.read", "aud": DemoOpaqueAudience})
 	if s.Echo, err = NewEcho(""); err != nil {
 		return fmt.Errorf("echo: %w", err)
 	}
