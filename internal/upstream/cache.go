@@ -310,6 +310,21 @@ func (c *Cache) fresh(key Key) (Token, bool) {
 	return st.tok, true
 }
 
+// valid returns the token cached under key while it has not expired, even past its refresh
+// point, without starting a refresh.
+func (c *Cache) valid(key Key) (Token, bool) {
+	e, ok := c.tokens.Get(key)
+	if !ok {
+		return Token{}, false
+	}
+	st := e.st.Load()
+	if st == nil || !c.now().Before(st.tok.Expiry) {
+		return Token{}, false
+	}
+	c.m.CacheHit(cacheName)
+	return st.tok, true
+}
+
 // get is the read path shared by every mode.
 func (c *Cache) get(ctx context.Context, r *request) (Token, error) {
 	now := c.now()
@@ -352,7 +367,7 @@ func (c *Cache) get(ctx context.Context, r *request) (Token, error) {
 			return Token{}, f.err
 		}
 		c.m.UpstreamToken(r.route, r.mode, "backoff")
-		return Token{}, &Error{Mode: r.mode, Reason: ReasonBackoff, Status: f.err.Status, Code: f.err.Code, rejected: f.err.rejected}
+		return Token{}, &Error{Mode: r.mode, Reason: ReasonBackoff, Status: f.err.Status, Code: f.err.Code, rejected: f.err.rejected, refused: f.err.refused}
 	}
 	return c.wait(ctx, r)
 }
@@ -435,7 +450,7 @@ func (c *Cache) flight(r *request) func() (any, error) {
 			}
 		}
 		if f := c.failureOf(r.key, e); f != nil && now.Before(f.until) {
-			return nil, &Error{Mode: r.mode, Reason: ReasonBackoff, Status: f.err.Status, Code: f.err.Code, rejected: f.err.rejected}
+			return nil, &Error{Mode: r.mode, Reason: ReasonBackoff, Status: f.err.Status, Code: f.err.Code, rejected: f.err.rejected, refused: f.err.refused}
 		}
 		tok, source, err := c.obtain(r, cur)
 		now = c.now()
@@ -639,7 +654,12 @@ func (c *Cache) recordFailure(r *request, err error, now time.Time) *Error {
 	}
 	result := "error"
 	level := slog.LevelWarn
-	if ue.rejected {
+	if ue.refused {
+		// The same subject token would be refused again: answered without the IdP meanwhile.
+		result = "refused"
+		delay = max(delay, c.negTTL)
+		level = slog.LevelInfo
+	} else if ue.rejected {
 		result = "rejected"
 		if r.mode == ModeExchange {
 			// Negative cache: a bad caller's repeats are answered without the IdP.

@@ -44,6 +44,8 @@ const (
 	ModeFetch    = "fetch"
 	ModeExchange = "exchange"
 	ModeMint     = "mint"
+	// ModeTokenExchange: the caller's token exchanged for the upstream's (RFC 8693).
+	ModeTokenExchange = "token_exchange"
 )
 
 // Auth styles of ClientCredentials.AuthStyle (RFC 6749 §2.3.1).
@@ -187,6 +189,10 @@ var (
 	// deadline). It matches ErrUnavailable too (503, docs/decisions.md#the-decision-table), never
 	// ErrRejected.
 	ErrBusy = errors.New("upstream: too many verifications in flight")
+	// ErrExchangeRefused: the IdP refused to exchange the caller's token for the upstream's
+	// (RFC 8693 §2.2.2: invalid_grant, invalid_target, ...): 403 access_denied
+	// (docs/decisions.md#the-decision-table). It never matches ErrUnavailable.
+	ErrExchangeRefused = errors.New("upstream: token exchange refused")
 )
 
 // Reasons carried by Error.Reason: fixed phrases, safe to show and to log.
@@ -210,6 +216,10 @@ const (
 	ReasonSharedWait         = "timed out waiting for another replica"
 	ReasonMissingCredentials = "missing client credentials"
 	ReasonBusy               = "too many verifications in flight at the identity provider"
+	ReasonExchangeRefused    = "the identity provider refused the token exchange"
+	ReasonSubjectExpired     = "the caller's token has expired"
+	ReasonClientAuth         = "cannot authenticate to the identity provider"
+	ReasonBadIssuedType      = "issued_token_type is not the requested type"
 )
 
 // Error says why no upstream token could be had. Error() is safe for clients and logs: a fixed
@@ -222,12 +232,15 @@ type Error struct {
 	Code       string        // the IdP's "error" code, sanitised; "" when none
 	RetryAfter time.Duration // the IdP's Retry-After, 0 when none
 	rejected   bool
+	refused    bool  // a token exchange refused for the caller's token (ErrExchangeRefused)
 	cause      error // only the caller's own mint error; never an IdP or library error
 }
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	if e.rejected {
+	if e.refused {
+		b.WriteString(ErrExchangeRefused.Error())
+	} else if e.rejected {
 		b.WriteString(ErrRejected.Error())
 	} else {
 		b.WriteString(ErrUnavailable.Error())
@@ -259,7 +272,9 @@ func (e *Error) Is(target error) bool {
 	case ErrRejected:
 		return e.rejected
 	case ErrUnavailable:
-		return !e.rejected || e.Mode != ModeExchange
+		return !e.refused && (!e.rejected || e.Mode != ModeExchange)
+	case ErrExchangeRefused:
+		return e.refused
 	}
 	return false
 }
