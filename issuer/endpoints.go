@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -61,12 +62,21 @@ type metadata struct {
 // but this server has no authorization endpoint, so it is honestly empty.
 func (i *Issuer) buildMetadata() ([]byte, error) {
 	authMethods := []string{"client_secret_basic", "client_secret_post"}
+	grants := []string{grantClientCredentials}
+	for _, c := range i.clients {
+		if c.keys != nil && !slices.Contains(authMethods, "private_key_jwt") {
+			authMethods = append(authMethods, "private_key_jwt")
+		}
+		if c.exchange && i.subjects != nil && !slices.Contains(grants, GrantTokenExchange) {
+			grants = append(grants, GrantTokenExchange)
+		}
+	}
 	m := metadata{
 		Issuer:                           i.issuerURL,
 		TokenEndpoint:                    i.base + PathToken,
 		JWKSURI:                          i.base + PathJWKS,
 		IntrospectionEndpoint:            i.base + PathIntrospect,
-		GrantTypesSupported:              []string{"client_credentials"},
+		GrantTypesSupported:              grants,
 		ResponseTypesSupported:           []string{},
 		TokenEndpointAuthMethods:         authMethods,
 		IntrospectionEndpointAuthMethods: authMethods,

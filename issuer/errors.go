@@ -56,7 +56,15 @@ var (
 	errBadBasic         = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "malformed Basic authorization header", 0}
 	errTwoAuthHeaders   = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "more than one Authorization header", 0}
 	errNoGrantType      = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "grant_type is required", 0}
-	errGrantType        = &oauthError{http.StatusBadRequest, ErrUnsupportedGrantType, "only the client_credentials grant is supported", 0}
+	errGrantType        = &oauthError{http.StatusBadRequest, ErrUnsupportedGrantType, "only the client_credentials and token-exchange grants are supported", 0}
+	errAssertionParams  = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "client_assertion and client_assertion_type must be sent together", 0}
+	errUnauthorized     = &oauthError{http.StatusBadRequest, ErrUnauthorizedClient, "the client may not use this grant type", 0}
+	errNoSubject        = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "subject_token and subject_token_type are required", 0}
+	errSubjectType      = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "subject_token_type must be an access_token or jwt token type", 0}
+	errRequestedType    = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "only access tokens are issued (requested_token_type)", 0}
+	errActorToken       = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "actor_token is not supported", 0}
+	errSubject          = &oauthError{http.StatusBadRequest, ErrInvalidGrant, "the subject token is invalid, expired or not from a trusted provider", 0}
+	errMayAct           = &oauthError{http.StatusBadRequest, ErrInvalidGrant, "the subject token does not allow this client to act for it", 0}
 	errNoToken          = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "token is required", 0}
 	errClient           = &oauthError{http.StatusUnauthorized, ErrInvalidClient, "client authentication failed", 0}
 	errScope            = &oauthError{http.StatusBadRequest, ErrInvalidScope, "a requested scope is invalid or not allowed for this client", 0}

@@ -8,9 +8,8 @@ import (
 // What only the tests need of the issuer; none of it is part of its API.
 
 // ErrorCodes lists every `error` value the issuer's endpoints can answer (RFC 6749 §5.2, RFC
-// 8707 §2, and slow_down from RFC 8628 §3.5), for the tests and fuzzers that check every answer.
-// unauthorized_client and invalid_grant are never produced today: every registered client may
-// use the one grant supported, which carries no grant to be invalid.
+// 8707 §2, RFC 8693 §2.2.2, and slow_down from RFC 8628 §3.5), for the tests and fuzzers that
+// check every answer.
 var ErrorCodes = []string{ErrInvalidRequest, ErrInvalidClient, ErrInvalidGrant, ErrUnauthorizedClient,
 	ErrUnsupportedGrantType, ErrInvalidScope, ErrInvalidTarget, ErrSlowDown, ErrServerError}
 

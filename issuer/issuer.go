@@ -26,6 +26,7 @@ import (
 	"github.com/tokengate/tokengate/internal/authlimit"
 	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/jwks"
 	"github.com/tokengate/tokengate/internal/metrics"
 )
 
@@ -74,6 +75,13 @@ type Client struct {
 	// without it, introspection answers active only for the client's own tokens (RFC 7662 §4:
 	// the server must not tell one client about another's tokens).
 	Introspect bool
+	// TokenExchange allows the RFC 8693 grant (grant_types: token_exchange); every client may
+	// use client_credentials.
+	TokenExchange bool
+	// Keys, when set, authenticate the client by private_key_jwt (RFC 7523 §2.2) instead of a
+	// secret: its assertions must be signed by one of these keys (an inline `jwks` or a fetched
+	// `jwks_uri`). A client has either SecretHashes or Keys, never both.
+	Keys jwks.Source
 }
 
 // Config is the issuer's configuration (`issuer`, docs/configuration.md#issuer-optional).
@@ -85,6 +93,10 @@ type Config struct {
 	// Keys are the signing keys: the first signs, every one is published in the JWKS.
 	Keys    []KeyConfig
 	Clients []Client
+	// SubjectProviders are the providers whose tokens the token-exchange grant accepts as
+	// subject_token (RFC 8693 §2.1); empty disables the grant. They are verified by
+	// Options.Subjects.
+	SubjectProviders []string
 }
 
 // Options are the runtime dependencies of an Issuer. Zero values pick the defaults.
@@ -104,6 +116,9 @@ type Options struct {
 	// (ephemeral) keys whose kid and alg are unchanged are kept, so a reload does not invalidate
 	// every token they signed.
 	Previous *Issuer
+	// Subjects verifies subject tokens of the token-exchange grant against
+	// Config.SubjectProviders (the authorizer's verifier). Required when SubjectProviders is set.
+	Subjects SubjectVerifier
 }
 
 // client is the validated, frozen form of a Client.
@@ -117,6 +132,8 @@ type client struct {
 	key           *jose.SigningKey
 	claims        map[string]any // frozen JSON copy; never mutated after New
 	introspect    bool
+	exchange      bool        // may use the RFC 8693 grant
+	keys          jwks.Source // private_key_jwt keys; nil for a secret client
 }
 
 // Issuer is the authorization server. Build it with New.
@@ -144,6 +161,10 @@ type Issuer struct {
 	limit   *authlimit.Limiter          // the shared failure limiter (docs/issuer.md#failure-limiter)
 	trusted []netip.Prefix              // server.trusted_proxies
 	random  func(b []byte) (int, error) // crypto/rand.Read
+
+	subjectProviders []string        // token exchange: providers of subject tokens
+	subjects         SubjectVerifier // nil when token exchange is not configured
+	replay           *assertionReplay
 }
 
 // New validates cfg, loads or generates the signing keys and builds the issuer.
@@ -172,6 +193,20 @@ func New(cfg Config, opts Options) (*Issuer, error) {
 	}
 	if err := validateIssuerURL(cfg.IssuerURL); err != nil {
 		return nil, err
+	}
+	if len(cfg.SubjectProviders) > 0 {
+		if opts.Subjects == nil {
+			return nil, errors.New("issuer: token_exchange: subject_providers set but no subject verifier")
+		}
+		i.subjectProviders = dedupe(cfg.SubjectProviders)
+		i.subjects = opts.Subjects
+	}
+	// The jti replay cache outlives a reload, so a reload never lets an assertion be replayed
+	// (RFC 7523 §3 item 7).
+	if opts.Previous != nil && opts.Previous.replay != nil {
+		i.replay = opts.Previous.replay
+	} else {
+		i.replay = newAssertionReplay(0)
 	}
 	switch {
 	case i.ttl == 0:
@@ -308,8 +343,11 @@ func (i *Issuer) addClient(n int, c Client) error {
 	if _, dup := i.clients[c.ID]; dup {
 		return fmt.Errorf("%s: duplicate client_id", where)
 	}
-	if len(c.SecretHashes) == 0 {
-		return fmt.Errorf("%s: at least one secret required", where)
+	switch {
+	case len(c.SecretHashes) == 0 && c.Keys == nil:
+		return fmt.Errorf("%s: at least one secret (or a key set for private_key_jwt) required", where)
+	case len(c.SecretHashes) > 0 && c.Keys != nil:
+		return fmt.Errorf("%s: a secret and a key set are exclusive (one authentication method per client)", where)
 	}
 	if len(c.Audiences) == 0 {
 		return fmt.Errorf("%s: at least one audience required (RFC 9068 §2.2: aud is required)", where)
@@ -341,6 +379,8 @@ func (i *Issuer) addClient(n int, c Client) error {
 		ttl:           c.TokenTTL,
 		key:           i.keys[0],
 		introspect:    c.Introspect,
+		exchange:      c.TokenExchange,
+		keys:          c.Keys,
 	}
 	if cl.ttl == 0 {
 		cl.ttl = i.ttl
@@ -353,7 +393,7 @@ func (i *Issuer) addClient(n int, c Client) error {
 		cl.key = i.keys[idx]
 	}
 	for name := range c.Claims {
-		if jose.IsReservedClaim(name) {
+		if jose.IsReservedClaim(name) || isDelegationClaim(name) {
 			return fmt.Errorf("%s: claims: %q is set by the issuer and cannot be overridden", where, name)
 		}
 	}

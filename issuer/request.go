@@ -20,8 +20,13 @@ import (
 // Parameters the endpoints read. Any other parameter is ignored (RFC 6749 §3.2), and may repeat:
 // RFC 8707 `resource`, for one, is repeatable.
 var (
-	tokenParams      = []string{"grant_type", "client_id", "client_secret", "scope", "audience"}
-	introspectParams = []string{"token", "token_type_hint", "client_id", "client_secret"}
+	tokenParams = []string{"grant_type", "client_id", "client_secret", "client_assertion_type",
+		"client_assertion", "scope", "audience",
+		// RFC 8693 §2.1. `resource` may repeat (RFC 8707 §2): see repeatable.
+		"subject_token", "subject_token_type", "requested_token_type", "resource", "actor_token",
+		"actor_token_type"}
+	introspectParams = []string{"token", "token_type_hint", "client_id", "client_secret",
+		"client_assertion_type", "client_assertion"}
 )
 
 // readClientRequest is how the token and introspection endpoints begin: it marks the answer
@@ -95,6 +100,15 @@ func readParams(w http.ResponseWriter, r *http.Request, known []string) (map[str
 	}
 }
 
+// repeatable is the one known parameter that may repeat: RFC 8707 §2 `resource`. Its first value
+// is kept, and repeatedResource marks that there were more, for the grant to judge (a
+// client_credentials request ignores resource, as it always has; a token exchange issues a token
+// for one target and refuses several).
+const (
+	repeatable       = "resource"
+	repeatedResource = "\x00resource-repeated" // not a known parameter: never copied from a request
+)
+
 func parseForm(data []byte, known []string) (map[string]string, *oauthError) {
 	vals, err := url.ParseQuery(string(data))
 	if err != nil {
@@ -103,6 +117,10 @@ func parseForm(data []byte, known []string) (map[string]string, *oauthError) {
 	out := make(map[string]string, len(known))
 	for _, k := range known {
 		vs := vals[k]
+		if k == repeatable && len(vs) > 1 {
+			out[repeatedResource] = "1"
+			vs = vs[:1]
+		}
 		switch {
 		case len(vs) > 1:
 			return nil, errRepeated
@@ -171,6 +189,9 @@ type credentials struct {
 	// unsupported: an Authorization header of another scheme, an unsupported authentication
 	// method (invalid_client, RFC 6749 §5.2).
 	unsupported bool
+	// assertion is a private_key_jwt client assertion (RFC 7523 §2.2); id is then the body's
+	// client_id, which may be empty (the assertion's iss names the client).
+	assertion string
 }
 
 // clientCredentials finds the client credentials of a request: client_secret_basic, with the id
@@ -183,6 +204,20 @@ func clientCredentials(r *http.Request, p map[string]string) (credentials, *oaut
 	auths := r.Header.Values("Authorization")
 	if len(auths) > 1 {
 		return credentials{}, errTwoAuthHeaders
+	}
+	_, hasType := p["client_assertion_type"]
+	assertion, hasAssertion := p["client_assertion"]
+	if hasType || hasAssertion {
+		// RFC 7521 §4.2: both parameters, and no other client authentication (RFC 6749 §2.3).
+		switch {
+		case len(auths) > 0 || p["client_secret"] != "":
+			return credentials{}, errTwoMethods
+		case !hasType || !hasAssertion:
+			return credentials{}, errAssertionParams
+		case p["client_assertion_type"] != ClientAssertionType:
+			return credentials{unsupported: true}, nil
+		}
+		return credentials{id: p["client_id"], assertion: assertion}, nil
 	}
 	if len(auths) == 0 {
 		return credentials{id: p["client_id"], secret: p["client_secret"]}, nil
@@ -223,6 +258,9 @@ func clientCredentials(r *http.Request, p map[string]string) (credentials, *oaut
 // Unknown client and wrong secret take the same path (secretMatches with a nil client compares
 // against the dummy digest), count the same failure and get the same answer.
 func (i *Issuer) authenticate(r *http.Request, cr credentials) (*client, *oauthError) {
+	if cr.assertion != "" && !cr.unsupported {
+		return i.authenticateAssertion(r, cr)
+	}
 	if cr.unsupported || cr.id == "" || cr.secret == "" {
 		return nil, errClient
 	}
@@ -233,6 +271,9 @@ func (i *Issuer) authenticate(r *http.Request, cr credentials) (*client, *oauthE
 		return nil, errSlowDown(wait)
 	}
 	c := i.clients[cr.id]
+	if c != nil && c.keys != nil {
+		c = nil // a private_key_jwt client has no secret: the same answer as a wrong one
+	}
 	if !i.secretMatches(c, cr.secret) {
 		i.limit.Fail(cr.id, ip)
 		i.log.Info("issuer: client authentication failed", "client_id", logSafe(cr.id),
@@ -243,6 +284,9 @@ func (i *Issuer) authenticate(r *http.Request, cr credentials) (*client, *oauthE
 }
 
 func authMethod(cr credentials) string {
+	if cr.assertion != "" {
+		return "private_key_jwt"
+	}
 	if cr.basic {
 		return "client_secret_basic"
 	}

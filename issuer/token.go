@@ -26,6 +26,8 @@ type tokenResponse struct {
 	TokenType   string `json:"token_type"`
 	ExpiresIn   int64  `json:"expires_in"`
 	Scope       string `json:"scope,omitempty"`
+	// IssuedTokenType answers a token exchange (RFC 8693 §2.2.1).
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // serveToken is POST /oauth2/token: the client-credentials grant (RFC 6749 §4.4). The request is
@@ -38,17 +40,27 @@ func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, oe)
 		return
 	}
+	var x *exchangeRequest
 	switch gt, ok := p["grant_type"]; {
 	case !ok:
 		writeError(w, errNoGrantType)
 		return
-	case gt != "client_credentials":
+	case gt == GrantTokenExchange:
+		if x, oe = parseExchange(p); oe != nil {
+			writeError(w, oe)
+			return
+		}
+	case gt != grantClientCredentials:
 		writeError(w, errGrantType)
 		return
 	}
 	c, oe := i.authenticate(r, cr)
 	if oe != nil {
 		writeError(w, oe)
+		return
+	}
+	if x != nil {
+		i.exchange(w, r, c, x, p["scope"])
 		return
 	}
 	scopes, oe := grantScopes(c, p["scope"])

@@ -1,0 +1,214 @@
+package issuer
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/jose"
+)
+
+// assertion signs a client assertion for pkj with k; over overrides or (nil) removes claims.
+func (x *xenv) assertion(t testing.TB, k *jose.SigningKey, jti string, over map[string]any) string {
+	t.Helper()
+	now := x.clock.Now()
+	c := map[string]any{"iss": pkjID, "sub": pkjID, "aud": x.srv.URL + PathToken, "jti": jti,
+		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}
+	for n, v := range over {
+		if v == nil {
+			delete(c, n)
+		} else {
+			c[n] = v
+		}
+	}
+	tok, err := k.Sign(c, "JWT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func assertionForm(a string, kv ...string) string {
+	return form(append([]string{"grant_type", "client_credentials", "client_assertion_type", ClientAssertionType,
+		"client_assertion", a}, kv...)...)
+}
+
+// TestClientAssertion is private_key_jwt at the token endpoint (RFC 7523 §2.2, §3), through the
+// real HTTP server.
+func TestClientAssertion(t *testing.T) {
+	x := newXEnv(t)
+	at := func(d time.Duration) int64 { return x.clock.Now().Add(d).Unix() }
+	good := x.assertion(t, x.client, "once", nil)
+	type fn = func() string
+	for n, tc := range []struct {
+		name   string
+		body   fn
+		auth   *[2]string
+		status int
+		code   string
+	}{
+		{"accepted (aud the token endpoint)", func() string { return assertionForm(good) }, nil, 200, ""},
+		{"replayed assertion refused", func() string { return assertionForm(good) }, nil, 401, ErrInvalidClient},
+		{"aud the issuer URL, client_id in the body", func() string {
+			return assertionForm(x.assertion(t, x.client, "j2",
+				map[string]any{"aud": x.srv.URL}), "client_id", pkjID)
+		}, nil, 200, ""},
+		{"aud as an array", func() string {
+			return assertionForm(x.assertion(t, x.client, "j3",
+				map[string]any{"aud": []string{"x", x.srv.URL}}))
+		}, nil, 200, ""},
+		{"exp more than 5 min ahead", func() string {
+			return assertionForm(x.assertion(t, x.client, "j4",
+				map[string]any{"exp": at(10 * time.Minute)}))
+		}, nil, 401, ErrInvalidClient},
+		{"expired", func() string {
+			return assertionForm(x.assertion(t, x.client, "j5",
+				map[string]any{"exp": at(-time.Second)}))
+		}, nil, 401, ErrInvalidClient},
+		{"no exp", func() string { return assertionForm(x.assertion(t, x.client, "j6", map[string]any{"exp": nil})) }, nil, 401, ErrInvalidClient},
+		{"wrong aud", func() string {
+			return assertionForm(x.assertion(t, x.client, "j7",
+				map[string]any{"aud": "https://elsewhere.example/token"}))
+		}, nil, 401, ErrInvalidClient},
+		{"signed by another key with the same kid", func() string { return assertionForm(x.assertion(t, x.stranger, "j8", nil)) }, nil, 401, ErrInvalidClient},
+		{"iss is not sub", func() string { return assertionForm(x.assertion(t, x.client, "j9", map[string]any{"sub": "alice"})) }, nil, 401, ErrInvalidClient},
+		{"no jti", func() string { return assertionForm(x.assertion(t, x.client, "", map[string]any{"jti": nil})) }, nil, 401, ErrInvalidClient},
+		{"nbf in the future", func() string {
+			return assertionForm(x.assertion(t, x.client, "j10",
+				map[string]any{"nbf": at(2 * time.Minute)}))
+		}, nil, 401, ErrInvalidClient},
+		{"client_id other than iss", func() string { return assertionForm(x.assertion(t, x.client, "j11", nil), "client_id", exchID) }, nil, 401, ErrInvalidClient},
+		{"secret client cannot use an assertion", func() string {
+			return assertionForm(x.assertion(t, x.client, "j12",
+				map[string]any{"iss": exchID, "sub": exchID}))
+		}, nil, 401, ErrInvalidClient},
+		{"key client cannot use a secret", func() string { return form("grant_type", "client_credentials") }, basicAuth(pkjID, "guess"), 401, ErrInvalidClient},
+		{"unknown assertion type", func() string {
+			return form("grant_type", "client_credentials", "client_assertion_type", "urn:x",
+				"client_assertion", good)
+		}, nil, 401, ErrInvalidClient},
+		{"assertion without its type", func() string { return form("grant_type", "client_credentials", "client_assertion", good) }, nil, 400, ErrInvalidRequest},
+		{"assertion and Basic", func() string { return assertionForm(x.assertion(t, x.client, "j13", nil)) }, basicAuth(pkjID, "x"), 400, ErrInvalidRequest},
+		{"malformed assertion", func() string { return assertionForm("not-a-jwt", "client_id", pkjID) }, nil, 401, ErrInvalidClient},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if n >= 2 {
+				// Past the failure limiter's window, so each refusal is judged on its own.
+				x.clock.Advance(7 * time.Minute)
+			}
+			res := x.do(t, req{contentType: formCT, basic: tc.auth, body: tc.body()})
+			if tc.status == 200 {
+				tr := checkTokenResponse(t, res)
+				_, c := x.verifyWithServedJWKS(t, tr.AccessToken)
+				if c.Subject != pkjID || c.Raw["client_id"] != pkjID {
+					t.Errorf("claims %v", c.Raw)
+				}
+				return
+			}
+			checkOAuthError(t, res, tc.status, tc.code)
+		})
+	}
+}
+
+// TestClientAssertionLimiter: failed assertions count in the failure limiter like wrong secrets,
+// and a limited client is refused 429 slow_down even with a good assertion.
+func TestClientAssertionLimiter(t *testing.T) {
+	x := newXEnv(t)
+	for n := range 5 {
+		res := x.do(t, req{contentType: formCT, body: assertionForm(x.assertion(t, x.stranger, "bad"+itoa(int64(n)), nil))})
+		checkOAuthError(t, res, 401, ErrInvalidClient)
+	}
+	res := x.do(t, req{contentType: formCT, body: assertionForm(x.assertion(t, x.client, "good", nil))})
+	checkOAuthError(t, res, http.StatusTooManyRequests, ErrSlowDown)
+}
+
+// TestClientAssertionReplayCacheBounded: per-client jtis, refused until their exp, and a full
+// cache of live entries fails closed.
+func TestClientAssertionReplayCacheBounded(t *testing.T) {
+	r := newAssertionReplay(2)
+	now := time.Unix(1000, 0)
+	exp := now.Add(time.Minute)
+	for _, tc := range []struct {
+		id, jti string
+		at      time.Time
+		want    replayAnswer
+	}{
+		{"a", "1", now, replayNew},
+		{"a", "1", now, replaySeen},
+		{"b", "1", now, replayNew},  // per client
+		{"a", "2", now, replayFull}, // full of live entries: fail closed
+		{"a", "2", exp, replayNew},  // the oldest expired: room again
+		{"a", "1", exp.Add(time.Second), replayNew},
+	} {
+		if got := r.seen(tc.id, tc.jti, tc.at, tc.at.Add(time.Minute)); got != tc.want {
+			t.Fatalf("seen(%s,%s) = %d, want %d", tc.id, tc.jti, got, tc.want)
+		}
+	}
+}
+
+// FuzzTokenExchange fuzzes the token-exchange request parser through the handler: whatever the
+// form, the answer is a token or an RFC 6749 §5.2 / RFC 8693 error with its status; no panic.
+func FuzzTokenExchange(f *testing.F) {
+	x := newXEnv(f)
+	sub := x.subject(f, x.corp, corpIss, nil)
+	for _, s := range []string{
+		exchangeForm(sub),
+		exchangeForm(sub, "scope", "read", "audience", "billing"),
+		exchangeForm(sub, "resource", "orders", "resource", "billing"),
+		exchangeForm(sub, "requested_token_type", TokenTypeJWT),
+		exchangeForm("a.b.c"),
+		form("grant_type", GrantTokenExchange),
+		exchangeForm(sub, "actor_token", "x"),
+		assertionForm(x.assertion(f, x.client, "f1", nil), "grant_type", GrantTokenExchange),
+		"grant_type=" + GrantTokenExchange + "&subject_token=%zz",
+	} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	h := x.iss.Handler()
+	allowed := map[int][]string{
+		400: {ErrInvalidRequest, ErrUnsupportedGrantType, ErrInvalidScope, ErrInvalidTarget, ErrUnauthorizedClient, ErrInvalidGrant},
+		401: {ErrInvalidClient},
+		413: {ErrInvalidRequest},
+		429: {ErrSlowDown},
+	}
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(exchID+":"+exchSecret))
+	f.Fuzz(func(t *testing.T, body string, auth bool) {
+		r := httptest.NewRequest(http.MethodPost, PathToken, strings.NewReader(body))
+		r.RemoteAddr = "127.0.0.1:1234"
+		r.Header.Set("Content-Type", formCT)
+		if auth {
+			r.Header.Set("Authorization", basic)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		res := w.Result()
+		b, _ := io.ReadAll(res.Body)
+		if res.Header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("%d without no-store", res.StatusCode)
+		}
+		if res.StatusCode == http.StatusOK {
+			var tr tokenResponse
+			if err := json.Unmarshal(b, &tr); err != nil || tr.TokenType != "Bearer" || tr.ExpiresIn <= 0 {
+				t.Fatalf("bad 200 body %s", b)
+			}
+			return
+		}
+		if msg := validErrorBody(b); msg != "" {
+			t.Fatalf("%d: %s: %s", res.StatusCode, msg, b)
+		}
+		var eb struct{ Error string }
+		_ = json.Unmarshal(b, &eb)
+		for _, c := range allowed[res.StatusCode] {
+			if c == eb.Error {
+				return
+			}
+		}
+		t.Fatalf("status %d with error %q", res.StatusCode, eb.Error)
+	})
+}
