@@ -76,7 +76,7 @@ func (c *ReplayCache) Seen(jti string, now, until time.Time) bool {
 	}
 	// The store bounds the call by its own timeout; the Check has already verified the proof,
 	// so the only wait added is one Redis round trip.
-	first, err := c.shared.Claim(context.Background(), replayKind, upstream.Key(key[:]), until)
+	first, err := c.shared.Claim(context.Background(), replayKind, string(key[:]), until)
 	if err != nil {
 		if !c.outage.Swap(true) && !errors.Is(err, context.Canceled) {
 			c.log.Warn("DPoP replay cache: shared store unavailable, replays are refused per replica only until it answers")

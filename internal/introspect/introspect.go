@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,11 @@ type Config struct {
 	HTTPClient *http.Client // default httpx.NewClient(); redirects are never followed
 	Metrics    *metrics.Metrics
 	Now        func() time.Time
+	// Shared, when set and sealed, shares answers with the other replicas of the fleet (Redis):
+	// a miss here asks it before the endpoint, and an answer obtained here is stored there for
+	// as long as it may be reused. An unsealed store is not used: an answer whoever can write to
+	// Redis could forge would admit any opaque token.
+	Shared Shared
 }
 
 // Answer is a parsed introspection answer. It is shared by the cache: read only.
@@ -85,7 +91,20 @@ type Client struct {
 	now    func() time.Time
 	cache  *lru.Cache[[sha256.Size]byte, entry]
 	flight singleflight.Group
+	shared Shared // nil: answers stay in this replica
+	scope  []byte // what besides the token selects an answer in the shared store
 }
+
+// Shared is the part of upstream.Shared (the fleet's Redis) that answers need; declared here
+// because upstream imports this package.
+type Shared interface {
+	LoadValue(ctx context.Context, kind, key string) ([]byte, bool, error)
+	SaveValue(ctx context.Context, kind, key string, v []byte, until time.Time) error
+	Sealed() bool
+}
+
+// sharedKind is the namespace of introspection answers in the shared store.
+const sharedKind = "intro:"
 
 // New checks cfg and builds a Client.
 func New(cfg Config) (*Client, error) {
@@ -124,6 +143,11 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("introspect: %w", err)
 	}
 	c.cache = cache
+	if cfg.Shared != nil && cfg.Shared.Sealed() {
+		c.shared = cfg.Shared
+		// Another endpoint, or the same one asked as another client, may answer differently.
+		c.scope = []byte("tokengate introspection v1\x00" + cfg.URL + "\x00" + cfg.ClientID + "\x00")
+	}
 	return c, nil
 }
 
@@ -144,6 +168,9 @@ func (c *Client) Introspect(ctx context.Context, token string, sum [sha256.Size]
 		// (RFC 7662 §4 recommends caching precisely to spare the server repeated calls).
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
 		defer cancel()
+		if ans, ok := c.loadShared(cctx, sum); ok {
+			return ans, nil
+		}
 		ans, err := c.call(cctx, token)
 		if err != nil {
 			c.cfg.Metrics.Introspection(c.cfg.Provider, "error")
@@ -154,8 +181,10 @@ func (c *Client) Introspect(ctx context.Context, token string, sum [sha256.Size]
 			result = "active"
 		}
 		c.cfg.Metrics.Introspection(c.cfg.Provider, result)
-		if until := c.deadline(ans); c.now().Before(until) {
+		obtained := c.now()
+		if until := c.deadlineFrom(ans, obtained); obtained.Before(until) {
 			c.cache.Add(sum, entry{ans: ans, until: until})
+			c.saveShared(cctx, sum, ans, obtained, until)
 		}
 		return ans, nil
 	})
@@ -170,10 +199,66 @@ func (c *Client) Introspect(ctx context.Context, token string, sum [sha256.Size]
 	}
 }
 
-// deadline is how long ans may be reused: an active answer at most CacheTTL and never past its
-// exp (RFC 7662 §4: a cached answer must not outlive the token), an inactive one NegativeTTL.
-func (c *Client) deadline(ans *Answer) time.Time {
-	now := c.now()
+// sharedKey names the answer for the token whose SHA-256 is sum in the shared store.
+func (c *Client) sharedKey(sum [sha256.Size]byte) string {
+	h := sha256.New()
+	h.Write(c.scope)
+	h.Write(sum[:])
+	return string(h.Sum(nil))
+}
+
+// loadShared returns an answer another replica obtained, cached here until the earlier of its
+// own deadline and the one this replica's rules give it (an answer never lives longer for
+// having been shared). Any failure of the store is a miss: the endpoint is asked.
+func (c *Client) loadShared(ctx context.Context, sum [sha256.Size]byte) (*Answer, bool) {
+	if c.shared == nil {
+		return nil, false
+	}
+	v, ok, err := c.shared.LoadValue(ctx, sharedKind, c.sharedKey(sum))
+	if err != nil || !ok || len(v) < 16 {
+		return nil, false
+	}
+	obtained := time.Unix(0, int64(binary.BigEndian.Uint64(v[:8])))
+	until := time.Unix(0, int64(binary.BigEndian.Uint64(v[8:16])))
+	ans, err := ParseAnswer(http.StatusOK, v[16:])
+	if err != nil {
+		return nil, false
+	}
+	// This replica's cache_ttl and negative_ttl count from when the endpoint answered.
+	if local := c.deadlineFrom(ans, obtained); local.Before(until) {
+		until = local
+	}
+	if !c.now().Before(until) {
+		return nil, false
+	}
+	c.cfg.Metrics.Introspection(c.cfg.Provider, "shared")
+	c.cache.Add(sum, entry{ans: ans, until: until})
+	return ans, true
+}
+
+// saveShared stores ans, obtained from the endpoint at `obtained`, for the fleet until `until`:
+// both times (Unix ns), then the answer as JSON (an inactive one as {"active":false}: whatever it
+// carried was ignored).
+func (c *Client) saveShared(ctx context.Context, sum [sha256.Size]byte, ans *Answer, obtained, until time.Time) {
+	if c.shared == nil {
+		return
+	}
+	body := []byte(`{"active":false}`)
+	if ans.Active {
+		var err error
+		if body, err = json.Marshal(ans.Claims); err != nil {
+			return
+		}
+	}
+	v := make([]byte, 16, 16+len(body))
+	binary.BigEndian.PutUint64(v[:8], uint64(obtained.UnixNano()))
+	binary.BigEndian.PutUint64(v[8:], uint64(until.UnixNano()))
+	_ = c.shared.SaveValue(ctx, sharedKind, c.sharedKey(sum), append(v, body...), until)
+}
+
+// deadlineFrom is how long ans, obtained from the endpoint at now, may be reused: an active
+// answer at most CacheTTL and never past its exp (RFC 7662 §4: a cached answer must not outlive the token), an inactive one NegativeTTL.
+func (c *Client) deadlineFrom(ans *Answer, now time.Time) time.Time {
 	if !ans.Active {
 		return now.Add(c.cfg.NegativeTTL)
 	}

@@ -36,16 +36,18 @@ var ErrStoreDown = errors.New("upstream: shared token store unavailable")
 // call is bounded by the implementation's own timeout and may fail fast with ErrStoreDown; a
 // caller then decides alone, from its local cache.
 //
-// kind names a namespace ("jti:", "intro:"); key is a SHA-256 digest, never a secret.
+// kind names a namespace ("jti:", "intro:"); key is a SHA-256 digest (its bytes), never a
+// secret. The parameters are plain types so that a package this one imports (introspect) can
+// declare the subset it uses.
 type Shared interface {
 	// Claim records key until `until` unless some replica already did: first is true only for
 	// the one caller that recorded it (SET NX: the first writer wins, RFC 9449 §11.1).
-	Claim(ctx context.Context, kind string, key Key, until time.Time) (first bool, err error)
+	Claim(ctx context.Context, kind, key string, until time.Time) (first bool, err error)
 	// LoadValue returns the value shared under key; ok is false when there is none or it does
 	// not open (values are sealed when the store has an encryption key).
-	LoadValue(ctx context.Context, kind string, key Key) (v []byte, ok bool, err error)
+	LoadValue(ctx context.Context, kind, key string) (v []byte, ok bool, err error)
 	// SaveValue shares v under key until `until`.
-	SaveValue(ctx context.Context, kind string, key Key, v []byte, until time.Time) error
+	SaveValue(ctx context.Context, kind, key string, v []byte, until time.Time) error
 	// Sealed reports whether values are encrypted and authenticated, so that whoever can write to
 	// the backend cannot forge one.
 	Sealed() bool

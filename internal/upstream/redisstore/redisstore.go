@@ -521,7 +521,7 @@ func (s *Store) Sealed() bool { return s.aead != nil }
 // Claim implements upstream.Shared with SET NX PX: of any number of replicas claiming one key
 // within its lifetime, exactly one is first. The value is a single byte: the key name (a digest)
 // is all that is shared.
-func (s *Store) Claim(ctx context.Context, kind string, key upstream.Key, until time.Time) (bool, error) {
+func (s *Store) Claim(ctx context.Context, kind, key string, until time.Time) (bool, error) {
 	ttl := until.Sub(s.now())
 	if ttl < time.Millisecond {
 		ttl = time.Millisecond // recorded briefly all the same: SET NX must decide who is first
@@ -531,7 +531,7 @@ func (s *Store) Claim(ctx context.Context, kind string, key upstream.Key, until 
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	ok, err := s.rdb.SetNX(ctx, s.name(kind, key), "1", ttl).Result()
+	ok, err := s.rdb.SetNX(ctx, s.name(kind, upstream.Key(key)), "1", ttl).Result()
 	s.observe("claim", err)
 	if err != nil {
 		return false, err
@@ -545,13 +545,13 @@ func (s *Store) Claim(ctx context.Context, kind string, key upstream.Key, until 
 }
 
 // LoadValue implements upstream.Shared.
-func (s *Store) LoadValue(ctx context.Context, kind string, key upstream.Key) ([]byte, bool, error) {
+func (s *Store) LoadValue(ctx context.Context, kind, key string) ([]byte, bool, error) {
 	if !s.allow() {
 		return nil, false, upstream.ErrStoreDown
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	name := s.name(kind, key)
+	name := s.name(kind, upstream.Key(key))
 	b, err := s.rdb.Get(ctx, name).Bytes()
 	if errors.Is(err, redis.Nil) {
 		s.observe("get", nil)
@@ -572,7 +572,7 @@ func (s *Store) LoadValue(ctx context.Context, kind string, key upstream.Key) ([
 }
 
 // SaveValue implements upstream.Shared; a value whose time is up is not written.
-func (s *Store) SaveValue(ctx context.Context, kind string, key upstream.Key, v []byte, until time.Time) error {
+func (s *Store) SaveValue(ctx context.Context, kind, key string, v []byte, until time.Time) error {
 	ttl := until.Sub(s.now())
 	if ttl < time.Millisecond {
 		return nil
@@ -582,7 +582,7 @@ func (s *Store) SaveValue(ctx context.Context, kind string, key upstream.Key, v 
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	name := s.name(kind, key)
+	name := s.name(kind, upstream.Key(key))
 	b, err := s.seal(name, v)
 	if err != nil {
 		return err

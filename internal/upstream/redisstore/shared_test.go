@@ -25,7 +25,7 @@ func TestSharedClaimFirstWriterWins(t *testing.T) {
 			b, _ := New(Options{Addr: r.Addr(), EncryptionKey: tc.enc, KeyPrefix: "t-" + tc.name + ":"})
 			t.Cleanup(func() { a.Close(); b.Close() })
 			ctx := context.Background()
-			k := upstream.Key(bytes.Repeat([]byte{1}, 32))
+			k := string(bytes.Repeat([]byte{1}, 32))
 			first, err := a.Claim(ctx, "jti:", k, time.Now().Add(150*time.Millisecond))
 			if err != nil || !first {
 				t.Fatalf("replica A: first=%v err=%v, want first", first, err)
@@ -47,7 +47,7 @@ func TestSharedClaimFirstWriterWins(t *testing.T) {
 func TestSharedValues(t *testing.T) {
 	r := testkit.StartRedis(t)
 	ctx := context.Background()
-	k := upstream.Key(bytes.Repeat([]byte{2}, 32))
+	k := string(bytes.Repeat([]byte{2}, 32))
 	enc := bytes.Repeat([]byte{9}, 32)
 	a, _ := New(Options{Addr: r.Addr(), EncryptionKey: enc})
 	b, _ := New(Options{Addr: r.Addr(), EncryptionKey: enc})
@@ -66,20 +66,20 @@ func TestSharedValues(t *testing.T) {
 	if err != nil || !ok || string(v) != `{"active":true}` {
 		t.Fatalf("replica B read %q ok=%v err=%v", v, ok, err)
 	}
-	raw, _ := a.rdb.Get(ctx, a.name("intro:", k)).Bytes()
+	raw, _ := a.rdb.Get(ctx, a.name("intro:", upstream.Key(k))).Bytes()
 	if bytes.Contains(raw, []byte("active")) {
 		t.Fatal("sealed value stored in clear")
 	}
 	// Planted in clear under the name a sealed store would use: ignored.
-	a.rdb.Set(ctx, a.name("intro:", k), append([]byte{formatPlain}, `{"active":true}`...), time.Minute)
+	a.rdb.Set(ctx, a.name("intro:", upstream.Key(k)), append([]byte{formatPlain}, `{"active":true}`...), time.Minute)
 	if _, ok, _ := b.LoadValue(ctx, "intro:", k); ok {
 		t.Fatal("a plaintext value was accepted by a sealed store")
 	}
 	// Moved to another key: the additional data no longer matches.
-	k2 := upstream.Key(bytes.Repeat([]byte{3}, 32))
+	k2 := string(bytes.Repeat([]byte{3}, 32))
 	_ = a.SaveValue(ctx, "intro:", k, []byte("x"), time.Now().Add(time.Minute))
-	moved, _ := a.rdb.Get(ctx, a.name("intro:", k)).Bytes()
-	a.rdb.Set(ctx, a.name("intro:", k2), moved, time.Minute)
+	moved, _ := a.rdb.Get(ctx, a.name("intro:", upstream.Key(k))).Bytes()
+	a.rdb.Set(ctx, a.name("intro:", upstream.Key(k2)), moved, time.Minute)
 	if _, ok, _ := b.LoadValue(ctx, "intro:", k2); ok {
 		t.Fatal("a value moved to another key was accepted")
 	}
@@ -96,7 +96,7 @@ func TestSharedDown(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	r.Kill()
 	ctx := context.Background()
-	k := upstream.Key(bytes.Repeat([]byte{4}, 32))
+	k := string(bytes.Repeat([]byte{4}, 32))
 	if _, err := s.Claim(ctx, "jti:", k, time.Now().Add(time.Second)); err == nil {
 		t.Fatal("Claim with Redis down: no error")
 	}
