@@ -527,6 +527,13 @@ func denyUpstream(err error, d *Decision) {
 }
 
 func upstreamDenial(err error) Decision {
+	if errors.Is(err, upstream.ErrExchangeRefused) {
+		// The IdP will not exchange this caller's token for the upstream's (RFC 8693 §2.2.2):
+		// the caller may not reach it, as with a missing scope (docs/decisions.md#the-decision-table).
+		d := accessDenied("the token cannot be exchanged for this upstream")
+		d.Reason = err.Error()
+		return d
+	}
 	if rejected(err) {
 		return invalidClient() // the caller's own credentials, exchanged upstream, were refused
 	}

@@ -38,6 +38,7 @@ type IdP struct {
 	JWKSRequests  atomic.Int64
 
 	intro introspection // the RFC 7662 endpoint (idp_introspect.go)
+	exch  exchange      // the RFC 8693 grant (idp_exchange.go)
 }
 
 // IdPTokenPath and IdPJWKSPath are where the IdP serves its endpoints.
@@ -189,7 +190,7 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "temporarily_unavailable"})
 		return
 	}
-	if r.PostForm.Get("grant_type") != "client_credentials" {
+	if g := r.PostForm.Get("grant_type"); g != "client_credentials" && g != tokenExchangeGrant {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type"})
 		return
 	}
@@ -205,6 +206,10 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	if !known || subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1 {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+		return
+	}
+	if r.PostForm.Get("grant_type") == tokenExchangeGrant {
+		p.tokenExchange(w, r, id, seq, ttl)
 		return
 	}
 	resp := map[string]any{

@@ -71,7 +71,7 @@ func TestCommands(t *testing.T) {
 		{"validate warns about a shadowed route", []string{"validate", "--config", shadowed}, "", 0,
 			[]string{`warning: routes[1].match: never chosen by match: routes[0] ("all")`, "valid"}, nil},
 		{"validate bad lists every problem", []string{"validate", "--config", bad}, "", 2,
-			[]string{"server.max_token_bytes:", "routes[0].upstream: exactly one of mint, fetch, exchanged, passthrough, remove", "routes[0].bogus: unknown field"}, nil},
+			[]string{"server.max_token_bytes:", "routes[0].upstream: exactly one of mint, fetch, exchanged, token_exchange, passthrough, remove", "routes[0].bogus: unknown field"}, nil},
 		{"validate parses signing keys", []string{"validate", "--config", badKey}, "", 2, []string{"signing_keys[0]"}, nil},
 		{"validate missing file", []string{"validate", "--config", filepath.Join(dir, "nope.yaml")}, "", 2, nil, nil},
 		{"validate without --config", []string{"validate"}, "", 2, nil, nil},

@@ -52,6 +52,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 				Provider: p.Name, URL: in.URL, ClientID: in.ClientID, ClientSecret: in.ClientSecret.Value(),
 				AllowHTTP: cfg.Server.AllowHTTPURLs, CacheTTL: in.CacheTTL.Std(), NegativeTTL: in.NegativeTTL.Std(),
 				CacheSize: cfg.Cache.VerifiedTokens, HTTPClient: a.opts.HTTPClient, Metrics: a.metrics, Now: a.opts.Now,
+				Shared: a.introspectionShared(), // the fleet's answers (Redis), behind the local cache
 			})
 			if err != nil {
 				return nil, fmt.Errorf("providers: %w", err)
@@ -211,6 +212,19 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 			return out, errors.New("upstream exchanged needs client_credentials authentication at a token_url")
 		}
 		out.Upstream, out.Source = extauthz.UpstreamToken, upstream.NewExchangedSource(exchange)
+	case config.UpstreamTokenExchange:
+		te := r.Upstream.TokenExchange
+		out.Upstream = extauthz.UpstreamToken
+		src, err := upstream.NewTokenExchangeSource(a.tokens, r.Name, upstream.TokenExchange{
+			TokenURL: te.TokenURL, ClientID: te.ClientID,
+			Auth:     upstream.ClientSecretAuth{ClientID: te.ClientID, Secret: te.ClientSecret.Value(), Style: te.AuthStyle},
+			Audience: te.Audience, Resource: te.Resource, Scopes: te.Scopes,
+			SubjectTokenType: te.SubjectTokenType, RequestedTokenType: te.RequestedTokenType, Timeout: te.Timeout.Std(),
+		})
+		if err != nil {
+			return out, fmt.Errorf("upstream.token_exchange: %w", err)
+		}
+		out.Source = src
 	case config.UpstreamPassthrough:
 		out.Upstream = extauthz.UpstreamPassthrough
 	default:

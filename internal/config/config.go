@@ -212,20 +212,23 @@ type Exchange struct {
 
 // Upstream says which credential goes upstream. Exactly one field is set.
 type Upstream struct {
-	Mint        *Mint  `yaml:"mint"`
-	Fetch       *Fetch `yaml:"fetch"`
-	Exchanged   *Empty `yaml:"exchanged"`
-	Passthrough *Empty `yaml:"passthrough"`
-	Remove      *Empty `yaml:"remove"`
+	Mint      *Mint  `yaml:"mint"`
+	Fetch     *Fetch `yaml:"fetch"`
+	Exchanged *Empty `yaml:"exchanged"`
+	// TokenExchange exchanges the caller's token for one meant for the upstream (RFC 8693).
+	TokenExchange *TokenExchange `yaml:"token_exchange"`
+	Passthrough   *Empty         `yaml:"passthrough"`
+	Remove        *Empty         `yaml:"remove"`
 }
 
 // Upstream modes, as returned by (*Upstream).Mode.
 const (
-	UpstreamMint        = "mint"
-	UpstreamFetch       = "fetch"
-	UpstreamExchanged   = "exchanged"
-	UpstreamPassthrough = "passthrough"
-	UpstreamRemove      = "remove"
+	UpstreamMint          = "mint"
+	UpstreamFetch         = "fetch"
+	UpstreamExchanged     = "exchanged"
+	UpstreamTokenExchange = "token_exchange"
+	UpstreamPassthrough   = "passthrough"
+	UpstreamRemove        = "remove"
 )
 
 // Mode returns the configured mode, or "" when none is set (never in a validated Config).
@@ -268,6 +271,24 @@ type Fetch struct {
 	ClientSecret Secret `yaml:"client_secret"`
 	Exchange     `yaml:",inline"`
 }
+
+// TokenExchange sends the caller's verified token to TokenURL as an RFC 8693 subject_token,
+// authenticated as tokengate's client, and sends the answer's access_token upstream.
+type TokenExchange struct {
+	TokenURL           string   `yaml:"token_url"`
+	ClientID           string   `yaml:"client_id"`
+	ClientSecret       Secret   `yaml:"client_secret"`
+	AuthStyle          string   `yaml:"auth_style"`
+	Audience           string   `yaml:"audience"`
+	Resource           string   `yaml:"resource"`
+	Scopes             []string `yaml:"scopes"`
+	SubjectTokenType   string   `yaml:"subject_token_type"`
+	RequestedTokenType string   `yaml:"requested_token_type"`
+	Timeout            Duration `yaml:"timeout"`
+}
+
+// TokenTypeAccessToken is the default subject_token_type and requested_token_type (RFC 8693 §3).
+const TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 
 // Cache sizes the caches and optionally shares upstream tokens across replicas.
 type Cache struct {
@@ -325,6 +346,9 @@ func setDefaults(p any) {
 		setDefaults(&p.Exchange)
 	case *ClientCredentialsAuth:
 		setDefaults(&p.Exchange)
+	case *TokenExchange:
+		p.AuthStyle, p.Timeout = defaults.AuthStyle, Duration(defaults.UpstreamTimeout)
+		p.SubjectTokenType, p.RequestedTokenType = TokenTypeAccessToken, TokenTypeAccessToken
 	case *Exchange:
 		p.AuthStyle, p.Timeout = defaults.AuthStyle, Duration(defaults.UpstreamTimeout)
 		p.DefaultTTL = Duration(defaults.UpstreamTokenTTL)

@@ -63,6 +63,9 @@ func resolveFiles(cfg *Config, baseDir string, p *problems) {
 		if f := cfg.Routes[i].Upstream.Fetch; f != nil {
 			f.ClientSecret.resolve(indexPath("routes", i)+".upstream.fetch", "client_secret", true, baseDir, p)
 		}
+		if te := cfg.Routes[i].Upstream.TokenExchange; te != nil {
+			te.ClientSecret.resolve(indexPath("routes", i)+".upstream.token_exchange", "client_secret", true, baseDir, p)
+		}
 	}
 	if g := cfg.Server.GatewayTLS; g != nil {
 		const path = "server.gateway_tls"

@@ -477,8 +477,48 @@ func (v *validator) upstream(path string, u *Upstream, a *Authenticate) {
 		v.check(a.ClientCredentials.TokenURL == "", path+".exchanged",
 			"needs client_credentials.token_url (the token obtained there goes upstream)")
 	}
+	if te := u.TokenExchange; te != nil {
+		v.tokenExchange(path+".token_exchange", te, auth)
+	}
 	v.check(u.Passthrough != nil && auth == AuthClientCredentials, path+".passthrough",
 		"would send the caller's client secret upstream; use exchanged")
+}
+
+// tokenExchange checks an RFC 8693 token-exchange upstream. It needs the caller's own token
+// (authenticate.jwt): a client_credentials caller has only a secret, which is never sent on.
+func (v *validator) tokenExchange(path string, te *TokenExchange, auth string) {
+	v.check(auth != AuthJWT, path, "only allowed with authenticate.jwt (the caller's token is the subject_token)")
+	if v.required(path+".token_url", te.TokenURL) {
+		v.url(path+".token_url", te.TokenURL, false)
+	}
+	v.required(path+".client_id", te.ClientID)
+	v.scopes(path+".scopes", te.Scopes)
+	v.check(te.AuthStyle != "basic" && te.AuthStyle != "body", path+".auth_style", "must be basic or body")
+	if te.Resource != "" {
+		u, err := url.Parse(te.Resource)
+		v.check(err != nil || !u.IsAbs() || u.Fragment != "", path+".resource",
+			"must be an absolute URI without a fragment (RFC 8707 section 2)")
+	}
+	for _, f := range []struct{ name, value string }{
+		{"subject_token_type", te.SubjectTokenType}, {"requested_token_type", te.RequestedTokenType},
+	} {
+		// RFC 8693 §3: token type identifiers are URIs.
+		v.check(!strings.Contains(f.value, ":") || strings.ContainsAny(f.value, `"\`) || !isPrintableASCII(f.value),
+			path+"."+f.name, "must be a token type URI (RFC 8693 section 3)")
+	}
+	if v.positive(path+".timeout", te.Timeout) {
+		v.check(te.Timeout.Std() > maxTimeout, path+".timeout", "must be at most %s", maxTimeout)
+	}
+}
+
+// isPrintableASCII reports whether s is %x21-7E only.
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // clientWithAudience returns the path of an issuer client that may ask for aud, or "".
