@@ -93,6 +93,16 @@ func TestComposeStructure(t *testing.T) {
 				t.Errorf("%s: service %s: FORWARD_AUTH_HEADERS %q, want %q", file, svc, got, family)
 			}
 		}
+		// Only nginx's tokengate reads a client certificate header (RFC 8705): nginx sets it
+		// from the TLS connection, overwriting the client's; Caddy, Traefik and Envoy's HTTP
+		// filter would pass a client's own on.
+		for svc, hdr := range map[string]string{"tokengate": "", "tokengate-nginx": "x-client-cert", "tokengate-fwd": ""} {
+			if got, ok := composeEnv(t, file, svc)["CLIENT_CERT_HEADER"]; !ok || got != hdr {
+				t.Errorf("%s: service %s: CLIENT_CERT_HEADER %q (set %v), want %q", file, svc, got, ok, hdr)
+			}
+		}
+		wantMount(t, file, "nginx", "nginx/tls", "/etc/nginx/tls")
+		wantPublished(t, file, "nginx", "127.0.0.1:10443:10443")
 		// The gateway ports of tokengate (gRPC, /authz) are never published to the host.
 		for _, svc := range []string{"tokengate", "tokengate-nginx", "tokengate-fwd", "idp"} {
 			for _, p := range list(composeService(t, file, svc)["ports"]) {

@@ -42,22 +42,58 @@ type Addrs struct {
 	Tokengate string
 	// Upstream is the address of the protected upstream.
 	Upstream string
+	// TLS, when set, keeps nginx's TLS listener (client certificates, RFC 8705) with these
+	// address and files; nil removes it. Caddyfile refuses it.
+	TLS *NginxTLS
 }
+
+// NginxTLS is the TLS listener of the nginx example: where it listens and its files (absolute
+// paths, PEM).
+type NginxTLS struct {
+	// Listen is the host:port of the TLS listener, e.g. "127.0.0.1:18443".
+	Listen string
+	// Cert and Key are the server's certificate and private key.
+	Cert, Key string
+	// ClientCA holds the certificate authorities client certificates must chain to.
+	ClientCA string
+}
+
+// The shipped TLS listener and files of nginx/nginx.conf.
+const (
+	shippedTLSListen   = "listen 10443 ssl;"
+	shippedTLSCert     = "ssl_certificate /etc/nginx/tls/server.crt;"
+	shippedTLSKey      = "ssl_certificate_key /etc/nginx/tls/server.key;"
+	shippedTLSClientCA = "ssl_client_certificate /etc/nginx/tls/client-ca.crt;"
+)
 
 // check refuses anything but plain host:port values, so a rendered file never gains directives
 // from an address.
 func (a Addrs) check() error {
 	for _, f := range []struct{ name, v string }{{"Listen", a.Listen}, {"Tokengate", a.Tokengate}, {"Upstream", a.Upstream}} {
 		host, port, err := net.SplitHostPort(f.v)
-		if err != nil || port == "" || strings.ContainsAny(f.v, " \t\r\n;{}\"'#$\\") {
+		if err != nil || port == "" || strings.ContainsAny(f.v, unsafeChars) {
 			return fmt.Errorf("envoy: %s address %q is not a plain host:port", f.name, f.v)
 		}
 		if f.name != "Listen" && host == "" {
 			return fmt.Errorf("envoy: %s address %q has no host", f.name, f.v)
 		}
 	}
+	if t := a.TLS; t != nil {
+		if _, port, err := net.SplitHostPort(t.Listen); err != nil || port == "" || strings.ContainsAny(t.Listen, unsafeChars) {
+			return fmt.Errorf("envoy: TLS listen address %q is not a plain host:port", t.Listen)
+		}
+		for _, f := range []struct{ name, v string }{{"Cert", t.Cert}, {"Key", t.Key}, {"ClientCA", t.ClientCA}} {
+			if !filepath.IsAbs(f.v) || strings.ContainsAny(f.v, unsafeChars) {
+				return fmt.Errorf("envoy: TLS %s %q must be an absolute path without spaces or quotes", f.name, f.v)
+			}
+		}
+	}
 	return nil
 }
+
+// unsafeChars may not appear in a value put into a rendered file: each could end a directive or
+// start another one.
+const unsafeChars = " \t\r\n;{}\"'#$\\"
 
 // replaceExactly replaces old by new in s and fails unless old occurs exactly n times, so a
 // change to a shipped file that a renderer would silently miss breaks the tests instead.
@@ -81,7 +117,7 @@ func NginxConfig(a Addrs, dir string) (string, error) {
 	if err := a.check(); err != nil {
 		return "", err
 	}
-	if !filepath.IsAbs(dir) || strings.ContainsAny(dir, " \t\r\n;{}\"'#$\\") {
+	if !filepath.IsAbs(dir) || strings.ContainsAny(dir, unsafeChars) {
 		return "", fmt.Errorf("envoy: nginx directory %q must be an absolute path without spaces or quotes", dir)
 	}
 	s := nginxConf
@@ -101,7 +137,22 @@ func NginxConfig(a Addrs, dir string) (string, error) {
 			"    uwsgi_temp_path " + dir + "/uwsgi;\n" +
 			"    scgi_temp_path " + dir + "/scgi;\n"},
 	}
-	for _, st := range steps {
+	// The TLS listener: rewritten, or removed with its files when a.TLS is nil (nginx will not
+	// start a TLS listener without them).
+	tls := []struct{ old, new string }{
+		{shippedTLSListen, ""}, {shippedTLSCert, ""}, {shippedTLSKey, ""}, {shippedTLSClientCA, ""},
+	}
+	if t := a.TLS; t != nil {
+		tls[0].new = "listen " + t.Listen + " ssl;"
+		tls[1].new = "ssl_certificate " + t.Cert + ";"
+		tls[2].new = "ssl_certificate_key " + t.Key + ";"
+		tls[3].new = "ssl_client_certificate " + t.ClientCA + ";"
+	} else {
+		tls = append(tls, struct{ old, new string }{"ssl_verify_client optional;", ""},
+			struct{ old, new string }{"ssl_verify_depth 2;", ""},
+			struct{ old, new string }{"ssl_protocols TLSv1.2 TLSv1.3;", ""})
+	}
+	for _, st := range append(steps, tls...) {
 		if s, err = replaceExactly(s, st.old, st.new, 1); err != nil {
 			return "", err
 		}
@@ -119,6 +170,9 @@ func NginxConfig(a Addrs, dir string) (string, error) {
 func Caddyfile(a Addrs) (string, error) {
 	if err := a.check(); err != nil {
 		return "", err
+	}
+	if a.TLS != nil {
+		return "", fmt.Errorf("envoy: the Caddyfile example has no TLS listener")
 	}
 	host, port, _ := net.SplitHostPort(a.Listen)
 	site := ":" + port + " {"

@@ -3,11 +3,20 @@ package envoy
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +25,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/testkit"
 )
 
@@ -121,6 +131,13 @@ type e2eRig struct {
 // service) on loopback.
 func startRig(t *testing.T, service string) *e2eRig {
 	t.Helper()
+	return startRigKey(t, service, nil)
+}
+
+// startRigKey is startRig with the IdP signing with key (instead of a key it makes itself), so
+// the test can sign caller tokens with claims the IdP's token endpoint does not issue (cnf).
+func startRigKey(t *testing.T, service string, key *jose.SigningKey) *e2eRig {
+	t.Helper()
 	r := &e2eRig{echo: newEchoRecorder(t)}
 	idpHTTP := testkit.FreeAddr(t)
 	r.idpURL = "http://" + idpHTTP
@@ -129,6 +146,17 @@ func startRig(t *testing.T, service string) *e2eRig {
 		`authz_addr: ":9002"`, `authz_addr: "127.0.0.1:0"`,
 		`metrics_addr: ":9090"`, `metrics_addr: "127.0.0.1:0"`,
 		"http://idp:8080", r.idpURL)
+	if key != nil {
+		pemKey, err := key.MarshalPEM()
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "idp-key.pem")
+		if err := os.WriteFile(file, pemKey, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		idp = rewriteAll(t, idp, "generate: true", "file: "+file)
+	}
 	startApp(t, idp, composeEnv(t, "docker-compose.yaml", "idp"))
 
 	r.authzAddr = testkit.FreeAddr(t)
@@ -376,4 +404,244 @@ func TestNginxPassesTokengateStatuses(t *testing.T) {
 			t.Errorf("%s: content-type %q, want application/json", c.path, h.Get("Content-Type"))
 		}
 	}
+}
+
+// testPKI is what TestNginxCertificateBoundTokens makes: a client CA nginx trusts with two client
+// certificates of it, a client certificate of another CA, and nginx's server certificate.
+type testPKI struct {
+	serverPool                 *x509.CertPool
+	serverCert, serverKey, ca  []byte // PEM files for nginx
+	clientA, clientB, stranger tls.Certificate
+	clientAPEM                 string
+}
+
+// newCA makes a self-signed ECDSA certificate authority.
+func newCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return cert, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// issue signs a leaf certificate for name with the CA; server certificates are for 127.0.0.1.
+func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, server bool) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	p := &testPKI{serverPool: x509.NewCertPool()}
+	serverCA, serverCAKey, serverCAPEM := newCA(t, "server CA")
+	p.serverPool.AppendCertsFromPEM(serverCAPEM)
+	p.serverCert, p.serverKey = issue(t, serverCA, serverCAKey, "nginx", true)
+	clientCA, clientCAKey, clientCAPEM := newCA(t, "client CA")
+	p.ca = clientCAPEM
+	other, otherKey, _ := newCA(t, "another CA")
+	pair := func(ca *x509.Certificate, key *ecdsa.PrivateKey, name string) (tls.Certificate, string) {
+		c, k := issue(t, ca, key, name, false)
+		tc, err := tls.X509KeyPair(c, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tc, string(c)
+	}
+	p.clientA, p.clientAPEM = pair(clientCA, clientCAKey, "client A")
+	p.clientB, _ = pair(clientCA, clientCAKey, "client B")
+	p.stranger, _ = pair(other, otherKey, "client of another CA")
+	return p
+}
+
+// TestNginxCertificateBoundTokens: nginx/nginx.conf's TLS listener with client certificates in
+// front of tokengate.yaml as compose's tokengate-nginx runs it (client_cert_header:
+// x-client-cert). A token bound to a certificate (RFC 8705 §3, cnf.x5t#S256) passes with that
+// certificate only; nginx refuses a certificate of another CA itself; on the plain listener a
+// client's own X-Client-Cert never reaches tokengate or the upstream.
+func TestNginxCertificateBoundTokens(t *testing.T) {
+	bin := testkit.Tool(t, "nginx", "nginx")
+	key, err := jose.GenerateKey("ES256", "idp-demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRigKey(t, "tokengate-nginx", key)
+	pki := newTestPKI(t)
+	dir := t.TempDir()
+	files := map[string][]byte{"server.crt": pki.serverCert, "server.key": pki.serverKey, "client-ca.crt": pki.ca}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listen, listenTLS := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	conf, err := NginxConfig(Addrs{
+		Listen: listen, Tokengate: r.authzAddr, Upstream: strings.TrimPrefix(r.echo.srv.URL, "http://"),
+		TLS: &NginxTLS{Listen: listenTLS, Cert: filepath.Join(dir, "server.crt"), Key: filepath.Join(dir, "server.key"), ClientCA: filepath.Join(dir, "client-ca.crt")},
+	}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testkit.StartProcess(t, listen, nil, bin, "-p", dir, "-c", file, "-e", filepath.Join(dir, "error.log"))
+
+	thumb, err := jose.CertificateThumbprint(pki.clientAPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A caller token of the rig's IdP as its token endpoint issues them (client corp-app), bound
+	// to client A's certificate.
+	sign := func(extra map[string]any) string {
+		now := time.Now()
+		c := map[string]any{
+			"iss": r.idpURL, "sub": idpCallerClient, "client_id": idpCallerClient, "aud": "api://gateway",
+			"scope": "echo.read", "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
+		}
+		for k, v := range extra {
+			c[k] = v
+		}
+		tok, err := key.Sign(c, "JWT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	bound := sign(map[string]any{"cnf": map[string]any{"x5t#S256": thumb}})
+	unbound := sign(nil)
+
+	get := func(t *testing.T, base string, cert *tls.Certificate, hdr map[string]string) (int, http.Header, map[string][]string, error) {
+		t.Helper()
+		cfg := &tls.Config{RootCAs: pki.serverPool, MinVersion: tls.VersionTLS12}
+		if cert != nil {
+			// Sent whatever CAs nginx's CertificateRequest names (RFC 8446 §4.3.2
+			// certificate_authorities): crypto/tls would otherwise keep the certificate of
+			// another CA to itself, and the test would not show what nginx does with it.
+			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+		}
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+		req, _ := http.NewRequest(http.MethodGet, base+"/mint/x", nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var echo struct {
+			Headers map[string][]string `json:"headers"`
+		}
+		_ = json.Unmarshal(body, &echo)
+		return resp.StatusCode, resp.Header, echo.Headers, nil
+	}
+	escapedA := url.QueryEscape(pki.clientAPEM)
+	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	withCert := func(tok string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + tok, "X-Client-Cert": escapedA}
+	}
+
+	cases := []struct {
+		name   string
+		base   string
+		cert   *tls.Certificate
+		hdr    map[string]string
+		status int // 0: the TLS handshake or nginx refuses before any HTTP answer is possible
+	}{
+		{"bound token with its certificate", "https://" + listenTLS, &pki.clientA, bearer(bound), http.StatusOK},
+		{"unbound token with a certificate", "https://" + listenTLS, &pki.clientA, bearer(unbound), http.StatusOK},
+		{"unbound token without a certificate", "https://" + listenTLS, nil, bearer(unbound), http.StatusOK},
+		{"bound token with another certificate of the CA", "https://" + listenTLS, &pki.clientB, bearer(bound), http.StatusUnauthorized},
+		{"bound token without a certificate", "https://" + listenTLS, nil, bearer(bound), http.StatusUnauthorized},
+		// The client's own header names the right certificate; nginx overwrites it with the one
+		// it verified (B's) or with nothing.
+		{"bound token, another certificate, client's X-Client-Cert", "https://" + listenTLS, &pki.clientB, withCert(bound), http.StatusUnauthorized},
+		{"bound token, no certificate, client's X-Client-Cert", "https://" + listenTLS, nil, withCert(bound), http.StatusUnauthorized},
+		{"bound token over plain HTTP with client's X-Client-Cert", "http://" + listen, nil, withCert(bound), http.StatusUnauthorized},
+		// nginx verifies the certificate against client-ca.crt and answers 400 itself.
+		{"bound token with a certificate of another CA", "https://" + listenTLS, &pki.stranger, bearer(bound), http.StatusBadRequest},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := r.echo.count()
+			st, h, up, err := get(t, c.base, c.cert, c.hdr)
+			if err != nil {
+				t.Fatalf("request: %v", err)
+			}
+			if st != c.status {
+				t.Fatalf("status %d, want %d (headers %v)", st, c.status, h)
+			}
+			switch st {
+			case http.StatusOK:
+				// The upstream gets nginx's own view of the certificate, never the client's.
+				want := ""
+				if c.cert == &pki.clientA {
+					want = escapedA
+				}
+				if got := strings.Join(up["X-Client-Cert"], ","); !sameEscapedPEM(got, want) {
+					t.Errorf("upstream X-Client-Cert %q, want %q", got, want)
+				}
+			case http.StatusUnauthorized:
+				if w := h.Get("WWW-Authenticate"); !strings.HasPrefix(w, `Bearer realm="tokengate"`) || !strings.Contains(w, `error="invalid_token"`) {
+					t.Errorf("WWW-Authenticate %q, want a Bearer invalid_token challenge", w)
+				}
+				if n := r.echo.count(); n != before {
+					t.Error("a refused request reached the upstream")
+				}
+			default:
+				if n := r.echo.count(); n != before {
+					t.Error("a refused request reached the upstream")
+				}
+			}
+		})
+	}
+
+	t.Run("client's X-Client-Cert on the plain listener never reaches the upstream", func(t *testing.T) {
+		st, _, up := rawGet(t, listen, "/none/x", map[string]string{"X-Client-Cert": escapedA})
+		if st != http.StatusOK || len(up["X-Client-Cert"]) != 0 {
+			t.Errorf("status %d, upstream X-Client-Cert %q; want 200 and none", st, up["X-Client-Cert"])
+		}
+	})
+}
+
+// sameEscapedPEM compares two URL-encoded PEM certificates by their decoded text (nginx and Go
+// escape different sets of characters).
+func sameEscapedPEM(a, b string) bool {
+	da, errA := url.QueryUnescape(a)
+	db, errB := url.QueryUnescape(b)
+	return errA == nil && errB == nil && da == db
 }

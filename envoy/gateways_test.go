@@ -116,7 +116,7 @@ func TestNginxExample(t *testing.T) {
 				t.Errorf("rendered nginx.conf lacks %q", want)
 			}
 		}
-		for _, old := range []string{shippedNginxTokengate, shippedUpstream, "listen 10000"} {
+		for _, old := range []string{shippedNginxTokengate, shippedUpstream, "listen 10000", "ssl_certificate", "ssl_verify", " ssl;", "/etc/nginx/tls"} {
 			if strings.Contains(stripComments(got), old) {
 				t.Errorf("rendered nginx.conf still holds %q", old)
 			}
@@ -139,6 +139,9 @@ func TestNginxExample(t *testing.T) {
 			{Listen: "127.0.0.1:1; include /etc/passwd", Tokengate: "127.0.0.1:2", Upstream: "127.0.0.1:3"},
 			{Listen: "127.0.0.1:1", Tokengate: "127.0.0.1", Upstream: "127.0.0.1:3"},
 			{Listen: "127.0.0.1:1", Tokengate: "127.0.0.1:2", Upstream: ":3"},
+			{Listen: "127.0.0.1:1", Tokengate: "127.0.0.1:2", Upstream: "127.0.0.1:3", TLS: &NginxTLS{Listen: "127.0.0.1:4; ssl_verify_client off", Cert: "/c", Key: "/k", ClientCA: "/ca"}},
+			{Listen: "127.0.0.1:1", Tokengate: "127.0.0.1:2", Upstream: "127.0.0.1:3", TLS: &NginxTLS{Listen: "127.0.0.1:4", Cert: "c.pem", Key: "/k", ClientCA: "/ca"}},
+			{Listen: "127.0.0.1:1", Tokengate: "127.0.0.1:2", Upstream: "127.0.0.1:3", TLS: &NginxTLS{Listen: "127.0.0.1:4", Cert: "/c", Key: "/k", ClientCA: "/ca;\nssl_verify_client off"}},
 		} {
 			if _, err := NginxConfig(a, t.TempDir()); err == nil {
 				t.Errorf("NginxConfig(%+v) accepted a bad address", a)
