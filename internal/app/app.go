@@ -33,6 +33,7 @@ import (
 	"github.com/tokengate/tokengate/internal/authlimit"
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/httpx"
+	"github.com/tokengate/tokengate/internal/introspect"
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/internal/upstream/redisstore"
@@ -122,6 +123,13 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.tokens = tokens
+	if a.store != nil {
+		// The fleet refuses a DPoP proof any replica accepted (RFC 9449 §11.1).
+		a.replay.Share(a.store, a.logger)
+		if !a.store.Sealed() && hasIntrospection(cfg) {
+			a.logger.Warn("cache.redis has no encryption_key_file: introspection answers are not shared (an unsealed answer could be forged by whoever writes to Redis)")
+		}
+	}
 	st, err := a.build(ctx, cfg, nil)
 	if err != nil {
 		a.tokens.Close()
@@ -539,4 +547,22 @@ func firstNonEmpty(vs ...string) string {
 		}
 	}
 	return ""
+}
+
+// introspectionShared is the fleet's Redis for introspection answers (introspect uses it only when
+// values are sealed); nil without cache.redis, never a nil *Store in an interface.
+func (a *App) introspectionShared() introspect.Shared {
+	if a.store == nil {
+		return nil
+	}
+	return a.store
+}
+
+func hasIntrospection(cfg *config.Config) bool {
+	for _, p := range cfg.Providers {
+		if p.Introspection != nil {
+			return true
+		}
+	}
+	return false
 }

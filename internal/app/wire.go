@@ -52,6 +52,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 				Provider: p.Name, URL: in.URL, ClientID: in.ClientID, ClientSecret: in.ClientSecret.Value(),
 				AllowHTTP: cfg.Server.AllowHTTPURLs, CacheTTL: in.CacheTTL.Std(), NegativeTTL: in.NegativeTTL.Std(),
 				CacheSize: cfg.Cache.VerifiedTokens, HTTPClient: a.opts.HTTPClient, Metrics: a.metrics, Now: a.opts.Now,
+				Shared: a.introspectionShared(), // the fleet's answers (Redis), behind the local cache
 			})
 			if err != nil {
 				return nil, fmt.Errorf("providers: %w", err)
