@@ -31,6 +31,8 @@ type state struct {
 	// forwardAuth is /authz with this configuration's header family and trusted proxies, so
 	// a reload applies them as it applies the issuer's.
 	forwardAuth *extauthz.ForwardAuth
+	// clientKeys are the jwks_uri sources of private_key_jwt clients, closed with the state.
+	clientKeys []interface{ Close() }
 }
 
 func (s *state) missing() []string {
@@ -45,6 +47,9 @@ func (s *state) missing() []string {
 func (s *state) close() {
 	if s.verifier != nil {
 		s.verifier.Close()
+	}
+	for _, k := range s.clientKeys {
+		k.Close()
 	}
 }
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/introspect"
+	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/jwks"
 	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/internal/upstream/redisstore"
 	"github.com/tokengate/tokengate/internal/verify"
@@ -21,15 +24,34 @@ import (
 // replaced: providers whose settings did not change keep their key caches.
 func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*state, error) {
 	st := &state{}
+	built := false
+	defer func() {
+		if !built { // a failed build closes the client key sources it started
+			for _, k := range st.clientKeys {
+				k.Close()
+			}
+		}
+	}()
+	// The issuer is built before the verifier (the self provider needs its keys), so subject
+	// tokens of the token-exchange grant are verified through the verifier set below.
+	subjects := &lateVerifier{}
 	if cfg.Issuer != nil {
 		var prevIssuer *issuer.Issuer
 		if prev != nil {
 			prevIssuer = prev.issuer
 		}
-		iss, err := issuer.New(issuerConfig(cfg.Issuer), issuer.Options{
+		ic := issuerConfig(cfg.Issuer)
+		if err := a.clientKeys(ctx, cfg, &ic, st); err != nil {
+			return nil, fmt.Errorf("issuer: %w", err)
+		}
+		opts := issuer.Options{
 			Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now, Previous: prevIssuer,
 			Limiter: a.limiter, TrustedProxies: cfg.Server.TrustedProxyPrefixes,
-		})
+		}
+		if len(ic.SubjectProviders) > 0 {
+			opts.Subjects = subjects
+		}
+		iss, err := issuer.New(ic, opts)
 		if err != nil {
 			return nil, fmt.Errorf("issuer: %w", err)
 		}
@@ -82,12 +104,13 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 		Providers: providers, CacheSize: cfg.Cache.VerifiedTokens, MaxTokenBytes: cfg.Server.MaxTokenBytes,
 		HTTPClient: a.opts.HTTPClient, AllowHTTP: cfg.Server.AllowHTTPURLs,
 		Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now, Previous: prevVerifier,
-		KeepClaims: routeClaims(cfg.Routes),
+		KeepClaims: keepClaims(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("providers: %w", err)
 	}
 	st.verifier = v
+	subjects.v = v
 
 	routes := make([]extauthz.Route, 0, len(cfg.Routes))
 	for _, r := range cfg.Routes {
@@ -130,11 +153,15 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 	for _, w := range cfg.Warnings {
 		a.logger.Warn("configuration: "+w.Message, slog.String("field", w.Path))
 	}
+	built = true
 	return st, nil
 }
 
 func issuerConfig(c *config.Issuer) issuer.Config {
 	ic := issuer.Config{IssuerURL: c.IssuerURL, TokenTTL: c.TokenTTL.Std()}
+	if c.TokenExchange != nil {
+		ic.SubjectProviders = c.TokenExchange.SubjectProviders
+	}
 	for _, k := range c.SigningKeys {
 		ic.Keys = append(ic.Keys, issuer.KeyConfig{Kid: k.Kid, Alg: k.Alg, PEM: k.KeyData, Generate: k.Generate})
 	}
@@ -142,7 +169,7 @@ func issuerConfig(c *config.Issuer) issuer.Config {
 		ic.Clients = append(ic.Clients, issuer.Client{
 			ID: cl.ClientID, SecretHashes: cl.SecretHashes, Scopes: cl.Scopes, DefaultScopes: cl.DefaultScopes,
 			Audiences: cl.Audiences, TokenTTL: cl.TokenTTL.Std(), SigningKey: cl.SigningKey, Claims: cl.Claims,
-			Introspect: cl.Introspect,
+			Introspect: cl.Introspect, TokenExchange: slices.Contains(cl.GrantTypes, config.GrantTokenExchange),
 		})
 	}
 	return ic
@@ -272,10 +299,36 @@ func Check(cfg *config.Config) error {
 	if cfg.Issuer == nil {
 		return nil
 	}
-	if _, err := issuer.New(issuerConfig(cfg.Issuer), issuer.Options{}); err != nil {
+	ic := issuerConfig(cfg.Issuer)
+	for i, cl := range cfg.Issuer.Clients {
+		if cl.JWKS != nil || cl.JWKSURI != "" {
+			ic.Clients[i].Keys = noKeys{} // config validated the inline set; a jwks_uri is not fetched here
+		}
+	}
+	if _, err := issuer.New(ic, issuer.Options{Subjects: &lateVerifier{}}); err != nil {
 		return err
 	}
 	return nil
+}
+
+// noKeys stands for a client's key set where validate builds the issuer without the network.
+type noKeys struct{}
+
+func (noKeys) Keys() *jose.KeySet                          { return nil }
+func (noKeys) Lookup(context.Context, string) *jose.KeySet { return nil }
+func (noKeys) Ready() <-chan struct{}                      { return nil }
+func (noKeys) Close()                                      {}
+
+// keepClaims are the claims the verifier keeps of a token: those routes read, and for the
+// token-exchange grant `act` and `may_act` (RFC 8693 §4.1, §4.4) of subject tokens.
+func keepClaims(cfg *config.Config) []string {
+	names := routeClaims(cfg.Routes)
+	if cfg.Issuer != nil && cfg.Issuer.TokenExchange != nil {
+		names = append(names, "act", "may_act")
+		slices.Sort(names)
+		names = slices.Compact(names)
+	}
+	return names
 }
 
 // routeClaims are the claims some route reads from a verified token beyond the Principal's own
@@ -296,4 +349,46 @@ func routeClaims(routes []config.Route) []string {
 	}
 	slices.Sort(names)
 	return slices.Compact(names)
+}
+
+// clientKeys gives each private_key_jwt client (RFC 7523 §2.2) its key set: an inline `jwks`,
+// or a `jwks_uri` fetched and refreshed like a provider's JWKS. The remote sources belong to st
+// and are closed with it.
+func (a *App) clientKeys(ctx context.Context, cfg *config.Config, ic *issuer.Config, st *state) error {
+	for i, cl := range cfg.Issuer.Clients {
+		switch {
+		case cl.JWKS != nil:
+			b, err := json.Marshal(map[string]any(cl.JWKS))
+			if err != nil {
+				return fmt.Errorf("client %s: jwks: %w", cl.ClientID, err)
+			}
+			src, _, err := jwks.NewStatic(b)
+			if err != nil {
+				return fmt.Errorf("client %s: jwks: %w", cl.ClientID, err)
+			}
+			ic.Clients[i].Keys = src
+		case cl.JWKSURI != "":
+			src, err := jwks.NewRemote(ctx, jwks.Options{
+				Name: "client:" + cl.ClientID, JWKSURI: cl.JWKSURI, HTTPClient: a.opts.HTTPClient,
+				AllowHTTP: cfg.Server.AllowHTTPURLs, Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now,
+			})
+			if err != nil {
+				return fmt.Errorf("client %s: jwks_uri: %w", cl.ClientID, err)
+			}
+			st.clientKeys = append(st.clientKeys, src)
+			ic.Clients[i].Keys = src
+		}
+	}
+	return nil
+}
+
+// lateVerifier verifies token-exchange subject tokens with the verifier of the same
+// configuration generation, which is built after the issuer.
+type lateVerifier struct{ v *verify.Verifier }
+
+func (l *lateVerifier) Verify(ctx context.Context, token string, providers []string) (*verify.Principal, error) {
+	if l.v == nil {
+		return nil, errors.New("token exchange: the verifier is not built yet")
+	}
+	return l.v.Verify(ctx, token, providers)
 }

@@ -71,8 +71,23 @@ type Issuer struct {
 	IssuerURL   string       `yaml:"issuer_url"`
 	TokenTTL    Duration     `yaml:"token_ttl"`
 	SigningKeys []SigningKey `yaml:"signing_keys"`
-	Clients     []Client     `yaml:"clients"`
+	// TokenExchange enables the RFC 8693 grant at the token endpoint (docs/issuer.md).
+	TokenExchange *IssuerTokenExchange `yaml:"token_exchange"`
+	Clients       []Client             `yaml:"clients"`
 }
+
+// IssuerTokenExchange is issuer.token_exchange: whose tokens may be exchanged.
+type IssuerTokenExchange struct {
+	// SubjectProviders name the providers whose tokens are accepted as subject_token (`self`
+	// allowed when it is a provider).
+	SubjectProviders []string `yaml:"subject_providers"`
+}
+
+// Client grant types (Client.GrantTypes).
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantTokenExchange     = "token_exchange"
+)
 
 // SigningKey is one private key of the issuer.
 type SigningKey struct {
@@ -97,6 +112,12 @@ type Client struct {
 	SigningKey         string     `yaml:"signing_key"`
 	Claims             Claims     `yaml:"claims"`
 	Introspect         bool       `yaml:"introspect"`
+	// GrantTypes the client may use: client_credentials (the default) and token_exchange.
+	GrantTypes []string `yaml:"grant_types"`
+	// JWKS (inline set) or JWKSURI: the client authenticates by private_key_jwt (RFC 7523 §2.2)
+	// with a key of this set, instead of a secret.
+	JWKS    Claims `yaml:"jwks"`
+	JWKSURI string `yaml:"jwks_uri"`
 	SecretHashes       [][32]byte `yaml:"-"` // SHA-256 of each accepted secret (no plain secret kept)
 }
 

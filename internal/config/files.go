@@ -111,10 +111,10 @@ func holdsCerts(data []byte) bool { return x509.NewCertPool().AppendCertsFromPEM
 // resolveClient checks an issuer client's secret sources and fills SecretHashes.
 func resolveClient(c *Client, path string, baseDir string, p *problems) {
 	sources := count(c.ClientSecretHash != "", c.ClientSecretHashes != nil, c.ClientSecret.Inline != "",
-		c.ClientSecret.File != "")
+		c.ClientSecret.File != "", c.JWKS != nil, c.JWKSURI != "")
 	if sources != 1 {
 		p.add(path, "exactly one of client_secret_hash, client_secret_hashes, client_secret, "+
-			"client_secret_file")
+			"client_secret_file, jwks, jwks_uri")
 	}
 	hash := func(path, s string) {
 		if h, err := secrets.ParseHash(s); err == nil {

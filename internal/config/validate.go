@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"maps"
 	"net"
@@ -222,9 +223,38 @@ func (v *validator) issuer(is *Issuer) {
 			quote(c.SigningKey))
 		for _, name := range keys(v, path+".claims", c.Claims) {
 			cp := keyPath(path+".claims", name)
-			if v.check(jose.IsReservedClaim(name), cp, "reserved claim, set by the issuer") {
+			if v.check(jose.IsReservedClaim(name) || name == "act" || name == "may_act", cp,
+				"reserved claim, set by the issuer") {
 				v.check(name == "", cp, "claim name is required")
 			}
+		}
+		for j, g := range c.GrantTypes {
+			gp := indexPath(path+".grant_types", j)
+			switch {
+			case g != GrantClientCredentials && g != GrantTokenExchange:
+				v.add(gp, "must be client_credentials or token_exchange")
+			case g == GrantTokenExchange && is.TokenExchange == nil:
+				v.add(gp, "token_exchange needs issuer.token_exchange.subject_providers")
+			}
+		}
+		if c.JWKSURI != "" {
+			v.url(path+".jwks_uri", c.JWKSURI, false)
+		}
+		if c.JWKS != nil {
+			if b, err := json.Marshal(map[string]any(c.JWKS)); err != nil {
+				v.add(path+".jwks", "must be a JWK set {keys: [...]}")
+			} else if _, _, err := jose.ParseKeySet(b); err != nil {
+				// The parser's text names no key material.
+				v.add(path+".jwks", "must be a JWK set with at least one usable public signing key")
+			}
+		}
+	}
+	if te := is.TokenExchange; te != nil {
+		v.check(len(te.SubjectProviders) == 0, "issuer.token_exchange.subject_providers",
+			"at least one provider is required")
+		for j, name := range te.SubjectProviders {
+			v.check(v.cfg.Provider(name) == nil, indexPath("issuer.token_exchange.subject_providers", j),
+				"unknown provider %s", quote(name))
 		}
 	}
 }
