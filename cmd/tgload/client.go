@@ -45,13 +45,21 @@ func (rawCodec) Name() string { return "proto" }
 // checkRequest is what Envoy sends for a GET through an HTTP connection manager with the
 // ext_authz filter (headers as a map, lower-case keys); the same bytes go to every target.
 func checkRequest(path, token string) ([]byte, error) {
+	if token == "" {
+		return checkRequestWith(path, nil)
+	}
+	return checkRequestWith(path, map[string]string{"authorization": "Bearer " + token})
+}
+
+// checkRequestWith is checkRequest with the given headers added (authorization, dpop).
+func checkRequestWith(path string, extra map[string]string) ([]byte, error) {
 	headers := map[string]string{
 		":authority": "api.example.com", ":method": "GET", ":path": path, ":scheme": "https",
 		"user-agent": "curl/8.5.0", "accept": "*/*", "x-forwarded-proto": "https",
 		"x-request-id": "5f0c1c3e-6f4a-4b8e-9a51-3b1d2c0e7a42",
 	}
-	if token != "" {
-		headers["authorization"] = "Bearer " + token
+	for k, v := range extra {
+		headers[k] = v
 	}
 	sock := func(a string, p uint32) *corev3.Address {
 		return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{

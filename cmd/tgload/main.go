@@ -206,6 +206,41 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		rows = append(rows, r)
 	}
+
+	// Issue 13's costs, in the same instance: a DPoP-bound token (cached) with a fresh proof
+	// every Check, and an opaque token whose introspection answer is cached.
+	fetchRate := rows[len(rows)-2].checksPerSec // the cached fetch Check: no DPoP Check is faster
+	say("target dpop: signing proofs for %.0f Checks/s", fetchRate)
+	dpopReqs, err := dpopRequests(s, int(fetchRate*(o.warmup+o.duration).Seconds()*1.3)+int(o.openFor.Seconds()*float64(o.rate))+1000)
+	if err != nil {
+		return errors.Join(err, noop.stop(), tg.stop())
+	}
+	introReq, err := checkRequest("/opaque/x", opaqueToken)
+	if err != nil {
+		return errors.Join(err, noop.stop(), tg.stop())
+	}
+	intro0 := lb.introspections.Load()
+	for _, t := range []struct {
+		name string
+		reqs func(int) []byte
+		n    int
+	}{
+		{"dpop (bound RS256 token, repeated; new ES256 proof every Check)", func(i int) []byte { return dpopReqs[i] }, len(dpopReqs)},
+		{"introspected (opaque token, repeated: cached answer)", func(int) []byte { return introReq }, 1},
+	} {
+		say("target %s", t.name)
+		r, err := measure(ctx, o, tg, grpcAddr, t.name, t.reqs, t.n, "", profileTo(o, t.name))
+		if err != nil {
+			return errors.Join(err, noop.stop(), tg.stop())
+		}
+		rows = append(rows, r)
+	}
+	if n := lb.introspections.Load() - intro0; n != 1 {
+		return errors.Join(fmt.Errorf("introspected: %d introspection calls, want 1 (the answer must be cached)", n), noop.stop(), tg.stop())
+	}
+	rows[len(rows)-1].note = "1 introspection call for the whole target"
+	rows[len(rows)-2].note = fmt.Sprintf("%d pre-signed proofs, each sent once (a replay would be refused and fail the run)", len(dpopReqs))
+
 	// The no-op again: the machine is shared, so a drift between the two no-op rows shows how far
 	// the rows of this run can be compared.
 	say("target no-op (again)")
@@ -447,7 +482,7 @@ func startTokengate(ctx context.Context, o options, dir, name string, lb *loopba
 		return nil, "", "", err
 	}
 	cfg := filepath.Join(dir, name+".yaml")
-	if err := os.WriteFile(cfg, []byte(tokengateConfig(grpcAddr, httpAddr, lb.jwksURL, lb.tokenURL, verifiedTokens)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(tokengateConfig(grpcAddr, httpAddr, lb.jwksURL, lb.tokenURL, lb.introspectURL, verifiedTokens)), 0o600); err != nil {
 		return nil, "", "", fmt.Errorf("config: %w", err)
 	}
 	var srv *server

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/jose"
 )
 
 const (
@@ -52,13 +54,20 @@ func newSigner() (*signer, error) {
 
 // token signs a caller token numbered n (distinct n, distinct token) with alg RS256 or ES256
 // (RFC 7518 §3.3 and §3.4: the ECDSA signature is R || S, 32 bytes each).
-func (s *signer) token(alg string, n int) (string, error) {
+func (s *signer) token(alg string, n int) (string, error) { return s.tokenWith(alg, n, nil) }
+
+// tokenWith is token with extra claims (a DPoP-bound token's cnf, RFC 9449 §6.1).
+func (s *signer) tokenWith(alg string, n int, extra map[string]any) (string, error) {
 	kid := map[string]string{"RS256": "rs", "ES256": "es"}[alg]
 	hdr, _ := json.Marshal(map[string]string{"alg": alg, "kid": kid, "typ": "JWT"})
-	claims, _ := json.Marshal(map[string]any{
+	c := map[string]any{
 		"iss": providerIssuer, "aud": providerAudience, "sub": "user-" + strconv.Itoa(n%1000),
 		"iat": s.now.Unix(), "exp": s.now.Add(2 * time.Hour).Unix(), "jti": strconv.Itoa(n), "scope": "read",
-	})
+	}
+	for k, v := range extra {
+		c[k] = v
+	}
+	claims, _ := json.Marshal(c)
 	input := b64.EncodeToString(hdr) + "." + b64.EncodeToString(claims)
 	sum := sha256.Sum256([]byte(input))
 	var sig []byte
@@ -123,10 +132,14 @@ func (s *signer) jwks() []byte {
 // §4.4) on 127.0.0.1. Both are hit a handful of times per run (tokengate caches the keys and the
 // fetched token), so they cost the client's core nothing measurable.
 type loopbackServers struct {
-	jwksURL, tokenURL string
-	idpCalls          atomic.Int64
-	srv               *http.Server
+	jwksURL, tokenURL, introspectURL string
+	idpCalls, introspections         atomic.Int64
+	srv                              *http.Server
 }
+
+// opaqueToken is the introspected target's caller token: opaque (no dots), repeated, so every
+// Check after the first is answered from the introspection cache (RFC 7662 §4).
+const opaqueToken = "opaque-caller-token-0123456789abcdefghijklmnopqrstuvwxyz"
 
 func startLoopback(jwks []byte) (*loopbackServers, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -145,8 +158,20 @@ func startLoopback(jwks []byte) (*loopbackServers, error) {
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write([]byte(`{"access_token":"opaque-upstream-token-from-the-load-idp","token_type":"Bearer","expires_in":3600}`))
 	})
+	// The RFC 7662 §2.2 answer for opaqueToken; any other token is inactive.
+	answer, _ := json.Marshal(map[string]any{"active": true, "iss": providerIssuer, "aud": providerAudience,
+		"sub": "user-opaque", "scope": "read", "client_id": "load-client", "exp": time.Now().Add(2 * time.Hour).Unix()})
+	mux.HandleFunc("POST /introspect", func(w http.ResponseWriter, r *http.Request) {
+		ls.introspections.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		if r.FormValue("token") != opaqueToken {
+			_, _ = w.Write([]byte(`{"active":false}`))
+			return
+		}
+		_, _ = w.Write(answer)
+	})
 	base := "http://" + lis.Addr().String()
-	ls.jwksURL, ls.tokenURL = base+"/jwks.json", base+"/token"
+	ls.jwksURL, ls.tokenURL, ls.introspectURL = base+"/jwks.json", base+"/token", base+"/introspect"
 	ls.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = ls.srv.Serve(lis) }()
 	return ls, nil
@@ -169,7 +194,7 @@ func freePort() (string, error) {
 // tokengateConfig is the run's configuration: an issuer with a generated ES256 key and one
 // client (the token endpoint's rate), the provider the harness serves, and the three routes.
 // verifiedTokens 0 leaves cache.verified_tokens at its default (100000).
-func tokengateConfig(grpcAddr, httpAddr, jwksURL, tokenURL string, verifiedTokens int) string {
+func tokengateConfig(grpcAddr, httpAddr, jwksURL, tokenURL, introspectURL string, verifiedTokens int) string {
 	cache := ""
 	if verifiedTokens > 0 {
 		cache = fmt.Sprintf("cache:\n  verified_tokens: %d\n", verifiedTokens)
@@ -193,6 +218,10 @@ providers:
     jwks_uri: %q
     audiences: [%q]
     algorithms: [RS256, ES256]
+  - name: opaque
+    issuer: %q
+    audiences: [%q]
+    introspection: {url: %q, client_id: gateway, client_secret: "gateway-secret-0123456789"}
 routes:
   - name: mint
     match: {path_prefix: "/mint/"}
@@ -207,5 +236,45 @@ routes:
     match: {path_prefix: "/pass/"}
     authenticate: {jwt: {providers: [corp]}}
     upstream: {passthrough: {}}
-%s`, grpcAddr, httpAddr, httpAddr, issuerClientID, issuerSecret, providerIssuer, jwksURL, providerAudience, tokenURL, cache)
+  - name: dpop
+    match: {path_prefix: "/dpop/"}
+    authenticate: {jwt: {providers: [corp], require_binding: dpop}}
+    upstream: {passthrough: {}}
+  - name: introspected
+    match: {path_prefix: "/opaque/"}
+    authenticate: {jwt: {providers: [opaque]}}
+    upstream: {passthrough: {}}
+%s`, grpcAddr, httpAddr, httpAddr, issuerClientID, issuerSecret, providerIssuer, jwksURL, providerAudience,
+		providerIssuer, providerAudience, introspectURL, tokenURL, cache)
+}
+
+// dpopRequests are n Checks of one DPoP-bound RS256 token (cnf.jkt, RFC 9449 §6.1), each with its
+// own ES256 proof (jti, htm, htu, iat, ath: RFC 9449 §4.2) signed now, so that iat is inside the
+// server's window while the target runs and no jti repeats (a repeat is a replay, refused).
+func dpopRequests(s *signer, n int) ([][]byte, error) {
+	k, err := jose.GenerateKey("ES256", "dpop-client")
+	if err != nil {
+		return nil, err
+	}
+	jkt, err := k.Thumbprint()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := s.tokenWith("RS256", 7, map[string]any{"cnf": map[string]any{"jkt": jkt}})
+	if err != nil {
+		return nil, err
+	}
+	ath, iat := jose.AccessTokenHash(tok), time.Now().Unix()
+	out := make([][]byte, n)
+	for i := range out {
+		p, err := k.SignDPoPProof(map[string]any{"jti": "load-" + strconv.Itoa(i), "htm": "GET",
+			"htu": "https://api.example.com/dpop/x", "iat": iat, "ath": ath}, nil)
+		if err != nil {
+			return nil, err
+		}
+		if out[i], err = checkRequestWith("/dpop/x", map[string]string{"authorization": "DPoP " + tok, "dpop": p}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
