@@ -257,7 +257,8 @@ func (c *Client) saveShared(ctx context.Context, sum [sha256.Size]byte, ans *Ans
 }
 
 // deadlineFrom is how long ans, obtained from the endpoint at now, may be reused: an active
-// answer at most CacheTTL and never past its exp (RFC 7662 §4: a cached answer must not outlive the token), an inactive one NegativeTTL.
+// answer at most CacheTTL and never past its exp (RFC 7662 §4: a cached answer must not outlive
+// the token), an inactive one NegativeTTL.
 func (c *Client) deadlineFrom(ans *Answer, now time.Time) time.Time {
 	if !ans.Active {
 		return now.Add(c.cfg.NegativeTTL)
