@@ -168,7 +168,12 @@ func (a *Authorizer) checkProof(req *Request, token, jkt string, b Binding) (cod
 	}
 	// Last, so a proof failing another check does not use up its jti. It is remembered until
 	// its iat leaves the window: after that the iat check refuses it anyway (RFC 9449 §11.1).
-	if a.deps.Replay.Seen(pr.ID, now, pr.IssuedAt.Add(window)) {
+	seen, err := a.deps.Replay.Seen(pr.ID, now, pr.IssuedAt.Add(window))
+	switch {
+	case err != nil:
+		// Fail closed: accepting it would mean forgetting a live jti (RFC 9449 §11.1).
+		return errInvalidDPoPProof, "the DPoP proof cannot be checked for replay now", "dpop_replay_full"
+	case seen:
 		return errInvalidDPoPProof, "the DPoP proof was already used", "dpop_replay"
 	}
 	return "", "", ""
