@@ -101,24 +101,24 @@ type SigningKey struct {
 // Client is one OAuth2 client of the issuer, with exactly one secret source among
 // ClientSecretHash, ClientSecretHashes and ClientSecret (inline or file).
 type Client struct {
-	ClientID           string     `yaml:"client_id"`
-	ClientSecretHash   string     `yaml:"client_secret_hash"`
-	ClientSecretHashes []string   `yaml:"client_secret_hashes"`
-	ClientSecret       Secret     `yaml:"client_secret"`
-	Scopes             []string   `yaml:"scopes"`
-	DefaultScopes      []string   `yaml:"default_scopes"`
-	Audiences          []string   `yaml:"audiences"`
-	TokenTTL           Duration   `yaml:"token_ttl"`
-	SigningKey         string     `yaml:"signing_key"`
-	Claims             Claims     `yaml:"claims"`
-	Introspect         bool       `yaml:"introspect"`
+	ClientID           string   `yaml:"client_id"`
+	ClientSecretHash   string   `yaml:"client_secret_hash"`
+	ClientSecretHashes []string `yaml:"client_secret_hashes"`
+	ClientSecret       Secret   `yaml:"client_secret"`
+	Scopes             []string `yaml:"scopes"`
+	DefaultScopes      []string `yaml:"default_scopes"`
+	Audiences          []string `yaml:"audiences"`
+	TokenTTL           Duration `yaml:"token_ttl"`
+	SigningKey         string   `yaml:"signing_key"`
+	Claims             Claims   `yaml:"claims"`
+	Introspect         bool     `yaml:"introspect"`
 	// GrantTypes the client may use: client_credentials (the default) and token_exchange.
 	GrantTypes []string `yaml:"grant_types"`
 	// JWKS (inline set) or JWKSURI: the client authenticates by private_key_jwt (RFC 7523 §2.2)
 	// with a key of this set, instead of a secret.
-	JWKS    Claims `yaml:"jwks"`
-	JWKSURI string `yaml:"jwks_uri"`
-	SecretHashes       [][32]byte `yaml:"-"` // SHA-256 of each accepted secret (no plain secret kept)
+	JWKS         Claims     `yaml:"jwks"`
+	JWKSURI      string     `yaml:"jwks_uri"`
+	SecretHashes [][32]byte `yaml:"-"` // SHA-256 of each accepted secret (no plain secret kept)
 }
 
 // Provider is an issuer whose JWTs callers may present, or the built-in issuer (`issuer: self`).
