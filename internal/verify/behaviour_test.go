@@ -145,6 +145,7 @@ func TestDroppedKeys(t *testing.T) {
 	set := jwkstest.Set(good.PublicJWK(), weak.PublicJWK(), priv.PrivateJWK(), offJWK, encJWK,
 		map[string]any{"kty": "oct", "kid": "hmac", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"})
 	f := newFixture(t, nil)
+	f.ready(t) // the start-up fetch is done: the refresh below is the one that reads set
 	f.srv.SetJWKS(set)
 	f.clock.Advance(time.Minute) // let the unknown kid "good" refresh
 	for _, k := range []*jwkstest.Key{weak, priv, off, noUse} {
