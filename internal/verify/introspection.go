@@ -171,17 +171,6 @@ func (v *Verifier) answerPrincipal(p *provider, ans *introspect.Answer, sum [sha
 	if cnf, ok := ans.Claims["cnf"]; ok {
 		pr.Cnf = confirmation(cnf)
 	}
-	if v.keep == nil {
-		pr.Claims = ans.Claims
-		return pr
-	}
-	for _, name := range v.keep {
-		if val, ok := ans.Claims[name]; ok {
-			if pr.Claims == nil {
-				pr.Claims = make(map[string]any, len(v.keep))
-			}
-			pr.Claims[name] = cloneJSON(val)
-		}
-	}
+	pr.Claims = v.keptClaims(ans.Claims)
 	return pr
 }

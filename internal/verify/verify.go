@@ -560,19 +560,27 @@ func (v *Verifier) principal(p *provider, c *jose.Claims, sum [sha256.Size]byte)
 	if cnf, ok := c.Raw["cnf"]; ok {
 		pr.Cnf = confirmation(cnf)
 	}
+	pr.Claims = v.keptClaims(c.Raw)
+	return e
+}
+
+// keptClaims is what a Principal keeps of a token's claims (JWT payload or introspection
+// answer): all of them without Options.KeepClaims, else a copy of those it names (nil when the
+// token has none), so a cache entry never holds the whole payload.
+func (v *Verifier) keptClaims(raw map[string]any) map[string]any {
 	if v.keep == nil {
-		pr.Claims = c.Raw
-		return e
+		return raw
 	}
+	var out map[string]any
 	for _, name := range v.keep {
-		if val, ok := c.Raw[name]; ok {
-			if pr.Claims == nil {
-				pr.Claims = make(map[string]any, len(v.keep))
+		if val, ok := raw[name]; ok {
+			if out == nil {
+				out = make(map[string]any, len(v.keep))
 			}
-			pr.Claims[name] = cloneJSON(val)
+			out[name] = cloneJSON(val)
 		}
 	}
-	return e
+	return out
 }
 
 // confirmation reads a cnf claim (copied: the cache entry must not keep the token's payload).
