@@ -48,6 +48,10 @@ func DemoInstructions(s *Stack) string {
 	p("8. the same decision over HTTP forward-auth (nginx auth_request, Traefik, Caddy):")
 	p("   curl -si -H \"Authorization: Bearer $TOKEN\" -H 'X-Forwarded-Uri: /mint/hello' -H 'X-Forwarded-Method: GET' %s", s.AuthzURL())
 	p("")
+	p("9. token_exchange (RFC 8693): a user's token of the external IdP (valid one hour) is exchanged at")
+	p("   the IdP for a token meant for the upstream that still names the user (see its authorization header):")
+	p("   curl -s -H 'Authorization: Bearer %s' %s/delegate/hello", s.UserToken, gw)
+	p("")
 	p("Press Ctrl-C to stop.")
 	return b.String()
 }

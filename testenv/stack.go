@@ -44,10 +44,15 @@ var DemoRoutes = []GatewayRoute{
 	{Prefix: "/public/", Name: "public"},
 	{Prefix: "/admin/", Name: "admin"},
 	{Prefix: "/opaque/", Name: "opaque"},
+	{Prefix: "/delegate/", Name: "delegate"},
 }
 
 // DemoOpaqueAudience is the audience of the fake IdP's opaque tokens the demo accepts.
 const DemoOpaqueAudience = "api://gateway"
+
+// DemoExchangeAudience is the audience the delegate route asks the fake IdP's RFC 8693
+// token-exchange grant for: the echo upstream, which then gets a token that names the user.
+const DemoExchangeAudience = "echo-upstream"
 
 // demoConfig is the configuration the rig runs. {{.IdP}} is the fake external IdP.
 const demoConfig = `# Written by tokengate's test rig (testenv). Demo credentials only.
@@ -135,6 +140,19 @@ routes:
     authenticate: {jwt: {providers: [idp, idp-opaque], scopes: [echo.read]}}
     upstream: {mint: {audience: {{.MintAudience}}, scopes: [echo.read], ttl: 5m}}
     forward_claims: {x-subject: sub}
+  # Delegation (RFC 8693): the user's token of the IdP, exchanged at the IdP for a token meant
+  # for the echo upstream that still names the user; tokengate authenticates as its own client.
+  - name: delegate
+    match: {path_prefix: /delegate/}
+    authenticate: {jwt: {providers: [idp], scopes: [echo.read]}}
+    upstream:
+      token_exchange:
+        token_url: "{{.IdP}}/oauth/token"
+        client_id: {{.GatewayClientID}}
+        client_secret: "${TOKENGATE_GATEWAY_SECRET}"
+        audience: {{.ExchangeAudience}}
+        scopes: [echo.read]
+    forward_claims: {x-subject: sub}
 `
 
 // StackOptions configure a Stack; empty addresses listen on 127.0.0.1:0.
@@ -155,6 +173,9 @@ type Stack struct {
 	// OpaqueToken is an opaque access token of the fake IdP (sub demo-user, scope echo.read,
 	// valid one hour) that the demo's opaque route accepts by introspection.
 	OpaqueToken string
+	// UserToken is a JWT of the fake IdP (sub demo-user, aud api://gateway, scope echo.read,
+	// valid one hour): a user's token, which the demo's delegate route exchanges at the IdP.
+	UserToken string
 
 	authzAddr string // the configured server.authz_addr
 	cancel    context.CancelFunc
@@ -179,6 +200,9 @@ func (s *Stack) start(ctx context.Context, opts StackOptions) (err error) {
 	}
 	s.cleanup = append(s.cleanup, s.IdP.Close)
 	s.OpaqueToken = s.IdP.OpaqueToken(map[string]any{"sub": "demo-user", "scope": "echo.read", "aud": DemoOpaqueAudience})
+	if s.UserToken, err = s.IdP.CallerToken(map[string]any{"sub": "demo-user", "scope": "echo.read", "aud": DemoOpaqueAudience}); err != nil {
+		return fmt.Errorf("idp: %w", err)
+	}
 	if s.Echo, err = NewEcho(""); err != nil {
 		return fmt.Errorf("echo: %w", err)
 	}
@@ -245,6 +269,7 @@ func (s *Stack) WriteConfig(grpcAddr, httpAddr, extra string) error {
 		"GRPCAddr": grpcAddr, "HTTPAddr": httpAddr, "AuthzAddr": authzAddr, "IssuerURL": DemoIssuerURL, "IdP": s.IdP.URL(),
 		"DemoClientID": DemoClientID, "GatewayClientID": GatewayClientID,
 		"MintAudience": DemoMintAudience, "FetchAudience": DemoFetchAudience,
+		"ExchangeAudience": DemoExchangeAudience,
 	}); err != nil {
 		return err
 	}
