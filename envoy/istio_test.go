@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -559,4 +560,82 @@ func mountSource(t *testing.T, objs []k8sObject, spec deploymentSpec, c containe
 	}
 	t.Errorf("%s: no volume is mounted on %s", p, path.Dir(p))
 	return nil
+}
+
+// gatewayExchangeFile is the ingress gateway's CUSTOM policy for the token-exchange route.
+const gatewayExchangeFile = "istio/gateway-token-exchange.yaml"
+
+// TestIstioGatewayTokenExchange checks the mesh-edge delegation example: the ingress gateway's
+// CUSTOM policy loads into Istio's API type and names a provider of the mesh config, and each
+// path it sends to tokengate selects a token_exchange route (RFC 8693) of the ConfigMap, which
+// passes tokengate's own validation with its client secret read from a Secret-mounted file
+// (TestKubernetesManifests checks that the Secret has the key), and whose IdP timeout leaves
+// the gateway time to hear tokengate's answer.
+func TestIstioGatewayTokenExchange(t *testing.T) {
+	objs := k8sObjects(t, k8sTokengate)
+	cfg, files := loadIstioTokengate(t, findObject(t, objs, "ConfigMap", "tokengate-config"))
+	mesh, err := loadMeshConfig(yamlDoc(t, readFile(t, meshFile)))
+	if err != nil {
+		t.Fatalf("%s: %v", meshFile, err)
+	}
+	var grpcTimeout time.Duration
+	names := map[string]bool{}
+	for _, p := range mesh.GetExtensionProviders() {
+		names[p.GetName()] = true
+		if g := p.GetEnvoyExtAuthzGrpc(); g != nil && p.GetName() == "tokengate-grpc" {
+			grpcTimeout = g.GetTimeout().AsDuration()
+		}
+	}
+
+	doc := namedDoc(t, gatewayExchangeFile, "AuthorizationPolicy", "ingress-delegate-tokengate")
+	p, err := loadPolicy(doc)
+	if err != nil {
+		t.Fatalf("%s: %v", gatewayExchangeFile, err)
+	}
+	noErrors(t, istioWalk("AuthorizationPolicy", p))
+	if p.GetAction() != securityv1beta1.AuthorizationPolicy_CUSTOM {
+		t.Errorf("action %s, want CUSTOM", p.GetAction())
+	}
+	if !names[p.GetProvider().GetName()] {
+		t.Errorf("provider %q is not an extension provider of %s", p.GetProvider().GetName(), meshFile)
+	}
+	meta, _ := doc["metadata"].(map[string]any)
+	if str(meta["namespace"]) != "istio-system" || p.GetSelector().GetMatchLabels()["istio"] != "ingressgateway" {
+		t.Errorf("the policy selects %v in %v, want the ingress gateway (istio: ingressgateway in istio-system)",
+			p.GetSelector().GetMatchLabels(), meta["namespace"])
+	}
+
+	var paths []string
+	for _, r := range p.GetRules() {
+		for _, to := range r.GetTo() {
+			paths = append(paths, to.GetOperation().GetPaths()...)
+		}
+	}
+	if len(paths) == 0 {
+		t.Fatal("the policy names no path: a CUSTOM rule without paths would send every request through the exchange")
+	}
+	for _, pth := range paths {
+		r := selectRoute(cfg, "api.example.com", strings.TrimSuffix(pth, "*")+"x", "GET")
+		if r == nil {
+			t.Errorf("path %s selects no tokengate route: every request would be denied", pth)
+			continue
+		}
+		te := r.Upstream.TokenExchange
+		if te == nil {
+			t.Errorf("path %s selects route %s of mode %s, want token_exchange", pth, r.Name, r.Upstream.Mode())
+			continue
+		}
+		if r.Authenticate.JWT == nil {
+			t.Errorf("route %s: token_exchange needs the caller's JWT as subject_token", r.Name)
+		}
+		if te.Audience == "" && te.Resource == "" {
+			t.Errorf("route %s: the exchange names no audience or resource: the IdP cannot tell whom the token is for", r.Name)
+		}
+		if !slices.Contains(files, "/etc/tokengate/secrets/exchange-client-secret") {
+			t.Errorf("route %s: its client secret is not read from the mounted Secret file", r.Name)
+		}
+		if te.Timeout.Std() <= 0 || te.Timeout.Std() >= grpcTimeout {
+			t.Errorf("route %s: exchange timeout %s must be set and below the gateway's ext_authz timeout %s", r.Name, te.Timeout.Std(), grpcTimeout)
+		}
+	}
 }
