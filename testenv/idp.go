@@ -39,6 +39,9 @@ type IdP struct {
 
 	intro introspection // the RFC 7662 endpoint (idp_introspect.go)
 	exch  exchange      // the RFC 8693 grant (idp_exchange.go)
+
+	asrt         assertions // RFC 7523 client authentication (idp_assertion.go)
+	asrtRejected atomic.Int64
 }
 
 // IdPTokenPath and IdPJWKSPath are where the IdP serves its endpoints.
@@ -195,6 +198,19 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, secret, basic := r.BasicAuth()
+	if r.PostForm.Has("client_assertion") {
+		var ok bool
+		if id, ok = p.verifyAssertion(r.PostForm); !ok || basic {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+			return
+		}
+		if r.PostForm.Get("grant_type") == tokenExchangeGrant {
+			p.tokenExchange(w, r, id, seq, ttl)
+			return
+		}
+		p.issue(w, r, id, seq, ttl)
+		return
+	}
 	if basic {
 		id, _ = url.QueryUnescape(id)
 		secret, _ = url.QueryUnescape(secret)
@@ -212,6 +228,11 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 		p.tokenExchange(w, r, id, seq, ttl)
 		return
 	}
+	p.issue(w, r, id, seq, ttl)
+}
+
+// issue answers a client-credentials request of an authenticated client.
+func (p *IdP) issue(w http.ResponseWriter, r *http.Request, id string, seq int, ttl time.Duration) {
 	resp := map[string]any{
 		"access_token": fmt.Sprintf("opaque-%s-%d-%s", id, seq, randomHex(8)),
 		"token_type":   "bearer",

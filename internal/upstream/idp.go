@@ -128,9 +128,20 @@ func (c *Cache) requestToken(ctx context.Context, mode string, cc ClientCredenti
 	if cc.AuthStyle == AuthStyleBody {
 		style = oauth2.AuthStyleInParams
 	}
+	secret := cc.ClientSecret
+	if cc.Auth != nil {
+		// RFC 7523 §2.2: the assertion travels in the form with client_id and no secret;
+		// x/oauth2 has no such method, so it goes in as endpoint parameters with
+		// AuthStyleInParams (which sends client_id and omits an empty secret). A fresh assertion
+		// (or a fresh read of the assertion file) for every request.
+		if err := cc.Auth.Authenticate(ctx, cc.TokenURL, params, http.Header{}); err != nil {
+			return Token{}, &Error{Mode: mode, Reason: ReasonClientAuth}
+		}
+		style, secret = oauth2.AuthStyleInParams, ""
+	}
 	cfg := clientcredentials.Config{
 		ClientID:       cc.ClientID,
-		ClientSecret:   cc.ClientSecret,
+		ClientSecret:   secret,
 		TokenURL:       cc.TokenURL,
 		Scopes:         cc.Scopes,
 		EndpointParams: params,

@@ -68,6 +68,10 @@ func CredentialsKey(mode string, cc ClientCredentials) Key {
 		}
 	}
 	b = appendField(b, cc.Audience)
+	if a, ok := cc.Auth.(assertionAuth); ok {
+		// Which key or assertion file authenticates the client (never a secret value).
+		b = appendField(b, a.authID())
+	}
 	var nameStack [8]string
 	names := nameStack[:0]
 	for k := range cc.EndpointParams {

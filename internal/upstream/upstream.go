@@ -96,6 +96,10 @@ type ClientCredentials struct {
 	AuthStyle      string        // "basic" (default) or "body"
 	Timeout        time.Duration // bound on a caller's whole wait for this token (default defaults.UpstreamTimeout)
 	DefaultTTL     time.Duration // lifetime when the IdP's answer has no expires_in (default defaults.UpstreamTokenTTL)
+	// Auth, when set, authenticates the client with a JWT assertion instead of ClientSecret
+	// (RFC 7523 §2.2): a PrivateKeyJWTAuth or a ClientAssertionFileAuth, applied anew to every
+	// request. ClientSecret and AuthStyle must then be empty.
+	Auth ClientAuth
 }
 
 // Validate reports a configuration problem of cc that would make every token request fail.
@@ -117,6 +121,14 @@ func (cc ClientCredentials) validate(allowHTTP, ownID bool) error {
 	case "", AuthStyleBasic, AuthStyleBody:
 	default:
 		return fmt.Errorf("auth_style: must be %q or %q", AuthStyleBasic, AuthStyleBody)
+	}
+	if cc.Auth != nil {
+		if _, ok := cc.Auth.(assertionAuth); !ok {
+			return errors.New("client authentication: unsupported method for this mode")
+		}
+		if cc.ClientSecret != "" || cc.AuthStyle != "" {
+			return errors.New("client_secret: conflicts with the client assertion")
+		}
 	}
 	if cc.Timeout < 0 {
 		return errors.New("timeout: must not be negative")
