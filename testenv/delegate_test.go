@@ -2,7 +2,9 @@ package testenv_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -78,4 +80,81 @@ func TestDemoDelegateRoute(t *testing.T) {
 	if strings.Contains(string(r.body)+r.header.Get("WWW-Authenticate"), other) {
 		t.Error("the denial quotes the caller's token")
 	}
+}
+
+// TestDemoTokenExchangeAtTokengate drives the demo's token-exchange client at tokengate's own
+// token endpoint (RFC 8693 §2.1): the new token names the caller as sub and the service as the
+// current actor (§4.1), its scope is only ever narrowed, and its audience must be one of the
+// client's (RFC 8707 §2; invalid_target otherwise).
+func TestDemoTokenExchangeAtTokengate(t *testing.T) {
+	s := startStack(t)
+	subject, err := s.ClientToken(context.Background(), "echo.read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange := func(audience, scope string) (int, map[string]any) {
+		t.Helper()
+		form := url.Values{
+			"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+			"subject_token":      {subject},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+			"audience":           {audience},
+			"scope":              {scope},
+		}
+		req, _ := http.NewRequest(http.MethodPost, s.TokenURL(), strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(testenv.ServiceClientID, testenv.ServiceSecret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, m
+	}
+
+	status, body := exchange(testenv.ServiceAudience, "echo.read")
+	if status != http.StatusOK || body["issued_token_type"] != "urn:ietf:params:oauth:token-type:access_token" {
+		t.Fatalf("exchange: %d %v", status, body)
+	}
+	tok, _ := body["access_token"].(string)
+	claims := introspectAs(t, s, tok)
+	act, _ := claims["act"].(map[string]any)
+	if claims["active"] != true || claims["sub"] != testenv.DemoClientID || claims["aud"] != testenv.ServiceAudience ||
+		act["sub"] != testenv.ServiceClientID || claims["scope"] != "echo.read" {
+		t.Fatalf("exchanged token introspects as %v", claims)
+	}
+
+	for _, tt := range []struct{ name, audience, scope, error string }{
+		{"scope the client lacks", testenv.ServiceAudience, "admin", "invalid_scope"},
+		{"audience not the client's", testenv.DemoMintAudience, "echo.read", "invalid_target"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if status, body := exchange(tt.audience, tt.scope); status != http.StatusBadRequest || body["error"] != tt.error {
+				t.Fatalf("%d %v, want 400 %s", status, body, tt.error)
+			}
+		})
+	}
+}
+
+// introspectAs introspects token at tokengate's endpoint as the service client that holds it.
+func introspectAs(t *testing.T, s *testenv.Stack, token string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.App.HTTPAddr()+"/oauth2/introspect",
+		strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(testenv.ServiceClientID, testenv.ServiceSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -24,7 +24,7 @@ func TestDemoInstructionsWorkAsPrinted(t *testing.T) {
 			script.WriteString("echo '=== cmd'\n" + cmd + "\necho\n")
 		}
 	}
-	if n < 13 {
+	if n < 15 {
 		t.Fatalf("only %d commands found in the instructions", n)
 	}
 	out, err := exec.Command("bash", "-c", script.String()).CombinedOutput()
@@ -48,7 +48,9 @@ func TestDemoInstructionsWorkAsPrinted(t *testing.T) {
 		`error="insufficient_scope"`,                        // missing scope
 		`"Authorization":["Bearer eyJ`,                      // opaque: phantom token
 		"200 OK",                                            // forward-auth
-		`"Authorization":["Bearer exchanged-demo-user-for-echo-upstream-`, // token_exchange
+		`"Authorization":["Bearer exchanged-demo-user-for-echo-upstream-`,     // token_exchange
+		`"issued_token_type":"urn:ietf:params:oauth:token-type:access_token"`, // tokengate as STS
+		`"act":{"sub":"` + testenv.ServiceClientID + `"}`,                     // its token introspected
 	}
 	for i, w := range want {
 		if i < len(parts) && !strings.Contains(parts[i], w) {

@@ -52,6 +52,13 @@ func DemoInstructions(s *Stack) string {
 	p("   the IdP for a token meant for the upstream that still names the user (see its authorization header):")
 	p("   curl -s -H 'Authorization: Bearer %s' %s/delegate/hello", s.UserToken, gw)
 	p("")
+	p("10. tokengate's own token endpoint as a token-exchange server (RFC 8693): the service %s exchanges", ServiceClientID)
+	p("    the caller's $TOKEN for a token meant for %s; the answer, then that token introspected, with act naming the service:", ServiceAudience)
+	exch := fmt.Sprintf("curl -s -u %s:%s -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token=$TOKEN -d subject_token_type=urn:ietf:params:oauth:token-type:access_token -d audience=%s -d scope=echo.read %s/oauth2/token",
+		ServiceClientID, ServiceSecret, ServiceAudience, api)
+	p("    %s", exch)
+	p("    curl -s -u %s:%s -d token=$(%s | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/') %s/oauth2/introspect", ServiceClientID, ServiceSecret, exch, api)
+	p("")
 	p("Press Ctrl-C to stop.")
 	return b.String()
 }

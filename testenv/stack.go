@@ -30,6 +30,11 @@ const (
 	DemoIssuerURL     = "https://tokengate.demo.local"
 	DemoMintAudience  = "echo-upstream"
 	DemoFetchAudience = "https://api.partner.example"
+	// ServiceClientID is the demo's service that exchanges a caller's token at tokengate's own
+	// token endpoint (RFC 8693) for one meant for ServiceAudience.
+	ServiceClientID = "orders-service"
+	ServiceSecret   = "service-secret-not-for-production"
+	ServiceAudience = "inventory-api"
 )
 
 // The demo's routes, as the stand-in gateway names them (Envoy's context_extensions) and the
@@ -78,6 +83,15 @@ issuer:
       # can obtain (RFC 8725 §3.9; docs/configuration.md#refused-as-unsafe-and-warnings).
       audiences: [tokengate-gateway]
       claims: {tenant: demo}
+    # A service that received a caller's token exchanges it here for one meant for the next
+    # service (RFC 8693); the new token still names the caller, with act naming this client.
+    - client_id: {{.ServiceClientID}}
+      client_secret: "${TOKENGATE_SERVICE_SECRET}"
+      grant_types: [token_exchange]
+      scopes: [echo.read]
+      audiences: [{{.ServiceAudience}}]
+  token_exchange:
+    subject_providers: [self, idp]
 providers:
   - name: self
     issuer: self
@@ -226,6 +240,8 @@ func (s *Stack) start(ctx context.Context, opts StackOptions) (err error) {
 			return DemoClientSecret, true
 		case "TOKENGATE_GATEWAY_SECRET":
 			return GatewaySecret, true
+		case "TOKENGATE_SERVICE_SECRET":
+			return ServiceSecret, true
 		}
 		return os.LookupEnv(k)
 	}
@@ -270,6 +286,7 @@ func (s *Stack) WriteConfig(grpcAddr, httpAddr, extra string) error {
 		"DemoClientID": DemoClientID, "GatewayClientID": GatewayClientID,
 		"MintAudience": DemoMintAudience, "FetchAudience": DemoFetchAudience,
 		"ExchangeAudience": DemoExchangeAudience,
+		"ServiceClientID":  ServiceClientID, "ServiceAudience": ServiceAudience,
 	}); err != nil {
 		return err
 	}
