@@ -225,11 +225,15 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 	case config.UpstreamFetch:
 		f := r.Upstream.Fetch
 		out.Upstream = extauthz.UpstreamToken
-		src, err := upstream.NewFetchSource(a.tokens, r.Name, upstream.ClientCredentials{
+		cc := upstream.ClientCredentials{
 			TokenURL: f.TokenURL, ClientID: f.ClientID, ClientSecret: f.ClientSecret.Value(), Scopes: f.Scopes,
 			Audience: f.Audience, EndpointParams: f.EndpointParams, AuthStyle: f.AuthStyle,
 			Timeout: f.Timeout.Std(), DefaultTTL: f.DefaultTTL.Std(),
-		})
+		}
+		if auth := a.assertionAuth(f.ClientID, f.ClientAssertion); auth != nil {
+			cc.Auth, cc.ClientSecret, cc.AuthStyle = auth, "", ""
+		}
+		src, err := upstream.NewFetchSource(a.tokens, r.Name, cc)
 		if err != nil {
 			return out, fmt.Errorf("upstream.fetch: %w", err)
 		}
@@ -242,9 +246,12 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 	case config.UpstreamTokenExchange:
 		te := r.Upstream.TokenExchange
 		out.Upstream = extauthz.UpstreamToken
+		var auth upstream.ClientAuth = upstream.ClientSecretAuth{ClientID: te.ClientID, Secret: te.ClientSecret.Value(), Style: te.AuthStyle}
+		if aa := a.assertionAuth(te.ClientID, te.ClientAssertion); aa != nil {
+			auth = aa
+		}
 		src, err := upstream.NewTokenExchangeSource(a.tokens, r.Name, upstream.TokenExchange{
-			TokenURL: te.TokenURL, ClientID: te.ClientID,
-			Auth:     upstream.ClientSecretAuth{ClientID: te.ClientID, Secret: te.ClientSecret.Value(), Style: te.AuthStyle},
+			TokenURL: te.TokenURL, ClientID: te.ClientID, Auth: auth,
 			Audience: te.Audience, Resource: te.Resource, Scopes: te.Scopes,
 			SubjectTokenType: te.SubjectTokenType, RequestedTokenType: te.RequestedTokenType, Timeout: te.Timeout.Std(),
 		})
@@ -391,4 +398,16 @@ func (l *lateVerifier) Verify(ctx context.Context, token string, providers []str
 		return nil, errors.New("token exchange: the verifier is not built yet")
 	}
 	return l.v.Verify(ctx, token, providers)
+}
+
+// assertionAuth is the RFC 7523 client authentication configured by ca, nil when the client
+// authenticates with a secret.
+func (a *App) assertionAuth(clientID string, ca config.ClientAssertion) upstream.ClientAuth {
+	switch {
+	case ca.PrivateKey != nil && ca.PrivateKey.Key != nil:
+		return upstream.PrivateKeyJWTAuth{ClientID: clientID, Key: ca.PrivateKey.Key, Audience: ca.AssertionAudience, Now: a.opts.Now}
+	case ca.AssertionPath != "":
+		return upstream.ClientAssertionFileAuth{ClientID: clientID, File: ca.AssertionPath, Log: a.logger}
+	}
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/introspect"
+	"github.com/tokengate/tokengate/internal/jose"
 )
 
 // Config is one complete, validated configuration, with every default applied and every secret
@@ -290,15 +291,40 @@ type Fetch struct {
 	TokenURL     string `yaml:"token_url"`
 	ClientID     string `yaml:"client_id"`
 	ClientSecret Secret `yaml:"client_secret"`
-	Exchange     `yaml:",inline"`
+	ClientAssertion
+	Exchange `yaml:",inline"`
+}
+
+// ClientAssertion holds the ways other than a secret that tokengate's client authenticates to
+// an IdP's token endpoint: a JWT signed with its own key (private_key_jwt, RFC 7523 §2.2) or a
+// ready-made assertion read from a file on every request (a projected Kubernetes
+// service-account token, RFC 7521 §4.2). At most one of them, and then no client secret.
+type ClientAssertion struct {
+	PrivateKey          *ClientKey `yaml:"private_key"`
+	ClientAssertionFile string     `yaml:"client_assertion_file"`
+	// AssertionAudience is the private_key_jwt assertion's aud; "" means the token URL.
+	AssertionAudience string `yaml:"assertion_audience"`
+	// AssertionPath is ClientAssertionFile resolved against the configuration's directory.
+	AssertionPath string `yaml:"-"`
+}
+
+// ClientKey is the private key of a private_key_jwt client: a PEM or private JWK file, the
+// JWS algorithm and the kid put in the assertion's header (from the JWK when it has them).
+type ClientKey struct {
+	File string `yaml:"file"`
+	Alg  string `yaml:"alg"`
+	Kid  string `yaml:"kid"`
+	// Key is File parsed by internal/jose at load.
+	Key *jose.SigningKey `yaml:"-"`
 }
 
 // TokenExchange sends the caller's verified token to TokenURL as an RFC 8693 subject_token,
 // authenticated as tokengate's client, and sends the answer's access_token upstream.
 type TokenExchange struct {
-	TokenURL           string   `yaml:"token_url"`
-	ClientID           string   `yaml:"client_id"`
-	ClientSecret       Secret   `yaml:"client_secret"`
+	TokenURL           string `yaml:"token_url"`
+	ClientID           string `yaml:"client_id"`
+	ClientSecret       Secret `yaml:"client_secret"`
+	ClientAssertion    `yaml:",inline"`
 	AuthStyle          string   `yaml:"auth_style"`
 	Audience           string   `yaml:"audience"`
 	Resource           string   `yaml:"resource"`

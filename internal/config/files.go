@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/secrets"
 )
 
@@ -61,10 +62,10 @@ func resolveFiles(cfg *Config, baseDir string, p *problems) {
 	}
 	for i := range cfg.Routes {
 		if f := cfg.Routes[i].Upstream.Fetch; f != nil {
-			f.ClientSecret.resolve(indexPath("routes", i)+".upstream.fetch", "client_secret", true, baseDir, p)
+			resolveClientAuth(indexPath("routes", i)+".upstream.fetch", &f.ClientSecret, &f.ClientAssertion, baseDir, p, read)
 		}
 		if te := cfg.Routes[i].Upstream.TokenExchange; te != nil {
-			te.ClientSecret.resolve(indexPath("routes", i)+".upstream.token_exchange", "client_secret", true, baseDir, p)
+			resolveClientAuth(indexPath("routes", i)+".upstream.token_exchange", &te.ClientSecret, &te.ClientAssertion, baseDir, p, read)
 		}
 	}
 	if g := cfg.Server.GatewayTLS; g != nil {
@@ -180,6 +181,46 @@ func (s *Secret) resolve(path, name string, required bool, baseDir string, p *pr
 		}
 	}
 	return s.value != ""
+}
+
+// resolveClientAuth resolves how tokengate's client authenticates at an IdP: exactly one of a
+// client secret (inline or file), a private key (parsed here, so a key that does not parse is
+// a load error naming the field) or a client assertion file (only its path: it is read anew
+// for every request, RFC 7521 §4.2, and may not exist yet at start-up).
+func resolveClientAuth(path string, secret *Secret, a *ClientAssertion, baseDir string, p *problems,
+	read func(path, name string, limit int64, ok func([]byte) bool, want string) []byte) {
+	if a.AssertionAudience != "" && a.PrivateKey == nil {
+		p.add(path+".assertion_audience", "only with private_key")
+	}
+	n := count(secret.Inline != "", secret.File != "", a.PrivateKey != nil, a.ClientAssertionFile != "")
+	if n != 1 {
+		p.add(path, "exactly one of client_secret, client_secret_file, private_key, client_assertion_file")
+		return
+	}
+	switch {
+	case a.PrivateKey != nil:
+		k := a.PrivateKey
+		if k.File == "" {
+			p.add(path+".private_key.file", "is required")
+			return
+		}
+		data := read(path+".private_key.file", k.File, maxKeyBytes, looksLikePrivateKey,
+			"does not hold a PEM private key or a private JWK")
+		if data == nil {
+			return
+		}
+		key, err := jose.LoadSigningKey(data, k.Alg, k.Kid)
+		if err != nil {
+			// jose's errors never contain key material.
+			p.add(path+".private_key.file", "%s", strings.TrimPrefix(err.Error(), "jose: "))
+			return
+		}
+		k.Key = key
+	case a.ClientAssertionFile != "":
+		a.AssertionPath = resolvePath(baseDir, a.ClientAssertionFile)
+	default:
+		secret.resolve(path, "client_secret", true, baseDir, p)
+	}
 }
 
 // looksLikePrivateKey is a shallow check that a key file holds a PEM private key block or a

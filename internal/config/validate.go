@@ -32,7 +32,7 @@ const (
 
 // reservedParams are form fields tokengate sets itself in a client-credentials request
 // (RFC 6749 §4.4.2); endpoint_params may not replace them.
-var reservedParams = []string{"grant_type", "client_id", "client_secret", "scope", "audience"}
+var reservedParams = []string{"grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope", "audience"}
 
 // forbiddenHeaders may not be set from a claim: they carry credentials, select the virtual host,
 // frame the message (a claim in content-length would be request smuggling) or are hop-by-hop

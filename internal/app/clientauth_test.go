@@ -1,0 +1,190 @@
+package app_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/testkit"
+	"github.com/tokengate/tokengate/testenv"
+)
+
+// TestClientAuthRoutes runs routes whose client authenticates to the IdP without a secret, end
+// to end through forward-auth against the fake IdP, which verifies each client assertion as a
+// real IdP does: a fetch route with private_key_jwt (RFC 7523 §2.2, key file parsed at load),
+// a token_exchange route with private_key_jwt (one fresh assertion per exchange, each with its
+// own jti), and a token_exchange route with client_assertion_file (read anew for every request;
+// missing or empty → 503 and a log line naming the file, never its content).
+func TestClientAuthRoutes(t *testing.T) {
+	idp, err := testenv.NewIdP("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	dir := t.TempDir()
+	key, _ := jose.GenerateKey("ES256", "gw-key-1")
+	pem, _ := key.MarshalPEM()
+	keyFile := filepath.Join(dir, "client-key.pem")
+	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := jose.PublicJWKS([]*jose.SigningKey{key})
+	if err := idp.RegisterAssertionClient("gateway", jwks, ""); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := jose.GenerateKey("RS256", "k8s")
+	saJWKS, _ := jose.PublicJWKS([]*jose.SigningKey{sa})
+	const saClient = "system:serviceaccount:edge:tokengate"
+	if err := idp.RegisterAssertionClient(saClient, saJWKS, ""); err != nil {
+		t.Fatal(err)
+	}
+	saFile := filepath.Join(dir, "sa-token")
+	writeSA := func() string {
+		now := time.Now()
+		tok, err := sa.Sign(map[string]any{"iss": saClient, "sub": saClient, "aud": idp.TokenURL(),
+			"iat": now.Unix(), "exp": now.Add(50 * time.Second).Unix(), "jti": rand.Text()}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(saFile, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+
+	var logs testkit.LogBuffer
+	a, err := app.New(context.Background(), app.Options{ConfigPath: writeConfig(t, fmt.Sprintf(`
+providers:
+  - {name: corp, issuer: "%[1]s", jwks_uri: "%[1]s/.well-known/jwks.json", audiences: ["api://gateway"]}
+routes:
+  - name: fetch
+    match: {path_prefix: /fetch/}
+    authenticate: {none: {}}
+    upstream:
+      fetch:
+        token_url: "%[2]s"
+        client_id: gateway
+        private_key: {file: "%[3]s", alg: ES256, kid: gw-key-1}
+  - name: exchange
+    match: {path_prefix: /orders/}
+    authenticate: {jwt: {providers: [corp]}}
+    upstream:
+      token_exchange:
+        token_url: "%[2]s"
+        client_id: gateway
+        private_key: {file: "%[3]s", alg: ES256, kid: gw-key-1}
+        audience: "https://orders.example.com"
+  - name: workload
+    match: {path_prefix: /billing/}
+    authenticate: {jwt: {providers: [corp]}}
+    upstream:
+      token_exchange:
+        token_url: "%[2]s"
+        client_id: "%[4]s"
+        client_assertion_file: "%[5]s"
+        audience: "https://billing.example.com"
+`, idp.URL(), idp.TokenURL(), keyFile, saClient, saFile)), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testenvWaitReady(t, a.HTTPAddr())
+
+	authz := func(path, bearer string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+a.HTTPAddr()+"/authz"+path, nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	caller := func(sub string) string {
+		t.Helper()
+		tok, err := idp.CallerToken(map[string]any{"aud": "api://gateway", "sub": sub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	checkAssertion := func(c jose.Claims, client string) {
+		t.Helper()
+		if c.Issuer != client || c.Subject != client || len(c.Audience) != 1 || c.Audience[0] != idp.TokenURL() ||
+			c.Expiry.Sub(c.IssuedAt) > 60*time.Second || c.ID == "" {
+			t.Errorf("assertion claims: iss %q sub %q aud %q iat %v exp %v jti %q", c.Issuer, c.Subject, c.Audience, c.IssuedAt, c.Expiry, c.ID)
+		}
+	}
+
+	// fetch with private_key_jwt.
+	if resp := authz("/fetch/x", ""); resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Authorization"), "Bearer opaque-gateway-") {
+		t.Fatalf("fetch: %d %q", resp.StatusCode, resp.Header.Get("Authorization"))
+	}
+	// token_exchange with private_key_jwt: two callers, two exchanges, two assertions.
+	for _, sub := range []string{"alice", "bob"} {
+		if resp := authz("/orders/1", caller(sub)); resp.StatusCode != http.StatusOK ||
+			!strings.HasPrefix(resp.Header.Get("Authorization"), "Bearer exchanged-"+sub+"-") {
+			t.Fatalf("exchange for %s: %d %q", sub, resp.StatusCode, resp.Header.Get("Authorization"))
+		}
+	}
+	got := idp.Assertions()
+	if len(got) != 3 || idp.AssertionRejections() != 0 {
+		t.Fatalf("IdP accepted %d assertions and refused %d, want 3 and 0", len(got), idp.AssertionRejections())
+	}
+	for _, g := range got {
+		checkAssertion(g.Claims, "gateway")
+	}
+	if got[0].Claims.ID == got[1].Claims.ID || got[1].Claims.ID == got[2].Claims.ID || got[0].Claims.ID == got[2].Claims.ID {
+		t.Fatal("assertions share a jti")
+	}
+
+	// client_assertion_file: read anew for each request.
+	var written []string
+	for _, sub := range []string{"carol", "dave"} {
+		written = append(written, writeSA())
+		if resp := authz("/billing/1", caller(sub)); resp.StatusCode != http.StatusOK {
+			t.Fatalf("workload exchange for %s: %d", sub, resp.StatusCode)
+		}
+		got = idp.Assertions()
+		if last := got[len(got)-1]; last.Raw != written[len(written)-1] {
+			t.Fatalf("the IdP did not receive the file's current content for %s", sub)
+		} else {
+			checkAssertion(last.Claims, saClient)
+		}
+	}
+	if err := os.Remove(saFile); err != nil {
+		t.Fatal(err)
+	}
+	before := idp.TokenRequests.Load()
+	if resp := authz("/billing/1", caller("erin")); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("missing assertion file: %d, want 503", resp.StatusCode)
+	}
+	if n := idp.TokenRequests.Load() - before; n != 0 {
+		t.Fatalf("the IdP was called %d times without an assertion", n)
+	}
+	out := logs.String()
+	if !strings.Contains(out, saFile) {
+		t.Fatalf("no log line names the assertion file:\n%s", out)
+	}
+	for _, w := range written {
+		if strings.Contains(out, w) || strings.Contains(out, strings.Split(w, ".")[1]) {
+			t.Fatal("the log contains an assertion")
+		}
+	}
+}
