@@ -53,9 +53,21 @@ const (
 // NewIdP starts an IdP on 127.0.0.1:0 (or addr) with one ES256 key and the given clients
 // (client_id → secret). Issued tokens last one hour unless SetTokenTTL says otherwise.
 func NewIdP(addr string, clients map[string]string) (*IdP, error) {
-	key, err := jose.GenerateKey("ES256", "idp-1")
+	idp, mux, err := newIdP(clients)
 	if err != nil {
 		return nil, err
+	}
+	idp.srv, err = startServer(addr, mux)
+	if err != nil {
+		return nil, err
+	}
+	return idp, nil
+}
+
+func newIdP(clients map[string]string) (*IdP, *http.ServeMux, error) {
+	key, err := jose.GenerateKey("ES256", "idp-1")
+	if err != nil {
+		return nil, nil, err
 	}
 	idp := &IdP{keys: []*jose.SigningKey{key}, clients: map[string]string{}, ttl: time.Hour}
 	for id, s := range clients {
@@ -66,11 +78,7 @@ func NewIdP(addr string, clients map[string]string) (*IdP, error) {
 	mux.HandleFunc("GET "+IdPJWKSPath, idp.jwks)
 	mux.HandleFunc("POST "+IdPTokenPath, idp.token)
 	mux.HandleFunc("POST "+IdPIntrospectPath, idp.introspect)
-	idp.srv, err = startServer(addr, mux)
-	if err != nil {
-		return nil, err
-	}
-	return idp, nil
+	return idp, mux, nil
 }
 
 // URL is the IdP's issuer URL (no trailing slash).
@@ -198,6 +206,19 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, secret, basic := r.BasicAuth()
+	if cn, ok := p.tlsClient(r); ok && !basic && !r.PostForm.Has("client_secret") && !r.PostForm.Has("client_assertion") {
+		// RFC 8705 §2: the verified client certificate authenticates the client.
+		if id = r.PostForm.Get("client_id"); !p.tlsClientMatches(id, cn) {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+			return
+		}
+		if r.PostForm.Get("grant_type") == tokenExchangeGrant {
+			p.tokenExchange(w, r, id, seq, ttl)
+			return
+		}
+		p.issue(w, r, id, seq, ttl)
+		return
+	}
 	if r.PostForm.Has("client_assertion") {
 		var ok bool
 		if id, ok = p.verifyAssertion(r.PostForm); !ok || basic {

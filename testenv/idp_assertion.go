@@ -1,7 +1,12 @@
 package testenv
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"sync"
@@ -28,6 +33,9 @@ type assertions struct {
 	audience map[string]string       // client_id -> accepted aud besides the token endpoint
 	seen     map[string]time.Time    // jti -> exp: a replayed assertion is refused (RFC 7523 §3 item 7)
 	received []ReceivedAssertion
+
+	tlsClients map[string]string // client_id -> the subject CN of its certificate (RFC 8705 §2.1.2)
+	tlsSeen    []string
 }
 
 // RegisterAssertionClient registers clientID as authenticating with JWT assertions signed by one
@@ -120,4 +128,62 @@ func (p *IdP) checkAssertion(form url.Values) (string, error) {
 	a.seen[c.ID] = c.Expiry
 	a.received = append(a.received, ReceivedAssertion{Raw: raw, Claims: *c})
 	return id, nil
+}
+
+// NewTLSIdP starts an IdP like NewIdP but over HTTPS (its certificate: CertificatePEM) that asks
+// for client certificates issued by clientCAs, for tls_client_auth clients (RFC 8705 §2,
+// RegisterTLSClient).
+func NewTLSIdP(clients map[string]string, clientCAs *x509.CertPool) (*IdP, error) {
+	idp, mux, err := newIdP(clients)
+	if err != nil {
+		return nil, err
+	}
+	srv := httptest.NewUnstartedServer(mux)
+	srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: clientCAs, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	idp.srv = srv
+	return idp, nil
+}
+
+// CertificatePEM is the IdP's TLS certificate (NewTLSIdP), for a client's ca_file.
+func (p *IdP) CertificatePEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw})
+}
+
+// RegisterTLSClient registers clientID as a tls_client_auth client (RFC 8705 §2.1.2): it
+// authenticates with a certificate chaining to the IdP's client CAs whose subject CN is cn.
+func (p *IdP) RegisterTLSClient(clientID, cn string) {
+	p.asrt.mu.Lock()
+	defer p.asrt.mu.Unlock()
+	if p.asrt.tlsClients == nil {
+		p.asrt.tlsClients = map[string]string{}
+	}
+	p.asrt.tlsClients[clientID] = cn
+}
+
+// TLSClientCNs returns the subject CN of the verified client certificate of every token request
+// that presented one, oldest first.
+func (p *IdP) TLSClientCNs() []string {
+	p.asrt.mu.Lock()
+	defer p.asrt.mu.Unlock()
+	return slices.Clone(p.asrt.tlsSeen)
+}
+
+// tlsClient returns the subject CN of r's verified client certificate, and records it.
+func (p *IdP) tlsClient(r *http.Request) (string, bool) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return "", false
+	}
+	cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
+	p.asrt.mu.Lock()
+	p.asrt.tlsSeen = append(p.asrt.tlsSeen, cn)
+	p.asrt.mu.Unlock()
+	return cn, true
+}
+
+func (p *IdP) tlsClientMatches(id, cn string) bool {
+	p.asrt.mu.Lock()
+	defer p.asrt.mu.Unlock()
+	want, ok := p.asrt.tlsClients[id]
+	return ok && want == cn
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/tokengate/tokengate/internal/jose"
@@ -150,4 +154,127 @@ func (a ClientAssertionFileAuth) read() (string, error) {
 
 func (a ClientAssertionFileAuth) authID() string {
 	return "client_assertion_file\x00" + a.File
+}
+
+// TLSClientAuth is tls_client_auth (RFC 8705 §2): the client proves itself with its X.509
+// certificate in the TLS handshake with the token endpoint and sends only client_id in the
+// form. The certificate and key are re-read when their files change (cert-manager rotates
+// them in place), so the route needs its own HTTP client: build it with NewTLSClientAuth.
+type TLSClientAuth struct {
+	ClientID string
+	certs    *certReloader
+	rt       *http.Transport
+}
+
+// NewTLSClientAuth loads certFile and keyFile (PEM) now, so a pair that does not load is a
+// start-up error, and trusts caFile's certificates for the token endpoint ("" for the system
+// roots). Errors name the file, never its content.
+func NewTLSClientAuth(clientID, certFile, keyFile, caFile string) (*TLSClientAuth, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile}
+	if _, err := r.get(); err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return r.get()
+	}}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca_file %s: cannot be read", caFile)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca_file %s: no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = cfg
+	t.MaxIdleConnsPerHost = 16
+	t.ResponseHeaderTimeout = time.Minute
+	a := &TLSClientAuth{ClientID: clientID, certs: r, rt: t}
+	// A new certificate is presented only in a new handshake: drop idle connections that
+	// authenticated with the old one.
+	r.onReload = t.CloseIdleConnections
+	return a, nil
+}
+
+// Authenticate adds client_id (RFC 8705 §2: the certificate authenticates, the id names the
+// client).
+func (a *TLSClientAuth) Authenticate(_ context.Context, _ string, form url.Values, _ http.Header) error {
+	// Look at the files before every request, so a rotated certificate is noticed (and the
+	// idle connections of the old one closed) before the request picks a connection.
+	if _, err := a.certs.get(); err != nil {
+		return err
+	}
+	form.Set("client_id", a.ClientID)
+	return nil
+}
+
+func (a *TLSClientAuth) authID() string {
+	return "tls_client_auth\x00" + a.certs.certFile + "\x00" + a.certs.keyFile
+}
+
+// httpClient is the client for auth's requests: the route's own mutual-TLS transport for a
+// TLSClientAuth, the cache's shared one otherwise; both with the same policies (no redirects,
+// size cap, TLS verification on).
+func (c *Cache) httpClient(auth ClientAuth) *http.Client {
+	a, ok := auth.(*TLSClientAuth)
+	if !ok {
+		return c.client
+	}
+	limit := int64(DefaultMaxResponseBytes)
+	if ct, ok := c.client.Transport.(*capTransport); ok {
+		limit = ct.max
+	}
+	return newHTTPClient(&http.Client{Transport: a.rt, Timeout: c.client.Timeout}, limit)
+}
+
+// certReloader holds a certificate and key pair and loads it again when either file's size or
+// modification time changes; a pair that fails to load keeps the last good one (a rotation is
+// two writes, and the handshake between them must not fail).
+type certReloader struct {
+	certFile, keyFile string
+	onReload          func()
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	version string
+}
+
+func (r *certReloader) get() (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, err := fileVersion(r.certFile, r.keyFile)
+	if err == nil && v == r.version && r.cert != nil {
+		return r.cert, nil
+	}
+	if err == nil {
+		c, lerr := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+		if lerr == nil {
+			reloaded := r.cert != nil
+			r.cert, r.version = &c, v
+			if reloaded && r.onReload != nil {
+				r.onReload() // takes only the transport's idle-pool lock, never r.mu
+			}
+			return r.cert, nil
+		}
+		err = fmt.Errorf("tls cert_file %s / key_file %s: not a matching PEM certificate and key", r.certFile, r.keyFile)
+	}
+	if r.cert != nil {
+		return r.cert, nil
+	}
+	return nil, err
+}
+
+func fileVersion(names ...string) (string, error) {
+	var b strings.Builder
+	for _, n := range names {
+		fi, err := os.Stat(n)
+		if err != nil {
+			return "", fmt.Errorf("tls file %s: cannot be read", n)
+		}
+		fmt.Fprintf(&b, "%d/%d;", fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String(), nil
 }

@@ -3,9 +3,15 @@ package upstream_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,5 +210,112 @@ func TestClientAuthConfigConflicts(t *testing.T) {
 		Auth: upstream.PrivateKeyJWTAuth{ClientID: "gw", Key: k}}
 	if err := cc.Validate(false); err == nil || !strings.Contains(err.Error(), "client_secret") {
 		t.Fatalf("Validate = %v", err)
+	}
+}
+
+// testCA issues certificates for the mutual-TLS tests.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// issue writes a client certificate for cn and its key to certFile and keyFile.
+func (ca *testCA) issue(t *testing.T, cn, certFile, keyFile string, serial int64) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTLSClientAuth: tls_client_auth (RFC 8705 §2) against the fake IdP over real mutual TLS:
+// the IdP verifies the client certificate and finds the client by its subject; a certificate
+// rotated in place (cert-manager) is presented on the next request; a certificate the IdP does
+// not know for the client is rejected (503 for tokengate's own client).
+func TestTLSClientAuth(t *testing.T) {
+	ca := newTestCA(t)
+	idp, err := testenv.NewTLSIdP(nil, ca.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+	dir := t.TempDir()
+	certFile, keyFile, caFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "idp-ca.crt")
+	if err := os.WriteFile(caFile, idp.CertificatePEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ca.issue(t, "gateway-1", certFile, keyFile, 2)
+	idp.RegisterTLSClient("gw", "gateway-1")
+	auth, err := upstream.NewTLSClientAuth("gw", certFile, keyFile, caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One cache for the whole test: its keep-alive connections must not outlive a rotation.
+	c := upstream.NewCache(upstream.Options{})
+	t.Cleanup(c.Close)
+	fetch := func(scope string) error {
+		t.Helper()
+		src, err := upstream.NewFetchSource(c, "r", upstream.ClientCredentials{TokenURL: idp.TokenURL(), ClientID: "gw",
+			Scopes: []string{scope}, Auth: auth})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = src.Token(ctx, upstream.Caller{})
+		return err
+	}
+	if err := fetch("a"); err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	if form, auth := idp.LastTokenRequest(); form.Get("client_id") != "gw" || form.Get("client_secret") != "" || auth != "" {
+		t.Fatalf("request: client_id %q, secret sent %v, Authorization set %v", form.Get("client_id"), form.Get("client_secret") != "", auth != "")
+	}
+	// Rotation in place: the next request presents the new certificate.
+	time.Sleep(10 * time.Millisecond) // a distinct modification time
+	ca.issue(t, "gateway-2", certFile, keyFile, 3)
+	idp.RegisterTLSClient("gw", "gateway-2")
+	if err := fetch("b"); err != nil {
+		t.Fatalf("fetch after rotation: %v", err)
+	}
+	if cns := idp.TLSClientCNs(); len(cns) != 2 || cns[0] != "gateway-1" || cns[1] != "gateway-2" {
+		t.Fatalf("the IdP saw client certificates %v, want [gateway-1 gateway-2]", cns)
+	}
+	// A certificate the IdP does not bind to this client.
+	idp.RegisterTLSClient("gw", "someone-else")
+	if err := fetch("c"); !errors.Is(err, upstream.ErrRejected) || !errors.Is(err, upstream.ErrUnavailable) {
+		t.Fatalf("err = %v, want rejected (503)", err)
+	}
+	// A pair that does not load at start-up is an error naming the file.
+	if _, err := upstream.NewTLSClientAuth("gw", caFile, filepath.Join(dir, "missing.key"), ""); err == nil || !strings.Contains(err.Error(), "missing.key") {
+		t.Fatalf("NewTLSClientAuth with a missing key: %v", err)
 	}
 }

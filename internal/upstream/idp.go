@@ -148,7 +148,7 @@ func (c *Cache) requestToken(ctx context.Context, mode string, cc ClientCredenti
 		AuthStyle:      style, // explicit: AutoDetect would retry a refused request with the other style
 	}
 	p := &probe{}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.client)
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.httpClient(cc.Auth))
 	ctx = context.WithValue(ctx, probeKey{}, p)
 	start := c.now()
 	// Config.Token builds a fresh single-use token source per call: no ReuseTokenSource shared

@@ -271,7 +271,7 @@ func (c *Cache) requestExchange(ctx context.Context, te TokenExchange, subject s
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.client.Do(req)
+	resp, err := c.httpClient(te.Auth).Do(req)
 	if err != nil {
 		return Token{}, transportError(ctx, err)
 	}
