@@ -2,9 +2,15 @@ package app_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,9 +38,9 @@ func TestClientAuthRoutes(t *testing.T) {
 	defer idp.Close()
 	dir := t.TempDir()
 	key, _ := jose.GenerateKey("ES256", "gw-key-1")
-	pem, _ := key.MarshalPEM()
+	keyPEM, _ := key.MarshalPEM()
 	keyFile := filepath.Join(dir, "client-key.pem")
-	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	jwks, _ := jose.PublicJWKS([]*jose.SigningKey{key})
@@ -186,5 +192,66 @@ routes:
 		if strings.Contains(out, w) || strings.Contains(out, strings.Split(w, ".")[1]) {
 			t.Fatal("the log contains an assertion")
 		}
+	}
+}
+
+// TestClientAuthTLSRoute: a fetch route with tls_client_auth (RFC 8705 §2) gets its token from
+// the fake IdP over mutual TLS, the IdP verifying the configured client certificate.
+func TestClientAuthTLSRoute(t *testing.T) {
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caCert, _ := x509.ParseCertificate(caDER)
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
+		Subject: pkix.Name{CommonName: "tokengate-edge"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	idp, err := testenv.NewTLSIdP(nil, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	idp.RegisterTLSClient("gateway", "tokengate-edge")
+	dir := t.TempDir()
+	files := map[string][]byte{
+		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+		"idp.crt": idp.CertificatePEM(),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _, _ := start(t, writeConfig(t, fmt.Sprintf(`
+routes:
+  - name: fetch
+    match: {path_prefix: /fetch/}
+    authenticate: {none: {}}
+    upstream:
+      fetch:
+        token_url: "%s"
+        client_id: gateway
+        tls: {cert_file: "%[2]s/tls.crt", key_file: "%[2]s/tls.key", ca_file: "%[2]s/idp.crt"}
+`, idp.TokenURL(), dir)))
+	testenvWaitReady(t, a.HTTPAddr())
+	resp, err := http.Get("http://" + a.HTTPAddr() + "/authz/fetch/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Authorization"), "Bearer opaque-gateway-") {
+		t.Fatalf("fetch: %d %q", resp.StatusCode, resp.Header.Get("Authorization"))
+	}
+	if cns := idp.TLSClientCNs(); len(cns) != 1 || cns[0] != "tokengate-edge" {
+		t.Fatalf("the IdP saw client certificates %v", cns)
 	}
 }

@@ -230,7 +230,11 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 			Audience: f.Audience, EndpointParams: f.EndpointParams, AuthStyle: f.AuthStyle,
 			Timeout: f.Timeout.Std(), DefaultTTL: f.DefaultTTL.Std(),
 		}
-		if auth := a.assertionAuth(f.ClientID, f.ClientAssertion); auth != nil {
+		auth, err := a.assertionAuth(f.ClientID, f.ClientAssertion)
+		if err != nil {
+			return out, fmt.Errorf("upstream.fetch: %w", err)
+		}
+		if auth != nil {
 			cc.Auth, cc.ClientSecret, cc.AuthStyle = auth, "", ""
 		}
 		src, err := upstream.NewFetchSource(a.tokens, r.Name, cc)
@@ -247,7 +251,11 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 		te := r.Upstream.TokenExchange
 		out.Upstream = extauthz.UpstreamToken
 		var auth upstream.ClientAuth = upstream.ClientSecretAuth{ClientID: te.ClientID, Secret: te.ClientSecret.Value(), Style: te.AuthStyle}
-		if aa := a.assertionAuth(te.ClientID, te.ClientAssertion); aa != nil {
+		aa, err := a.assertionAuth(te.ClientID, te.ClientAssertion)
+		if err != nil {
+			return out, fmt.Errorf("upstream.token_exchange: %w", err)
+		}
+		if aa != nil {
 			auth = aa
 		}
 		src, err := upstream.NewTokenExchangeSource(a.tokens, r.Name, upstream.TokenExchange{
@@ -400,14 +408,16 @@ func (l *lateVerifier) Verify(ctx context.Context, token string, providers []str
 	return l.v.Verify(ctx, token, providers)
 }
 
-// assertionAuth is the RFC 7523 client authentication configured by ca, nil when the client
-// authenticates with a secret.
-func (a *App) assertionAuth(clientID string, ca config.ClientAssertion) upstream.ClientAuth {
+// assertionAuth is the client authentication other than a secret configured by ca (RFC 7523
+// assertions, RFC 8705 mutual TLS), nil when the client authenticates with a secret.
+func (a *App) assertionAuth(clientID string, ca config.ClientAssertion) (upstream.ClientAuth, error) {
 	switch {
 	case ca.PrivateKey != nil && ca.PrivateKey.Key != nil:
-		return upstream.PrivateKeyJWTAuth{ClientID: clientID, Key: ca.PrivateKey.Key, Audience: ca.AssertionAudience, Now: a.opts.Now}
+		return upstream.PrivateKeyJWTAuth{ClientID: clientID, Key: ca.PrivateKey.Key, Audience: ca.AssertionAudience, Now: a.opts.Now}, nil
 	case ca.AssertionPath != "":
-		return upstream.ClientAssertionFileAuth{ClientID: clientID, File: ca.AssertionPath, Log: a.logger}
+		return upstream.ClientAssertionFileAuth{ClientID: clientID, File: ca.AssertionPath, Log: a.logger}, nil
+	case ca.TLS != nil:
+		return upstream.NewTLSClientAuth(clientID, ca.TLS.CertPath, ca.TLS.KeyPath, ca.TLS.CAPath)
 	}
-	return nil
+	return nil, nil
 }

@@ -306,6 +306,20 @@ type ClientAssertion struct {
 	AssertionAudience string `yaml:"assertion_audience"`
 	// AssertionPath is ClientAssertionFile resolved against the configuration's directory.
 	AssertionPath string `yaml:"-"`
+	// TLS is tls_client_auth (RFC 8705 §2): the client's certificate authenticates it in the
+	// TLS handshake with the token endpoint.
+	TLS *ClientTLS `yaml:"tls"`
+}
+
+// ClientTLS is a client certificate and key (PEM files, re-read when they change) and the CAs
+// trusted for the token endpoint (default: the system's). The *Path fields are the files
+// resolved against the configuration's directory.
+type ClientTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
+
+	CertPath, KeyPath, CAPath string `yaml:"-"`
 }
 
 // ClientKey is the private key of a private_key_jwt client: a PEM or private JWK file, the

@@ -731,7 +731,7 @@ server:
 `
 	_, err := Parse([]byte(doc), "", envMap(nil))
 	want := `line 2: cache.verified_tokens: must be between 1 and 10000000
-line 7: routes[0].upstream.fetch: exactly one of client_secret, client_secret_file, private_key, client_assertion_file
+line 7: routes[0].upstream.fetch: exactly one of client_secret, client_secret_file, private_key, client_assertion_file, tls
 line 9: routes[0].upstream.fetch.auth_style: must be basic or body
 line 7: routes[0].upstream.fetch.token_url: is required
 line 12: routes[1].authenticate: exactly one of jwt, client_credentials, none

@@ -192,12 +192,38 @@ func resolveClientAuth(path string, secret *Secret, a *ClientAssertion, baseDir 
 	if a.AssertionAudience != "" && a.PrivateKey == nil {
 		p.add(path+".assertion_audience", "only with private_key")
 	}
-	n := count(secret.Inline != "", secret.File != "", a.PrivateKey != nil, a.ClientAssertionFile != "")
+	n := count(secret.Inline != "", secret.File != "", a.PrivateKey != nil, a.ClientAssertionFile != "", a.TLS != nil)
 	if n != 1 {
-		p.add(path, "exactly one of client_secret, client_secret_file, private_key, client_assertion_file")
+		p.add(path, "exactly one of client_secret, client_secret_file, private_key, client_assertion_file, tls")
 		return
 	}
 	switch {
+	case a.TLS != nil:
+		t := a.TLS
+		var cert, key []byte
+		if t.CertFile == "" {
+			p.add(path+".tls.cert_file", "is required")
+		} else {
+			t.CertPath = resolvePath(baseDir, t.CertFile)
+			cert = read(path+".tls.cert_file", t.CertFile, maxKeyBytes, nil, "")
+		}
+		if t.KeyFile == "" {
+			p.add(path+".tls.key_file", "is required")
+		} else {
+			t.KeyPath = resolvePath(baseDir, t.KeyFile)
+			key = read(path+".tls.key_file", t.KeyFile, maxKeyBytes, nil, "")
+		}
+		if cert != nil && key != nil {
+			if _, err := tls.X509KeyPair(cert, key); err != nil {
+				p.add(path+".tls", "cert_file and key_file are not a matching PEM certificate and key")
+			}
+		}
+		if t.CAFile != "" {
+			t.CAPath = resolvePath(baseDir, t.CAFile)
+			if ca := read(path+".tls.ca_file", t.CAFile, maxKeyBytes, nil, ""); ca != nil && !x509.NewCertPool().AppendCertsFromPEM(ca) {
+				p.add(path+".tls.ca_file", "holds no PEM certificate")
+			}
+		}
 	case a.PrivateKey != nil:
 		k := a.PrivateKey
 		if k.File == "" {
