@@ -165,22 +165,30 @@ func (p *jsonParser) object(depth int) map[string]any {
 			return nil
 		}
 		obj[name] = v
-		p.skipSpace()
-		if p.i >= len(p.s) {
-			p.fail("invalid JSON")
+		if more, ok := p.separator('}'); !ok {
 			return nil
+		} else if !more {
+			return obj
 		}
+	}
+}
+
+// separator reads what follows a member or element: ',' (more is true) or the closing byte
+// (more is false); anything else fails (ok is false).
+func (p *jsonParser) separator(closing byte) (more, ok bool) {
+	p.skipSpace()
+	if p.i < len(p.s) {
 		switch p.s[p.i] {
 		case ',':
 			p.i++
-		case '}':
+			return true, true
+		case closing:
 			p.i++
-			return obj
-		default:
-			p.fail("invalid JSON")
-			return nil
+			return false, true
 		}
 	}
+	p.fail("invalid JSON")
+	return false, false
 }
 
 // array reads elements after an opening '[' up to and including ']'; nil
@@ -202,20 +210,10 @@ func (p *jsonParser) array(depth int) []any {
 			return nil
 		}
 		arr = append(arr, v)
-		p.skipSpace()
-		if p.i >= len(p.s) {
-			p.fail("invalid JSON")
+		if more, ok := p.separator(']'); !ok {
 			return nil
-		}
-		switch p.s[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
+		} else if !more {
 			return arr
-		default:
-			p.fail("invalid JSON")
-			return nil
 		}
 	}
 }
