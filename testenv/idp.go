@@ -205,32 +205,31 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type"})
 		return
 	}
-	id, secret, basic := r.BasicAuth()
-	if cn, ok := p.tlsClient(r); ok && !basic && !r.PostForm.Has("client_secret") && !r.PostForm.Has("client_assertion") {
-		// RFC 8705 §2: the verified client certificate authenticates the client.
-		if id = r.PostForm.Get("client_id"); !p.tlsClientMatches(id, cn) {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
-			return
-		}
-		if r.PostForm.Get("grant_type") == tokenExchangeGrant {
-			p.tokenExchange(w, r, id, seq, ttl)
-			return
-		}
-		p.issue(w, r, id, seq, ttl)
+	id, ok := p.authenticateClient(r, p.TokenURL())
+	if !ok {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
 		return
 	}
-	if r.PostForm.Has("client_assertion") {
-		var ok bool
-		if id, ok = p.verifyAssertion(r.PostForm); !ok || basic {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
-			return
-		}
-		if r.PostForm.Get("grant_type") == tokenExchangeGrant {
-			p.tokenExchange(w, r, id, seq, ttl)
-			return
-		}
-		p.issue(w, r, id, seq, ttl)
+	if r.PostForm.Get("grant_type") == tokenExchangeGrant {
+		p.tokenExchange(w, r, id, seq, ttl)
 		return
+	}
+	p.issue(w, r, id, seq, ttl)
+}
+
+// authenticateClient authenticates the client of a request to endpoint (its form parsed) as a
+// real IdP does, by exactly one method: a verified TLS client certificate (RFC 8705 §2), a JWT
+// client assertion (RFC 7523 §2.2) whose aud is endpoint or the token endpoint, or a secret
+// (client_secret_basic, form-encoded per RFC 6749 §2.3.1, or client_secret_post).
+func (p *IdP) authenticateClient(r *http.Request, endpoint string) (string, bool) {
+	id, secret, basic := r.BasicAuth()
+	if cn, ok := p.tlsClient(r); ok && !basic && !r.PostForm.Has("client_secret") && !r.PostForm.Has("client_assertion") {
+		id = r.PostForm.Get("client_id")
+		return id, p.tlsClientMatches(id, cn)
+	}
+	if r.PostForm.Has("client_assertion") {
+		id, ok := p.verifyAssertion(r.PostForm, endpoint)
+		return id, ok && !basic
 	}
 	if basic {
 		id, _ = url.QueryUnescape(id)
@@ -241,15 +240,7 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	want, known := p.clients[id]
 	p.mu.Unlock()
-	if !known || subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1 {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
-		return
-	}
-	if r.PostForm.Get("grant_type") == tokenExchangeGrant {
-		p.tokenExchange(w, r, id, seq, ttl)
-		return
-	}
-	p.issue(w, r, id, seq, ttl)
+	return id, known && subtle.ConstantTimeCompare([]byte(want), []byte(secret)) == 1
 }
 
 // issue answers a client-credentials request of an authenticated client.

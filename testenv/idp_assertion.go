@@ -68,11 +68,11 @@ func (p *IdP) Assertions() []ReceivedAssertion {
 func (p *IdP) AssertionRejections() int64 { return p.asrtRejected.Load() }
 
 // verifyAssertion authenticates the client of a request carrying client_assertion as a real IdP
-// does (RFC 7523 §3): signature by a registered key, iss = sub = client_id, aud = the token
-// endpoint, exp present and at most 60 s after iat and now, jti present and never seen before.
+// does (RFC 7523 §3): signature by a registered key, iss = sub = client_id, aud = the endpoint
+// called or the token endpoint, exp present and at most 60 s after iat and now, jti present and never seen before.
 // It returns the client id, or ok false for invalid_client.
-func (p *IdP) verifyAssertion(form url.Values) (string, bool) {
-	id, err := p.checkAssertion(form)
+func (p *IdP) verifyAssertion(form url.Values, endpoint string) (string, bool) {
+	id, err := p.checkAssertion(form, endpoint)
 	if err != nil {
 		p.asrtRejected.Add(1)
 		return "", false
@@ -80,7 +80,7 @@ func (p *IdP) verifyAssertion(form url.Values) (string, bool) {
 	return id, true
 }
 
-func (p *IdP) checkAssertion(form url.Values) (string, error) {
+func (p *IdP) checkAssertion(form url.Values, endpoint string) (string, error) {
 	if form.Get("client_assertion_type") != clientAssertionType || form.Get("client_secret") != "" {
 		return "", errors.New("bad client_assertion_type or two methods")
 	}
@@ -105,7 +105,8 @@ func (p *IdP) checkAssertion(form url.Values) (string, error) {
 	if c.Issuer != id || c.Subject != id {
 		return "", errors.New("iss/sub")
 	}
-	if !slices.Contains(c.Audience, p.TokenURL()) && (a.audience[id] == "" || !slices.Contains(c.Audience, a.audience[id])) {
+	if !slices.Contains(c.Audience, p.TokenURL()) && !slices.Contains(c.Audience, endpoint) &&
+		(a.audience[id] == "" || !slices.Contains(c.Audience, a.audience[id])) {
 		return "", errors.New("aud")
 	}
 	if !jose.ValidTime(c.HasExpiry, c.Expiry) || !c.Expiry.After(now.Add(-5*time.Second)) || c.Expiry.After(now.Add(65*time.Second)) {

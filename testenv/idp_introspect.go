@@ -3,7 +3,6 @@ package testenv
 import (
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,17 +63,15 @@ func (p *IdP) OpaqueToken(claims map[string]any) string {
 	return tok
 }
 
-// introspect answers RFC 7662 §2: the caller authenticates as one of the IdP's clients
-// (client_secret_basic, form-encoded per RFC 6749 §2.3.1); an unknown token is inactive.
+// introspect answers RFC 7662 §2: the caller authenticates as one of the IdP's clients, by any
+// method its token endpoint accepts (authenticateClient); an unknown token is inactive.
 func (p *IdP) introspect(w http.ResponseWriter, r *http.Request) {
 	p.intro.Requests.Add(1)
-	id, secret, ok := r.BasicAuth()
-	id, _ = url.QueryUnescape(id)
-	secret, _ = url.QueryUnescape(secret)
-	p.mu.Lock()
-	want, known := p.clients[id]
-	p.mu.Unlock()
-	if !ok || !known || want != secret {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
+		return
+	}
+	if _, ok := p.authenticateClient(r, p.IntrospectionURL()); !ok {
 		w.Header().Set("WWW-Authenticate", `Basic realm="idp"`)
 		http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
 		return

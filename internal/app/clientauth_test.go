@@ -198,39 +198,7 @@ routes:
 // TestClientAuthTLSRoute: a fetch route with tls_client_auth (RFC 8705 §2) gets its token from
 // the fake IdP over mutual TLS, the IdP verifying the configured client certificate.
 func TestClientAuthTLSRoute(t *testing.T) {
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	caCert, _ := x509.ParseCertificate(caDER)
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
-		Subject: pkix.Name{CommonName: "tokengate-edge"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	idp, err := testenv.NewTLSIdP(nil, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idp.Close()
-	idp.RegisterTLSClient("gateway", "tokengate-edge")
-	dir := t.TempDir()
-	files := map[string][]byte{
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
-		"idp.crt": idp.CertificatePEM(),
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	idp, dir := tlsClientIdP(t)
 	a, _, _ := start(t, writeConfig(t, fmt.Sprintf(`
 routes:
   - name: fetch
@@ -252,6 +220,160 @@ routes:
 		t.Fatalf("fetch: %d %q", resp.StatusCode, resp.Header.Get("Authorization"))
 	}
 	if cns := idp.TLSClientCNs(); len(cns) != 1 || cns[0] != "tokengate-edge" {
+		t.Fatalf("the IdP saw client certificates %v", cns)
+	}
+}
+
+// tlsClientIdP starts an HTTPS IdP that knows the client "gateway" by the certificate (CN
+// tokengate-edge) of a CA the test generates, and writes that certificate and key (tls.crt,
+// tls.key) and the IdP's certificate (idp.crt) to the directory it returns.
+func tlsClientIdP(t *testing.T) (*testenv.IdP, string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caCert, _ := x509.ParseCertificate(caDER)
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
+		Subject: pkix.Name{CommonName: "tokengate-edge"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	idp, err := testenv.NewTLSIdP(nil, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+	idp.RegisterTLSClient("gateway", "tokengate-edge")
+	dir := t.TempDir()
+	files := map[string][]byte{
+		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+		"idp.crt": idp.CertificatePEM(),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return idp, dir
+}
+
+// TestIntrospectionClientAuth: an opaque-token provider's client authenticates at the
+// introspection endpoint (RFC 7662 §2.1) in each way it can at a token endpoint, verified by the
+// fake IdP as a real one does: private_key_jwt (the assertion's aud is the introspection
+// endpoint), client_assertion_file (read anew; missing → 503 and the IdP not called) and
+// tls_client_auth over mutual TLS.
+func TestIntrospectionClientAuth(t *testing.T) {
+	idp, err := testenv.NewIdP("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	dir := t.TempDir()
+	key, _ := jose.GenerateKey("ES256", "gw-key-1")
+	keyPEM, _ := key.MarshalPEM()
+	keyFile := filepath.Join(dir, "client-key.pem")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := jose.PublicJWKS([]*jose.SigningKey{key})
+	if err := idp.RegisterAssertionClient("gateway", jwks, ""); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := jose.GenerateKey("RS256", "k8s")
+	saJWKS, _ := jose.PublicJWKS([]*jose.SigningKey{sa})
+	const saClient = "system:serviceaccount:edge:tokengate"
+	if err := idp.RegisterAssertionClient(saClient, saJWKS, ""); err != nil {
+		t.Fatal(err)
+	}
+	saFile := filepath.Join(dir, "sa-token")
+	now := time.Now()
+	saTok, _ := sa.Sign(map[string]any{"iss": saClient, "sub": saClient, "aud": idp.IntrospectionURL(),
+		"iat": now.Unix(), "exp": now.Add(50 * time.Second).Unix(), "jti": rand.Text()}, "")
+	if err := os.WriteFile(saFile, []byte(saTok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsIdP, tlsDir := tlsClientIdP(t)
+
+	a, _, _ := start(t, writeConfig(t, fmt.Sprintf(`
+providers:
+  - name: keyjwt
+    introspection: {url: "%[1]s", client_id: gateway, private_key: {file: "%[2]s", alg: ES256, kid: gw-key-1}}
+  - name: workload
+    introspection: {url: "%[1]s", client_id: "%[3]s", client_assertion_file: "%[4]s"}
+  - name: mtls
+    introspection:
+      url: "%[5]s"
+      client_id: gateway
+      tls: {cert_file: "%[6]s/tls.crt", key_file: "%[6]s/tls.key", ca_file: "%[6]s/idp.crt"}
+routes:
+  - {name: keyjwt, match: {path_prefix: /keyjwt/}, authenticate: {jwt: {providers: [keyjwt]}}, upstream: {passthrough: {}}}
+  - {name: workload, match: {path_prefix: /workload/}, authenticate: {jwt: {providers: [workload]}}, upstream: {passthrough: {}}}
+  - {name: mtls, match: {path_prefix: /mtls/}, authenticate: {jwt: {providers: [mtls]}}, upstream: {passthrough: {}}}
+`, idp.IntrospectionURL(), keyFile, saClient, saFile, tlsIdP.IntrospectionURL(), tlsDir)))
+	testenvWaitReady(t, a.HTTPAddr())
+	authz := func(path, bearer string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+a.HTTPAddr()+"/authz"+path, nil)
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	// private_key_jwt: one fresh assertion for the introspection endpoint.
+	if code := authz("/keyjwt/x", idp.OpaqueToken(map[string]any{"sub": "alice"})); code != http.StatusOK {
+		t.Fatalf("private_key_jwt introspection: %d", code)
+	}
+	got := idp.Assertions()
+	if len(got) != 1 || idp.AssertionRejections() != 0 {
+		t.Fatalf("IdP accepted %d assertions and refused %d, want 1 and 0", len(got), idp.AssertionRejections())
+	}
+	if c := got[0].Claims; c.Issuer != "gateway" || c.Subject != "gateway" || len(c.Audience) != 1 ||
+		c.Audience[0] != idp.IntrospectionURL() || c.ID == "" || c.Expiry.Sub(c.IssuedAt) > 60*time.Second {
+		t.Fatalf("assertion claims: iss %q sub %q aud %q jti %q", c.Issuer, c.Subject, c.Audience, c.ID)
+	}
+	// An unknown opaque token is inactive: 401, still authenticated by a new assertion.
+	if code := authz("/keyjwt/x", "opaque-unknown"); code != http.StatusUnauthorized {
+		t.Fatalf("inactive token: %d, want 401", code)
+	}
+	if n := len(idp.Assertions()); n != 2 {
+		t.Fatalf("%d assertions after the second introspection, want 2", n)
+	}
+
+	// client_assertion_file: the file's content is the assertion.
+	if code := authz("/workload/x", idp.OpaqueToken(map[string]any{"sub": "bob"})); code != http.StatusOK {
+		t.Fatalf("client_assertion_file introspection: %d", code)
+	}
+	if got := idp.Assertions(); got[len(got)-1].Raw != saTok {
+		t.Fatal("the IdP did not receive the assertion file's content")
+	}
+	if err := os.Remove(saFile); err != nil {
+		t.Fatal(err)
+	}
+	before := idp.IntrospectionRequests()
+	if code := authz("/workload/x", idp.OpaqueToken(map[string]any{"sub": "carol"})); code != http.StatusServiceUnavailable {
+		t.Fatalf("missing assertion file: %d, want 503", code)
+	}
+	if n := idp.IntrospectionRequests() - before; n != 0 {
+		t.Fatalf("the introspection endpoint was called %d times without an assertion", n)
+	}
+
+	// tls_client_auth: the certificate authenticates the client in the handshake.
+	if code := authz("/mtls/x", tlsIdP.OpaqueToken(map[string]any{"sub": "dave"})); code != http.StatusOK {
+		t.Fatalf("tls_client_auth introspection: %d", code)
+	}
+	if cns := tlsIdP.TLSClientCNs(); len(cns) != 1 || cns[0] != "tokengate-edge" {
 		t.Fatalf("the IdP saw client certificates %v", cns)
 	}
 }

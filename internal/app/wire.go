@@ -70,10 +70,20 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 		}
 		if in := p.Introspection; in != nil {
 			// An opaque-token provider (RFC 7662): its answers are cached per generation.
+			// Its client authenticates as at a token endpoint (RFC 7662 §2.1 leaves the method to
+			// the server): a secret sent as client_secret_basic, an assertion, or mutual TLS.
+			auth, err := a.clientAuth(in.ClientID, in.ClientSecret, upstream.AuthStyleBasic, in.ClientAssertion)
+			if err != nil {
+				return nil, fmt.Errorf("providers: %s: introspection: %w", p.Name, err)
+			}
+			hc := a.opts.HTTPClient
+			if t, ok := auth.(*upstream.TLSClientAuth); ok {
+				hc = &http.Client{Transport: t.Transport()}
+			}
 			c, err := introspect.New(introspect.Config{
-				Provider: p.Name, URL: in.URL, ClientID: in.ClientID, ClientSecret: in.ClientSecret.Value(),
+				Provider: p.Name, URL: in.URL, ClientID: in.ClientID, Auth: auth,
 				AllowHTTP: cfg.Server.AllowHTTPURLs, CacheTTL: in.CacheTTL.Std(), NegativeTTL: in.NegativeTTL.Std(),
-				CacheSize: cfg.Cache.VerifiedTokens, HTTPClient: a.opts.HTTPClient, Metrics: a.metrics, Now: a.opts.Now,
+				CacheSize: cfg.Cache.VerifiedTokens, HTTPClient: hc, Metrics: a.metrics, Now: a.opts.Now,
 				Shared: a.introspectionShared(), // the fleet's answers (Redis), behind the local cache
 			})
 			if err != nil {
@@ -250,13 +260,9 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 	case config.UpstreamTokenExchange:
 		te := r.Upstream.TokenExchange
 		out.Upstream = extauthz.UpstreamToken
-		var auth upstream.ClientAuth = upstream.ClientSecretAuth{ClientID: te.ClientID, Secret: te.ClientSecret.Value(), Style: te.AuthStyle}
-		aa, err := a.assertionAuth(te.ClientID, te.ClientAssertion)
+		auth, err := a.clientAuth(te.ClientID, te.ClientSecret, te.AuthStyle, te.ClientAssertion)
 		if err != nil {
 			return out, fmt.Errorf("upstream.token_exchange: %w", err)
-		}
-		if aa != nil {
-			auth = aa
 		}
 		src, err := upstream.NewTokenExchangeSource(a.tokens, r.Name, upstream.TokenExchange{
 			TokenURL: te.TokenURL, ClientID: te.ClientID, Auth: auth,
@@ -406,6 +412,15 @@ func (l *lateVerifier) Verify(ctx context.Context, token string, providers []str
 		return nil, errors.New("token exchange: the verifier is not built yet")
 	}
 	return l.v.Verify(ctx, token, providers)
+}
+
+// clientAuth is how tokengate's client authenticates at an IdP endpoint: as ca configures, or
+// else by its secret in the given style (client_secret_basic or client_secret_post).
+func (a *App) clientAuth(clientID string, secret config.Secret, style string, ca config.ClientAssertion) (upstream.ClientAuth, error) {
+	if auth, err := a.assertionAuth(clientID, ca); auth != nil || err != nil {
+		return auth, err
+	}
+	return upstream.ClientSecretAuth{ClientID: clientID, Secret: secret.Value(), Style: style}, nil
 }
 
 // assertionAuth is the client authentication other than a secret configured by ca (RFC 7523

@@ -151,14 +151,16 @@ const (
 	BindingAny  = "any"
 )
 
-// Introspection is a provider's RFC 7662 endpoint and tokengate's client there
-// (client_secret_basic, RFC 6749 §2.3.1).
+// Introspection is a provider's RFC 7662 endpoint and tokengate's client there, which
+// authenticates as at a token endpoint: a secret (client_secret_basic, RFC 6749 §2.3.1) or one
+// of the ClientAssertion ways.
 type Introspection struct {
-	URL          string   `yaml:"url"`
-	ClientID     string   `yaml:"client_id"`
-	ClientSecret Secret   `yaml:"client_secret"`
-	CacheTTL     Duration `yaml:"cache_ttl"`
-	NegativeTTL  Duration `yaml:"negative_ttl"`
+	URL             string `yaml:"url"`
+	ClientID        string `yaml:"client_id"`
+	ClientSecret    Secret `yaml:"client_secret"`
+	ClientAssertion `yaml:",inline"`
+	CacheTTL        Duration `yaml:"cache_ttl"`
+	NegativeTTL     Duration `yaml:"negative_ttl"`
 }
 
 // ClientsSelf is the client_credentials.clients value naming the issuer's own clients.

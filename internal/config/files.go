@@ -57,7 +57,7 @@ func resolveFiles(cfg *Config, baseDir string, p *problems) {
 	}
 	for i := range cfg.Providers {
 		if in := cfg.Providers[i].Introspection; in != nil {
-			in.ClientSecret.resolve(indexPath("providers", i)+".introspection", "client_secret", true, baseDir, p)
+			resolveClientAuth(indexPath("providers", i)+".introspection", &in.ClientSecret, &in.ClientAssertion, baseDir, p, read)
 		}
 	}
 	for i := range cfg.Routes {

@@ -49,14 +49,17 @@ var ErrUnavailable = errors.New("introspection: no usable answer from the author
 
 // Config configures a Client.
 type Config struct {
-	Provider     string // the provider's name: metrics label and log context
-	URL          string // the introspection endpoint (RFC 7662 §2)
-	ClientID     string
-	ClientSecret string // client_secret_basic (RFC 6749 §2.3.1)
-	AllowHTTP    bool   // as httpx.CheckURL
-	CacheTTL     time.Duration
-	NegativeTTL  time.Duration
-	CacheSize    int
+	Provider string // the provider's name: metrics label and log context
+	URL      string // the introspection endpoint (RFC 7662 §2)
+	ClientID string
+	// Auth authenticates tokengate's client at the endpoint (RFC 7662 §2.1 requires it): a
+	// secret, an RFC 7523 assertion or, with an HTTPClient presenting the certificate, RFC 8705
+	// mutual TLS. upstream's ClientAuths are the implementations.
+	Auth        ClientAuth
+	AllowHTTP   bool // as httpx.CheckURL
+	CacheTTL    time.Duration
+	NegativeTTL time.Duration
+	CacheSize   int
 	// Timeout bounds one call to the endpoint, whoever waits for it (default DefaultTimeout).
 	Timeout    time.Duration
 	HTTPClient *http.Client // default httpx.NewClient(); redirects are never followed
@@ -95,6 +98,13 @@ type Client struct {
 	scope  []byte // what besides the token selects an answer in the shared store
 }
 
+// ClientAuth is upstream.ClientAuth, declared here because upstream imports this package: it
+// adds the client's credentials to the form or the headers of a request to endpoint, and
+// returns an error naming no secret when it cannot (the request is then not sent).
+type ClientAuth interface {
+	Authenticate(ctx context.Context, endpoint string, form url.Values, header http.Header) error
+}
+
 // Shared is the part of upstream.Shared (the fleet's Redis) that answers need; declared here
 // because upstream imports this package.
 type Shared interface {
@@ -111,8 +121,8 @@ func New(cfg Config) (*Client, error) {
 	if _, err := httpx.CheckURL(cfg.URL, cfg.AllowHTTP); err != nil {
 		return nil, fmt.Errorf("introspect: provider %s: url: %w", cfg.Provider, err)
 	}
-	if cfg.ClientID == "" || cfg.ClientSecret == "" {
-		return nil, fmt.Errorf("introspect: provider %s: client_id and a client secret are required", cfg.Provider)
+	if cfg.ClientID == "" || cfg.Auth == nil {
+		return nil, fmt.Errorf("introspect: provider %s: client_id and client authentication are required", cfg.Provider)
 	}
 	if cfg.CacheTTL < 0 || cfg.NegativeTTL < 0 || cfg.Timeout < 0 || cfg.CacheSize < 0 {
 		return nil, fmt.Errorf("introspect: provider %s: negative setting", cfg.Provider)
@@ -273,14 +283,18 @@ func (c *Client) deadlineFrom(ans *Answer, now time.Time) time.Time {
 // call makes one RFC 7662 §2.1 request.
 func (c *Client) call(ctx context.Context, token string) (*Answer, error) {
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
+	header := http.Header{}
+	if err := c.cfg.Auth.Authenticate(ctx, c.url, form, header); err != nil {
+		// A missing assertion file, a key that cannot sign: the endpoint is not asked.
+		return nil, fmt.Errorf("%w: client authentication: %w", ErrUnavailable, err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	req.Header = header
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	// RFC 6749 §2.3.1: the client id and secret are form-encoded before Basic encoding.
-	req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(c.cfg.ClientSecret))
 	resp, err := c.http.Do(req)
 	if err != nil {
 		// The error text may quote the URL but never the token (it is in the body).

@@ -78,7 +78,7 @@ func (c *clock) Add(d time.Duration) {
 func newClient(t *testing.T, i *idp, clk *clock) *Client {
 	t.Helper()
 	c, err := New(Config{Provider: "curity", URL: i.srv.URL + "/introspect", ClientID: "gw",
-		ClientSecret: "s3cr%t", CacheTTL: time.Minute, NegativeTTL: 10 * time.Second,
+		Auth: secretAuth{"gw", "s3cr%t"}, CacheTTL: time.Minute, NegativeTTL: 10 * time.Second,
 		Timeout: 500 * time.Millisecond, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func TestRedirectIsFailure(t *testing.T) {
 	target := newIDP(t)
 	redir := httptest.NewServer(http.RedirectHandler(target.srv.URL, http.StatusTemporaryRedirect))
 	defer redir.Close()
-	c, err := New(Config{Provider: "p", URL: redir.URL, ClientID: "gw", ClientSecret: "s3cr%t"})
+	c, err := New(Config{Provider: "p", URL: redir.URL, ClientID: "gw", Auth: secretAuth{"gw", "s3cr%t"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,11 +289,11 @@ func TestGoodAnswers(t *testing.T) {
 
 func TestNewRefusesBadSettings(t *testing.T) {
 	for _, cfg := range []Config{
-		{URL: "http://idp.example.com/introspect", ClientID: "a", ClientSecret: "b"},
-		{URL: "https://u:p@idp.example.com/introspect", ClientID: "a", ClientSecret: "b"},
-		{URL: "https://idp.example.com/introspect", ClientSecret: "b"},
-		{URL: "https://idp.example.com/introspect", ClientID: "a"},
-		{URL: "https://idp.example.com/introspect", ClientID: "a", ClientSecret: "b", CacheTTL: -1},
+		{URL: "http://idp.example.com/introspect", ClientID: "a", Auth: secretAuth{"a", "b"}},
+		{URL: "https://u:p@idp.example.com/introspect", ClientID: "a", Auth: secretAuth{"a", "b"}},
+		{URL: "https://idp.example.com/introspect", Auth: secretAuth{"", "b"}},
+		{URL: "https://idp.example.com/introspect", ClientID: "a"}, // no client authentication
+		{URL: "https://idp.example.com/introspect", ClientID: "a", Auth: secretAuth{"a", "b"}, CacheTTL: -1},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg.URL)
@@ -327,4 +327,14 @@ func FuzzIntrospectionAnswer(f *testing.F) {
 			t.Fatalf("answer %v from active %v", ans.Active, m["active"])
 		}
 	})
+}
+
+// secretAuth is client_secret_basic (RFC 6749 §2.3.1), as upstream.ClientSecretAuth sends it;
+// upstream imports this package, so these tests cannot use that one.
+type secretAuth struct{ id, secret string }
+
+func (a secretAuth) Authenticate(_ context.Context, _ string, _ url.Values, h http.Header) error {
+	r := http.Request{Header: h}
+	r.SetBasicAuth(url.QueryEscape(a.id), url.QueryEscape(a.secret))
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/introspect"
 	"github.com/tokengate/tokengate/internal/testkit"
+	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/internal/upstream/redisstore"
 )
 
@@ -52,7 +53,7 @@ func TestSharedAnswers(t *testing.T) {
 		}
 		t.Cleanup(func() { store.Close() })
 		c, err := introspect.New(introspect.Config{Provider: "curity", URL: srv.URL + "/introspect", ClientID: "gw",
-			ClientSecret: "s", AllowHTTP: true, CacheTTL: ttl, NegativeTTL: 5 * time.Second, Now: nowf, Shared: store})
+			Auth: upstream.ClientSecretAuth{ClientID: "gw", Secret: "s"}, AllowHTTP: true, CacheTTL: ttl, NegativeTTL: 5 * time.Second, Now: nowf, Shared: store})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -211,6 +211,10 @@ func (a *TLSClientAuth) Authenticate(_ context.Context, _ string, form url.Value
 	return nil
 }
 
+// Transport is the mutual-TLS transport that presents the client's certificate: requests
+// authenticated by a (at the token endpoint, or at an introspection endpoint) go through it.
+func (a *TLSClientAuth) Transport() http.RoundTripper { return a.rt }
+
 func (a *TLSClientAuth) authID() string {
 	return "tls_client_auth\x00" + a.certs.certFile + "\x00" + a.certs.keyFile
 }
@@ -227,7 +231,7 @@ func (c *Cache) httpClient(auth ClientAuth) *http.Client {
 	if ct, ok := c.client.Transport.(*capTransport); ok {
 		limit = ct.max
 	}
-	return newHTTPClient(&http.Client{Transport: a.rt, Timeout: c.client.Timeout}, limit)
+	return newHTTPClient(&http.Client{Transport: a.Transport(), Timeout: c.client.Timeout}, limit)
 }
 
 // certReloader holds a certificate and key pair and loads it again when either file's size or

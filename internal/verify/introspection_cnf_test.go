@@ -19,7 +19,7 @@ func TestIntrospectionCnf(t *testing.T) {
 		"odd":     `{"active":true,"sub":"bob","cnf":"not an object"}`,
 		"bearer":  `{"active":true,"sub":"bob"}`,
 	}
-	c, err := introspect.New(introspect.Config{Provider: "curity", URL: a.srv.URL, ClientID: "gw", ClientSecret: "s"})
+	c, err := introspect.New(introspect.Config{Provider: "curity", URL: a.srv.URL, ClientID: "gw", Auth: secretAuth{"gw", "s"}})
 	if err != nil {
 		t.Fatal(err)
 	}

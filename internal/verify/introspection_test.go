@@ -1,8 +1,10 @@
 package verify
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,7 +43,7 @@ func TestIntrospectionDispatch(t *testing.T) {
 	a := newAnswers(t)
 	f := newFixture(t, func(o *Options) {
 		c, err := introspect.New(introspect.Config{Provider: "curity", URL: a.srv.URL, ClientID: "gw",
-			ClientSecret: "secret", Now: newClock().Now})
+			Auth: secretAuth{"gw", "secret"}, Now: newClock().Now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +125,7 @@ func TestIntrospectionDispatch(t *testing.T) {
 func TestIntrospectionKeepClaims(t *testing.T) {
 	a := newAnswers(t)
 	a.byTok["tok"] = `{"active":true,"sub":"bob","tenant":"acme","other":"x"}`
-	c, err := introspect.New(introspect.Config{Provider: "curity", URL: a.srv.URL, ClientID: "gw", ClientSecret: "s"})
+	c, err := introspect.New(introspect.Config{Provider: "curity", URL: a.srv.URL, ClientID: "gw", Auth: secretAuth{"gw", "s"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,3 +148,13 @@ func TestIntrospectionKeepClaims(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// secretAuth is client_secret_basic (RFC 6749 §2.3.1), as upstream.ClientSecretAuth sends it;
+// upstream imports this package, so these tests cannot use that one.
+type secretAuth struct{ id, secret string }
+
+func (a secretAuth) Authenticate(_ context.Context, _ string, _ url.Values, h http.Header) error {
+	r := http.Request{Header: h}
+	r.SetBasicAuth(url.QueryEscape(a.id), url.QueryEscape(a.secret))
+	return nil
+}
