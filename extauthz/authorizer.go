@@ -19,6 +19,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/replay"
 	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/internal/verify"
 )
@@ -84,7 +85,7 @@ type Deps struct {
 	Bindings map[string]Binding
 	// Replay remembers the jti of accepted DPoP proofs (RFC 9449 §11.1). nil: the Authorizer
 	// makes its own; pass one to keep it across configuration reloads.
-	Replay *ReplayCache
+	Replay *replay.Cache
 }
 
 // Authorizer decides requests for one immutable configuration. Safe for concurrent use.
@@ -114,7 +115,7 @@ func New(routes []Route, deps Deps) (*Authorizer, error) {
 		deps.DecisionTimeout = 5 * time.Second
 	}
 	if deps.Replay == nil {
-		deps.Replay = NewReplayCache(0)
+		deps.Replay = replay.New(0)
 	}
 	for _, r := range routes {
 		switch {
@@ -274,7 +275,7 @@ func (a *Authorizer) authenticate(ctx context.Context, r *compiledRoute, req *Re
 		return false
 	}
 	d.TokenHash = p.TokenHash // the verifier already hashed the token
-	if (p.Cnf != nil || usedDPoP || r.binds) && !a.bind(r, req, cred.value, usedDPoP, p, d) {
+	if (p.Cnf != nil || usedDPoP || r.binds) && !a.bind(ctx, r, req, cred.value, usedDPoP, p, d) {
 		return false
 	}
 	if missing := missingScopes(p.Scopes, r.Scopes); missing {

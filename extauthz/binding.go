@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/replay"
 	"github.com/tokengate/tokengate/internal/verify"
 )
 
@@ -90,7 +92,7 @@ func providerRequires(names []string, bindings map[string]Binding) []string {
 // of what cnf names, the certificate (RFC 8705 §3) and the DPoP key (RFC 9449 §7.1), and the
 // DPoP scheme only with a DPoP-bound token. It writes the denial into d and reports false when
 // one fails.
-func (a *Authorizer) bind(r *compiledRoute, req *Request, token string, usedDPoP bool, p *verify.Principal, d *Decision) bool {
+func (a *Authorizer) bind(ctx context.Context, r *compiledRoute, req *Request, token string, usedDPoP bool, p *verify.Principal, d *Decision) bool {
 	b := a.deps.Bindings[p.Provider]
 	cnf := p.Cnf
 	var dpop, mtls bool // proven
@@ -113,7 +115,7 @@ func (a *Authorizer) bind(r *compiledRoute, req *Request, token string, usedDPoP
 			// RFC 9449 §7.2: a DPoP-bound token presented as a bearer token is refused.
 			return a.denyBinding(r, d, usedDPoP, errInvalidToken, "the token is bound to a DPoP key: send it with the DPoP scheme", "dpop_bearer_scheme")
 		}
-		if code, desc, reason := a.checkProof(req, token, cnf.JKT, b); code != "" {
+		if code, desc, reason := a.checkProof(ctx, req, token, cnf.JKT, b); code != "" {
 			return a.denyBinding(r, d, usedDPoP, code, desc, reason)
 		}
 		dpop = true
@@ -139,7 +141,7 @@ func satisfies(require string, dpop, mtls bool) bool {
 
 // checkProof checks the request's one DPoP proof for token (RFC 9449 §4.3, §7.1): code is ""
 // when it is good, else the error code with a fixed description and the refusal's reason.
-func (a *Authorizer) checkProof(req *Request, token, jkt string, b Binding) (code, desc, reason string) {
+func (a *Authorizer) checkProof(ctx context.Context, req *Request, token, jkt string, b Binding) (code, desc, reason string) {
 	proof, n := singleDPoP(req.DPoP)
 	switch {
 	case n == 0:
@@ -168,7 +170,7 @@ func (a *Authorizer) checkProof(req *Request, token, jkt string, b Binding) (cod
 	}
 	// Last, so a proof failing another check does not use up its jti. It is remembered until
 	// its iat leaves the window: after that the iat check refuses it anyway (RFC 9449 §11.1).
-	seen, err := a.deps.Replay.Seen(pr.ID, now, pr.IssuedAt.Add(window))
+	seen, err := a.deps.Replay.Seen(ctx, replay.Key("", pr.ID), now, pr.IssuedAt.Add(window))
 	switch {
 	case err != nil:
 		// Fail closed: accepting it would mean forgetting a live jti (RFC 9449 §11.1).

@@ -10,6 +10,7 @@ import (
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/replay"
 	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/internal/upstream/redisstore"
 )
@@ -26,12 +27,12 @@ func replica(t *testing.T, r *rig, addr string) *bindingRig {
 	t.Cleanup(func() { store.Close() })
 	b := &bindingRig{rig: r, metrics: metrics.New(), logs: &bytes.Buffer{}}
 	log := slog.New(slog.NewTextHandler(b.logs, nil))
-	replay := extauthz.NewReplayCache(0)
-	replay.Share(store, log)
+	cache := replay.New(0)
+	cache.Share(store, replay.KindDPoP, "DPoP", log)
 	routes := []extauthz.Route{{Name: "dpop", PathPrefix: "/dpop/", Auth: extauthz.AuthJWT, Providers: []string{"corp"},
 		Upstream: extauthz.UpstreamPassthrough, RequireBinding: extauthz.BindingDPoP}}
 	b.authz, err = extauthz.New(routes, extauthz.Deps{Verifier: r.verifier, MaxTokenBytes: 8192, Metrics: b.metrics,
-		Logger: log, Replay: replay,
+		Logger: log, Replay: cache,
 		Bindings: map[string]extauthz.Binding{"corp": {Algorithms: []string{"ES256", "RS256"}, ClockSkew: 5 * time.Second}}})
 	if err != nil {
 		t.Fatal(err)

@@ -1,16 +1,13 @@
 package issuer
 
 import (
-	"crypto/sha256"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/tokengate/tokengate/internal/authlimit"
 	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/replay"
 )
 
 // ClientAssertionType is the client_assertion_type of private_key_jwt (RFC 7523 §2.2).
@@ -101,70 +98,11 @@ func (i *Issuer) checkAssertion(r *http.Request, c *client, u *jose.Unverified) 
 	case claims.ID == "":
 		return "no jti"
 	}
-	switch i.replay.seen(c.id, claims.ID, now, claims.Expiry) {
-	case replaySeen:
-		return "jti replayed"
-	case replayFull:
+	switch seen, err := i.replay.Seen(r.Context(), replay.Key(c.id, claims.ID), now, claims.Expiry); {
+	case err != nil:
 		return "replay cache full"
+	case seen:
+		return "jti replayed"
 	}
 	return ""
-}
-
-// defaultReplaySize holds the jtis of 100,000 live assertions: about 330 client authentications
-// a second, each remembered for the longest lifetime MaxAssertionLifetime allows.
-const defaultReplaySize = 100_000
-
-type replayAnswer int
-
-const (
-	replayNew replayAnswer = iota
-	replaySeen
-	replayFull
-)
-
-// assertionReplay remembers accepted assertion jtis per client until their exp (RFC 7523 §3 item
-// 7), keyed by SHA-256 of client id and jti. It is bounded and fails closed: when full of
-// unexpired entries a new assertion is refused rather than an entry forgotten early, since a
-// forgotten jti could be replayed. Entries leave in insertion order, and every exp is at most
-// MaxAssertionLifetime ahead, so the oldest entry is the first (or nearly) to expire.
-type assertionReplay struct {
-	mu   sync.Mutex
-	lru  *simplelru.LRU[[sha256.Size]byte, time.Time]
-	size int
-}
-
-func newAssertionReplay(size int) *assertionReplay {
-	if size <= 0 {
-		size = defaultReplaySize
-	}
-	l, err := simplelru.NewLRU[[sha256.Size]byte, time.Time](size, nil)
-	if err != nil { // only for size <= 0
-		panic(err)
-	}
-	return &assertionReplay{lru: l, size: size}
-}
-
-// seen records (clientID, jti) until exp unless it is already recorded and unexpired, in one
-// step, so two concurrent requests with one assertion never both pass.
-func (c *assertionReplay) seen(clientID, jti string, now, exp time.Time) replayAnswer {
-	h := sha256.New()
-	h.Write([]byte(clientID))
-	h.Write([]byte{0})
-	h.Write([]byte(jti))
-	var key [sha256.Size]byte
-	h.Sum(key[:0])
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if until, ok := c.lru.Peek(key); ok && now.Before(until) {
-		return replaySeen
-	}
-	for c.lru.Len() >= c.size {
-		_, until, _ := c.lru.GetOldest()
-		if now.Before(until) {
-			return replayFull
-		}
-		c.lru.RemoveOldest()
-	}
-	c.lru.Add(key, exp)
-	return replayNew
 }

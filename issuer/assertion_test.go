@@ -127,30 +127,6 @@ func TestClientAssertionLimiter(t *testing.T) {
 	checkOAuthError(t, res, http.StatusTooManyRequests, ErrSlowDown)
 }
 
-// TestClientAssertionReplayCacheBounded: per-client jtis, refused until their exp, and a full
-// cache of live entries fails closed.
-func TestClientAssertionReplayCacheBounded(t *testing.T) {
-	r := newAssertionReplay(2)
-	now := time.Unix(1000, 0)
-	exp := now.Add(time.Minute)
-	for _, tc := range []struct {
-		id, jti string
-		at      time.Time
-		want    replayAnswer
-	}{
-		{"a", "1", now, replayNew},
-		{"a", "1", now, replaySeen},
-		{"b", "1", now, replayNew},  // per client
-		{"a", "2", now, replayFull}, // full of live entries: fail closed
-		{"a", "2", exp, replayNew},  // the oldest expired: room again
-		{"a", "1", exp.Add(time.Second), replayNew},
-	} {
-		if got := r.seen(tc.id, tc.jti, tc.at, tc.at.Add(time.Minute)); got != tc.want {
-			t.Fatalf("seen(%s,%s) = %d, want %d", tc.id, tc.jti, got, tc.want)
-		}
-	}
-}
-
 // FuzzTokenExchange fuzzes the token-exchange request parser through the handler: whatever the
 // form, the answer is a token or an RFC 6749 §5.2 / RFC 8693 error with its status; no panic.
 func FuzzTokenExchange(f *testing.F) {

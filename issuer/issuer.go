@@ -28,6 +28,7 @@ import (
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/jwks"
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/replay"
 )
 
 // MaxBodyBytes caps the request body of the token and introspection endpoints; a larger body is
@@ -119,6 +120,10 @@ type Options struct {
 	// Subjects verifies subject tokens of the token-exchange grant against
 	// Config.SubjectProviders (the authorizer's verifier). Required when SubjectProviders is set.
 	Subjects SubjectVerifier
+	// Replay remembers the jtis of accepted client assertions (RFC 7523 §3 item 7): created once
+	// per process and shared with the fleet through Redis when configured, so that an assertion
+	// is accepted once by the fleet, across reloads. Nil: Previous's, else the issuer's own.
+	Replay *replay.Cache
 }
 
 // client is the validated, frozen form of a Client.
@@ -164,7 +169,7 @@ type Issuer struct {
 
 	subjectProviders []string        // token exchange: providers of subject tokens
 	subjects         SubjectVerifier // nil when token exchange is not configured
-	replay           *assertionReplay
+	replay           *replay.Cache
 }
 
 // New validates cfg, loads or generates the signing keys and builds the issuer.
@@ -203,10 +208,13 @@ func New(cfg Config, opts Options) (*Issuer, error) {
 	}
 	// The jti replay cache outlives a reload, so a reload never lets an assertion be replayed
 	// (RFC 7523 §3 item 7).
-	if opts.Previous != nil && opts.Previous.replay != nil {
+	switch {
+	case opts.Replay != nil:
+		i.replay = opts.Replay
+	case opts.Previous != nil:
 		i.replay = opts.Previous.replay
-	} else {
-		i.replay = newAssertionReplay(0)
+	default:
+		i.replay = replay.New(0)
 	}
 	switch {
 	case i.ttl == 0:

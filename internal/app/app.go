@@ -35,6 +35,7 @@ import (
 	"github.com/tokengate/tokengate/internal/httpx"
 	"github.com/tokengate/tokengate/internal/introspect"
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/replay"
 	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/internal/upstream/redisstore"
 )
@@ -65,7 +66,10 @@ type App struct {
 	limiter *authlimit.Limiter
 	// replay remembers the jti of accepted DPoP proofs (RFC 9449 §11.1), for the life of the
 	// process: a reload must not let a proof be replayed.
-	replay *extauthz.ReplayCache
+	replay *replay.Cache
+	// assertions remembers the jti of client assertions the token endpoint accepted (RFC 7523
+	// §3 item 7), for the life of the process and, with cache.redis, for the fleet.
+	assertions *replay.Cache
 	// gatewayCerts is gateway_tls's certificate material, re-read when its files change; nil
 	// without gateway_tls.
 	gatewayCerts *gatewayCerts
@@ -114,7 +118,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a := &App{opts: opts, logger: opts.Logger, metrics: metrics.New(), started: cfg}
 	a.limiter = authlimit.New(authlimit.Options{Now: a.opts.Now})
-	a.replay = extauthz.NewReplayCache(0)
+	a.replay, a.assertions = replay.New(0), replay.New(0)
 	if opts.HTTPClient == nil {
 		a.opts.HTTPClient = httpx.NewClient()
 	}
@@ -125,7 +129,9 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a.tokens = tokens
 	if a.store != nil {
 		// The fleet refuses a DPoP proof any replica accepted (RFC 9449 §11.1).
-		a.replay.Share(a.store, a.logger)
+		a.replay.Share(a.store, replay.KindDPoP, "DPoP", a.logger)
+		// And a client assertion any replica's token endpoint accepted (RFC 7523 §3 item 7).
+		a.assertions.Share(a.store, replay.KindClientAssertion, "client assertion", a.logger)
 		if !a.store.Sealed() && hasIntrospection(cfg) {
 			a.logger.Warn("cache.redis has no encryption_key_file: introspection answers are not shared (an unsealed answer could be forged by whoever writes to Redis)")
 		}

@@ -3,6 +3,7 @@ package app_test
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -12,8 +13,9 @@ import (
 )
 
 // TestReplicasShareDPoPAndIntrospectionThroughRedis: two tokengate servers with one cache.redis
-// are one fleet for RFC 9449 §11.1 (a DPoP proof replica A accepted is refused by replica B) and
-// for RFC 7662 answers (an opaque token introspected by A is served by B without a second call);
+// are one fleet for RFC 9449 §11.1 (a DPoP proof replica A accepted is refused by replica B), for
+// RFC 7523 §3 item 7 (a client assertion A's token endpoint accepted is refused by B's) and for
+// RFC 7662 answers (an opaque token introspected by A is served by B without a second call);
 // with Redis gone each still works alone.
 func TestReplicasShareDPoPAndIntrospectionThroughRedis(t *testing.T) {
 	redis := testkit.StartRedis(t)
@@ -23,7 +25,20 @@ func TestReplicasShareDPoPAndIntrospectionThroughRedis(t *testing.T) {
 	}
 	defer idp.Close()
 	keyFile := writeConfig(t, "0123456789abcdef0123456789abcdef") // 32 raw bytes (test value)
-	cfg := fmt.Sprintf(`providers:
+	clientKey, err := jose.GenerateKey("ES256", "pk-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientJWKS, err := jose.PublicJWKS([]*jose.SigningKey{clientKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const issuerURL = "https://tokengate.test"
+	cfg := fmt.Sprintf(`issuer:
+  issuer_url: %[5]s
+  signing_keys: [{kid: k1, alg: ES256, generate: true}]
+  clients: [{client_id: pk, jwks: %[6]s, scopes: [read], audiences: [orders]}]
+providers:
   - {name: corp, issuer: "%[1]s", jwks_uri: "%[1]s/.well-known/jwks.json", audiences: ["api://gateway"], require_binding: dpop}
   - name: curity
     issuer: "%[1]s"
@@ -34,7 +49,7 @@ routes:
   - {name: opaque, authenticate: {jwt: {providers: [curity]}}, upstream: {passthrough: {}}}
 cache:
   redis: {addr: "%[3]s", key_prefix: "tg-shared:", encryption_key_file: "%[4]s"}
-`, idp.URL(), idp.IntrospectionURL(), redis.Addr(), keyFile)
+`, idp.URL(), idp.IntrospectionURL(), redis.Addr(), keyFile, issuerURL, clientJWKS)
 	a1, _, _ := start(t, writeConfig(t, cfg))
 	a2, _, _ := start(t, writeConfig(t, cfg))
 	testenvWaitReady(t, a1.HTTPAddr())
@@ -93,6 +108,33 @@ cache:
 	expect("the same proof on replica B", authz(a2.HTTPAddr(), "/dpop/orders", "DPoP "+bound, p), http.StatusUnauthorized)
 	expect("a fresh proof on replica B", authz(a2.HTTPAddr(), "/dpop/orders", "DPoP "+bound, newProof()), http.StatusOK)
 
+	assertion := func() string {
+		t.Helper()
+		n++
+		now := time.Now()
+		a, err := clientKey.Sign(map[string]any{"iss": "pk", "sub": "pk", "aud": issuerURL, "jti": fmt.Sprintf("assertion-%d-%d", now.UnixNano(), n),
+			"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}, "JWT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	token := func(addr, assertion string) *http.Response {
+		t.Helper()
+		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"pk"},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}
+		resp, err := http.PostForm("http://"+addr+"/oauth2/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	as := assertion()
+	expect("assertion on replica A", token(a1.HTTPAddr(), as), http.StatusOK)
+	expect("the same assertion on replica B", token(a2.HTTPAddr(), as), http.StatusUnauthorized)
+	expect("a fresh assertion on replica B", token(a2.HTTPAddr(), assertion()), http.StatusOK)
+
 	opaque := idp.OpaqueToken(map[string]any{"sub": "bob", "aud": "api://gateway", "scope": "read"})
 	before := idp.IntrospectionRequests()
 	expect("opaque on replica A", authz(a1.HTTPAddr(), "/x", "Bearer "+opaque, ""), http.StatusOK)
@@ -106,6 +148,9 @@ cache:
 		p := newProof()
 		expect("Redis down: a fresh proof", authz(a, "/dpop/orders", "DPoP "+bound, p), http.StatusOK)
 		expect("Redis down: its replay on the same replica", authz(a, "/dpop/orders", "DPoP "+bound, p), http.StatusUnauthorized)
+		as := assertion()
+		expect("Redis down: a fresh assertion", token(a, as), http.StatusOK)
+		expect("Redis down: its replay on the same replica", token(a, as), http.StatusUnauthorized)
 		expect("Redis down: a new opaque token", authz(a, "/x", "Bearer "+idp.OpaqueToken(map[string]any{"sub": "carol", "aud": "api://gateway"}), ""), http.StatusOK)
 	}
 }

@@ -46,7 +46,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 		}
 		opts := issuer.Options{
 			Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now, Previous: prevIssuer,
-			Limiter: a.limiter, TrustedProxies: cfg.Server.TrustedProxyPrefixes,
+			Limiter: a.limiter, TrustedProxies: cfg.Server.TrustedProxyPrefixes, Replay: a.assertions,
 		}
 		if len(ic.SubjectProviders) > 0 {
 			opts.Subjects = subjects
