@@ -16,6 +16,7 @@ import (
 
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/introspect"
 )
 
 // readFile returns a file of this directory.
@@ -269,16 +270,29 @@ func forwardClaimHeaders(cfg *config.Config) []string {
 	return hs
 }
 
-// longestRouteTimeout is the longest time a Check may wait on one route of cfg for an upstream
-// token (fetch and client_credentials timeouts, defaults applied by config.Load).
+// longestRouteTimeout is the longest time a Check may wait on one route of cfg for an IdP: the
+// fetch, token_exchange and client_credentials timeouts (defaults applied by config.Load), and
+// an introspection call (introspect.DefaultTimeout) on a route with an introspection provider.
+// (A whole decision is bounded by the authorizer's DecisionTimeout, 5 s by default, so two
+// waits of one route never add up past it.)
 func longestRouteTimeout(cfg *config.Config) time.Duration {
 	var d time.Duration
 	for _, r := range cfg.Routes {
 		if f := r.Upstream.Fetch; f != nil {
 			d = max(d, f.Timeout.Std())
 		}
+		if te := r.Upstream.TokenExchange; te != nil {
+			d = max(d, te.Timeout.Std())
+		}
 		if cc := r.Authenticate.ClientCredentials; cc != nil {
 			d = max(d, cc.Timeout.Std())
+		}
+		if j := r.Authenticate.JWT; j != nil {
+			for _, name := range j.Providers {
+				if p := cfg.Provider(name); p != nil && p.Introspection != nil {
+					d = max(d, introspect.DefaultTimeout)
+				}
+			}
 		}
 	}
 	return d

@@ -167,7 +167,8 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	mintReq, err1 := checkRequest("/mint/x", caller)
 	fetchReq, err2 := checkRequest("/fetch/x", caller)
-	if err := errors.Join(err1, err2); err != nil {
+	exchangeReq, err3 := checkRequest("/exchange/x", caller)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return errors.Join(err, noop.stop(), tg.stop())
 	}
 	passReqs := make([][]byte, len(rsTokens))
@@ -183,9 +184,11 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}{
 		{"mint (RS256 caller, repeated)", "Bearer ey", func(int) []byte { return mintReq }, 1},
 		{"fetch (repeated token)", "Bearer opaque-upstream-token-from-the-load-idp", func(int) []byte { return fetchReq }, 1},
+		{"token_exchange (RS256 caller, repeated)", "Bearer exchanged-upstream-token-from-the-load-idp", func(int) []byte { return exchangeReq }, 1},
 		{"passthrough (new RS256 token every Check)", "", func(i int) []byte { return passReqs[i] }, len(passReqs)},
 	} {
 		say("target %s", t.name)
+		exchanges0 := lb.exchanges.Load()
 		hits0, _, err := cacheCounts(httpAddr)
 		if err != nil {
 			return errors.Join(err, noop.stop(), tg.stop())
@@ -204,12 +207,24 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			}
 			r.note = fmt.Sprintf("verified-token cache: 0 hits, %d misses so far", misses)
 		}
+		if n := lb.exchanges.Load() - exchanges0; strings.HasPrefix(t.name, "token_exchange") {
+			// One caller token: one exchange for the whole target, every other Check a cache hit.
+			if n != 1 {
+				return errors.Join(fmt.Errorf("token_exchange: %d exchanges, want 1 (the exchanged token must be cached)", n), noop.stop(), tg.stop())
+			}
+			r.note = "1 token exchange for the whole target"
+		}
 		rows = append(rows, r)
 	}
 
 	// Issue 13's costs, in the same instance: a DPoP-bound token (cached) with a fresh proof
 	// every Check, and an opaque token whose introspection answer is cached.
-	fetchRate := rows[len(rows)-2].checksPerSec // the cached fetch Check: no DPoP Check is faster
+	var fetchRate float64 // the cached fetch Check: no DPoP Check is faster
+	for _, r := range rows {
+		if strings.HasPrefix(r.target, "fetch") {
+			fetchRate = r.checksPerSec
+		}
+	}
 	say("target dpop: signing proofs for %.0f Checks/s", fetchRate)
 	dpopReqs, err := dpopRequests(s, int(fetchRate*(o.warmup+o.duration).Seconds()*1.3)+int(o.openFor.Seconds()*float64(o.rate))+1000)
 	if err != nil {
@@ -482,7 +497,7 @@ func startTokengate(ctx context.Context, o options, dir, name string, lb *loopba
 		return nil, "", "", err
 	}
 	cfg := filepath.Join(dir, name+".yaml")
-	if err := os.WriteFile(cfg, []byte(tokengateConfig(grpcAddr, httpAddr, lb.jwksURL, lb.tokenURL, lb.introspectURL, verifiedTokens)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(tokengateConfig(grpcAddr, httpAddr, lb, verifiedTokens)), 0o600); err != nil {
 		return nil, "", "", fmt.Errorf("config: %w", err)
 	}
 	var srv *server

@@ -128,13 +128,14 @@ func (s *signer) jwks() []byte {
 	return b
 }
 
-// loopbackServers serves the provider's JWKS and the fetch route's IdP token endpoint (RFC 6749
-// §4.4) on 127.0.0.1. Both are hit a handful of times per run (tokengate caches the keys and the
-// fetched token), so they cost the client's core nothing measurable.
+// loopbackServers serves the provider's JWKS, the fetch route's IdP token endpoint (RFC 6749
+// §4.4), the token_exchange route's (RFC 8693 §2) and the introspection endpoint on 127.0.0.1.
+// Each is hit a handful of times per run (tokengate caches the keys, tokens and answers), so they
+// cost the client's core nothing measurable.
 type loopbackServers struct {
-	jwksURL, tokenURL, introspectURL string
-	idpCalls, introspections         atomic.Int64
-	srv                              *http.Server
+	jwksURL, tokenURL, exchangeURL, introspectURL string
+	idpCalls, exchanges, introspections           atomic.Int64
+	srv                                           *http.Server
 }
 
 // opaqueToken is the introspected target's caller token: opaque (no dots), repeated, so every
@@ -158,6 +159,18 @@ func startLoopback(jwks []byte) (*loopbackServers, error) {
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write([]byte(`{"access_token":"opaque-upstream-token-from-the-load-idp","token_type":"Bearer","expires_in":3600}`))
 	})
+	mux.HandleFunc("POST /exchange", func(w http.ResponseWriter, r *http.Request) {
+		ls.exchanges.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if r.FormValue("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange" || r.FormValue("subject_token") == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":"invalid_request"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"access_token":"exchanged-upstream-token-from-the-load-idp","token_type":"Bearer",` +
+			`"issued_token_type":"urn:ietf:params:oauth:token-type:access_token","expires_in":3600}`))
+	})
 	// The RFC 7662 §2.2 answer for opaqueToken; any other token is inactive.
 	answer, _ := json.Marshal(map[string]any{"active": true, "iss": providerIssuer, "aud": providerAudience,
 		"sub": "user-opaque", "scope": "read", "client_id": "load-client", "exp": time.Now().Add(2 * time.Hour).Unix()})
@@ -171,7 +184,7 @@ func startLoopback(jwks []byte) (*loopbackServers, error) {
 		_, _ = w.Write(answer)
 	})
 	base := "http://" + lis.Addr().String()
-	ls.jwksURL, ls.tokenURL, ls.introspectURL = base+"/jwks.json", base+"/token", base+"/introspect"
+	ls.jwksURL, ls.tokenURL, ls.exchangeURL, ls.introspectURL = base+"/jwks.json", base+"/token", base+"/exchange", base+"/introspect"
 	ls.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = ls.srv.Serve(lis) }()
 	return ls, nil
@@ -192,9 +205,9 @@ func freePort() (string, error) {
 }
 
 // tokengateConfig is the run's configuration: an issuer with a generated ES256 key and one
-// client (the token endpoint's rate), the provider the harness serves, and the three routes.
+// client (the token endpoint's rate), the providers the harness serves, and the routes.
 // verifiedTokens 0 leaves cache.verified_tokens at its default (100000).
-func tokengateConfig(grpcAddr, httpAddr, jwksURL, tokenURL, introspectURL string, verifiedTokens int) string {
+func tokengateConfig(grpcAddr, httpAddr string, lb *loopbackServers, verifiedTokens int) string {
 	cache := ""
 	if verifiedTokens > 0 {
 		cache = fmt.Sprintf("cache:\n  verified_tokens: %d\n", verifiedTokens)
@@ -232,6 +245,11 @@ routes:
     authenticate: {jwt: {providers: [corp]}}
     upstream:
       fetch: {token_url: %q, client_id: gateway, client_secret: "gateway-secret-0123456789"}
+  - name: exchange
+    match: {path_prefix: "/exchange/"}
+    authenticate: {jwt: {providers: [corp]}}
+    upstream:
+      token_exchange: {token_url: %q, client_id: gateway, client_secret: "gateway-secret-0123456789", audience: backend-api}
   - name: passthrough
     match: {path_prefix: "/pass/"}
     authenticate: {jwt: {providers: [corp]}}
@@ -244,8 +262,8 @@ routes:
     match: {path_prefix: "/opaque/"}
     authenticate: {jwt: {providers: [opaque]}}
     upstream: {passthrough: {}}
-%s`, grpcAddr, httpAddr, httpAddr, issuerClientID, issuerSecret, providerIssuer, jwksURL, providerAudience,
-		providerIssuer, providerAudience, introspectURL, tokenURL, cache)
+%s`, grpcAddr, httpAddr, httpAddr, issuerClientID, issuerSecret, providerIssuer, lb.jwksURL, providerAudience,
+		providerIssuer, providerAudience, lb.introspectURL, lb.tokenURL, lb.exchangeURL, cache)
 }
 
 // dpopRequests are n Checks of one DPoP-bound RS256 token (cnf.jkt, RFC 9449 §6.1), each with its
