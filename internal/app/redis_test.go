@@ -3,6 +3,7 @@ package app_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,6 +66,76 @@ cache:
 	for tok := range tokens {
 		if tok == "" {
 			t.Fatal("no token handed out")
+		}
+	}
+}
+
+// TestReplicasShareExchangedTokensThroughRedis: with cache.redis, two replicas make one RFC 8693
+// exchange between them for one caller token, however many concurrent Checks carry it and
+// whichever replica they reach; another caller token is another exchange.
+func TestReplicasShareExchangedTokensThroughRedis(t *testing.T) {
+	redisAddr := testkit.StartRedis(t).Addr()
+	idp, err := testenv.NewIdP("", map[string]string{"gw": "gw-secret-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	idp.SetDelay(100 * time.Millisecond)                          // concurrent cold requests overlap
+	keyFile := writeConfig(t, "0123456789abcdef0123456789abcdef") // 32 raw bytes (test value)
+	cfg := fmt.Sprintf(`providers:
+  - {name: corp, issuer: "%[1]s", jwks_uri: "%[1]s/.well-known/jwks.json", audiences: ["api://gateway"]}
+routes:
+  - name: orders
+    authenticate: {jwt: {providers: [corp]}}
+    upstream: {token_exchange: {token_url: "%[2]s", client_id: gw, client_secret: gw-secret-0123456789, audience: "api://orders"}}
+cache:
+  redis: {addr: "%[3]s", key_prefix: "tg-te:", encryption_key_file: "%[4]s"}
+`, idp.URL(), idp.TokenURL(), redisAddr, keyFile)
+	a1, _, _ := start(t, writeConfig(t, cfg))
+	a2, _, _ := start(t, writeConfig(t, cfg))
+	testenvWaitReady(t, a1.HTTPAddr())
+	testenvWaitReady(t, a2.HTTPAddr())
+
+	for round, sub := range []string{"alice", "bob"} {
+		caller, err := idp.CallerToken(map[string]any{"aud": "api://gateway", "sub": sub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		tokens := map[string]int{}
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				addr := a1.HTTPAddr()
+				if i%2 == 1 {
+					addr = a2.HTTPAddr()
+				}
+				req, _ := http.NewRequest("GET", "http://"+addr+"/authz/orders/1", nil)
+				req.Header.Set("Authorization", "Bearer "+caller)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				mu.Lock()
+				tokens[resp.Header.Get("Authorization")]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if n := idp.TokenRequests.Load(); n != int64(round+1) {
+			t.Fatalf("%s: %d exchanges at the IdP so far, want %d (one per caller token for the fleet)", sub, n, round+1)
+		}
+		if len(tokens) != 1 {
+			t.Fatalf("%s: replicas handed out %d different tokens: %v", sub, len(tokens), tokens)
+		}
+		for tok := range tokens {
+			if !strings.HasPrefix(tok, "Bearer exchanged-"+sub+"-") {
+				t.Fatalf("%s: upstream Authorization %q", sub, tok)
+			}
 		}
 	}
 }
