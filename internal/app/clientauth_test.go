@@ -36,36 +36,8 @@ func TestClientAuthRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idp.Close()
-	dir := t.TempDir()
-	key, _ := jose.GenerateKey("ES256", "gw-key-1")
-	keyPEM, _ := key.MarshalPEM()
-	keyFile := filepath.Join(dir, "client-key.pem")
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	jwks, _ := jose.PublicJWKS([]*jose.SigningKey{key})
-	if err := idp.RegisterAssertionClient("gateway", jwks, ""); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := jose.GenerateKey("RS256", "k8s")
-	saJWKS, _ := jose.PublicJWKS([]*jose.SigningKey{sa})
-	const saClient = "system:serviceaccount:edge:tokengate"
-	if err := idp.RegisterAssertionClient(saClient, saJWKS, ""); err != nil {
-		t.Fatal(err)
-	}
-	saFile := filepath.Join(dir, "sa-token")
-	writeSA := func() string {
-		now := time.Now()
-		tok, err := sa.Sign(map[string]any{"iss": saClient, "sub": saClient, "aud": idp.TokenURL(),
-			"iat": now.Unix(), "exp": now.Add(50 * time.Second).Unix(), "jti": rand.Text()}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(saFile, []byte(tok+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	keyFile, sa, saFile := assertionClients(t, idp)
+	writeSA := func() string { return sa(idp.TokenURL(), "\n") }
 
 	var logs testkit.LogBuffer
 	a, err := app.New(context.Background(), app.Options{ConfigPath: writeConfig(t, fmt.Sprintf(`
@@ -111,15 +83,7 @@ routes:
 
 	authz := func(path, bearer string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+a.HTTPAddr()+"/authz"+path, nil)
-		if bearer != "" {
-			req.Header.Set("Authorization", "Bearer "+bearer)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := forwardAuth(t, a.HTTPAddr(), path, bearer)
 		return resp
 	}
 	caller := func(sub string) string {
@@ -276,30 +240,8 @@ func TestIntrospectionClientAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idp.Close()
-	dir := t.TempDir()
-	key, _ := jose.GenerateKey("ES256", "gw-key-1")
-	keyPEM, _ := key.MarshalPEM()
-	keyFile := filepath.Join(dir, "client-key.pem")
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	jwks, _ := jose.PublicJWKS([]*jose.SigningKey{key})
-	if err := idp.RegisterAssertionClient("gateway", jwks, ""); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := jose.GenerateKey("RS256", "k8s")
-	saJWKS, _ := jose.PublicJWKS([]*jose.SigningKey{sa})
-	const saClient = "system:serviceaccount:edge:tokengate"
-	if err := idp.RegisterAssertionClient(saClient, saJWKS, ""); err != nil {
-		t.Fatal(err)
-	}
-	saFile := filepath.Join(dir, "sa-token")
-	now := time.Now()
-	saTok, _ := sa.Sign(map[string]any{"iss": saClient, "sub": saClient, "aud": idp.IntrospectionURL(),
-		"iat": now.Unix(), "exp": now.Add(50 * time.Second).Unix(), "jti": rand.Text()}, "")
-	if err := os.WriteFile(saFile, []byte(saTok), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile, sa, saFile := assertionClients(t, idp)
+	saTok := sa(idp.IntrospectionURL(), "")
 	tlsIdP, tlsDir := tlsClientIdP(t)
 
 	a, _, _ := start(t, writeConfig(t, fmt.Sprintf(`
@@ -321,13 +263,7 @@ routes:
 	testenvWaitReady(t, a.HTTPAddr())
 	authz := func(path, bearer string) int {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+a.HTTPAddr()+"/authz"+path, nil)
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := forwardAuth(t, a.HTTPAddr(), path, bearer)
 		return resp.StatusCode
 	}
 
@@ -376,4 +312,47 @@ routes:
 	if cns := tlsIdP.TLSClientCNs(); len(cns) != 1 || cns[0] != "tokengate-edge" {
 		t.Fatalf("the IdP saw client certificates %v", cns)
 	}
+}
+
+// saClient is the client id of the Kubernetes service account that authenticates by a
+// projected token (client_assertion_file).
+const saClient = "system:serviceaccount:edge:tokengate"
+
+// assertionClients registers two clients at idp that authenticate by client assertion (RFC
+// 7523 §2.2): "gateway", whose ES256 key (kid gw-key-1) it writes to keyFile, and saClient,
+// whose assertions are projected service-account tokens. sa signs a fresh one for aud, writes it
+// to saFile followed by suffix and returns it.
+func assertionClients(t *testing.T, idp *testenv.IdP) (keyFile string, sa func(aud, suffix string) string, saFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	key, _ := jose.GenerateKey("ES256", "gw-key-1")
+	keyPEM, _ := key.MarshalPEM()
+	keyFile = filepath.Join(dir, "client-key.pem")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := jose.PublicJWKS([]*jose.SigningKey{key})
+	if err := idp.RegisterAssertionClient("gateway", jwks, ""); err != nil {
+		t.Fatal(err)
+	}
+	saKey, _ := jose.GenerateKey("RS256", "k8s")
+	saJWKS, _ := jose.PublicJWKS([]*jose.SigningKey{saKey})
+	if err := idp.RegisterAssertionClient(saClient, saJWKS, ""); err != nil {
+		t.Fatal(err)
+	}
+	saFile = filepath.Join(dir, "sa-token")
+	sa = func(aud, suffix string) string {
+		t.Helper()
+		now := time.Now()
+		tok, err := saKey.Sign(map[string]any{"iss": saClient, "sub": saClient, "aud": aud,
+			"iat": now.Unix(), "exp": now.Add(50 * time.Second).Unix(), "jti": rand.Text()}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(saFile, []byte(tok+suffix), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	return keyFile, sa, saFile
 }

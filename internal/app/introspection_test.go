@@ -3,7 +3,6 @@ package app_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -56,14 +55,7 @@ routes:
 
 	authz := func(path, bearer string) (*http.Response, map[string]string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+a.HTTPAddr()+"/authz"+path, nil)
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := forwardAuth(t, a.HTTPAddr(), path, bearer)
 		var body map[string]string
 		_ = json.Unmarshal(b, &body)
 		return resp, body

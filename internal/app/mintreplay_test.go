@@ -3,12 +3,12 @@ package app_test
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/tokengate/tokengate/internal/testkit"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/testkit"
 
 	"github.com/tokengate/tokengate/testenv"
 )
@@ -46,14 +46,7 @@ routes:
 
 	authz := func(path, bearer string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+a.HTTPAddr()+"/authz"+path, nil)
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, b := forwardAuth(t, a.HTTPAddr(), path, bearer)
 		t.Logf("%s: %d %s", path, resp.StatusCode, b)
 		return resp
 	}

@@ -34,29 +34,7 @@ cache:
 	a1, _, _ := start(t, writeConfig(t, cfg))
 	a2, _, _ := start(t, writeConfig(t, cfg))
 
-	var mu sync.Mutex
-	tokens := map[string]int{}
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			addr := a1.HTTPAddr()
-			if i%2 == 1 {
-				addr = a2.HTTPAddr()
-			}
-			resp, err := http.Get("http://" + addr + "/authz/x")
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			mu.Lock()
-			tokens[resp.Header.Get("Authorization")]++
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	tokens := concurrentChecks(t, []string{a1.HTTPAddr(), a2.HTTPAddr()}, "/x", "", 20)
 	if n := idp.TokenRequests.Load(); n != 1 {
 		t.Fatalf("%d IdP calls from two replicas, want 1", n)
 	}
@@ -101,31 +79,7 @@ cache:
 		if err != nil {
 			t.Fatal(err)
 		}
-		var mu sync.Mutex
-		tokens := map[string]int{}
-		var wg sync.WaitGroup
-		for i := range 20 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				addr := a1.HTTPAddr()
-				if i%2 == 1 {
-					addr = a2.HTTPAddr()
-				}
-				req, _ := http.NewRequest("GET", "http://"+addr+"/authz/orders/1", nil)
-				req.Header.Set("Authorization", "Bearer "+caller)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				resp.Body.Close()
-				mu.Lock()
-				tokens[resp.Header.Get("Authorization")]++
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
+		tokens := concurrentChecks(t, []string{a1.HTTPAddr(), a2.HTTPAddr()}, "/orders/1", caller, 20)
 		if n := idp.TokenRequests.Load(); n != int64(round+1) {
 			t.Fatalf("%s: %d exchanges at the IdP so far, want %d (one per caller token for the fleet)", sub, n, round+1)
 		}
@@ -138,4 +92,33 @@ cache:
 			}
 		}
 	}
+}
+
+// concurrentChecks sends n forward-auth Checks of path with the Bearer token (none when "") at
+// once, spread over the servers at addrs in turn, and counts the upstream Authorization values
+// they answer.
+func concurrentChecks(t *testing.T, addrs []string, path, bearer string, n int) map[string]int {
+	t.Helper()
+	var mu sync.Mutex
+	got := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", "http://"+addrs[i%len(addrs)]+"/authz"+path, nil)
+			if bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+bearer)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			mu.Lock()
+			got[resp.Header.Get("Authorization")]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return got
 }
