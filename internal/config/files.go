@@ -28,113 +28,149 @@ const (
 // secret are about 96 bits.
 const minSecretLen = 16
 
-// resolveFiles reads every secret and file of cfg into its resolved form and reports their
-// problems, never with a secret or a file's content in a message.
+// files reads the secrets and files of a configuration, relative to baseDir, into their
+// resolved form and reports their problems, never with a secret or a file's content.
+type files struct {
+	*problems
+	baseDir string
+}
+
 func resolveFiles(cfg *Config, baseDir string, p *problems) {
-	// read returns the file at name, or nil after reporting why it cannot be read or, when ok
-	// refuses its content, what it should hold.
-	read := func(path, name string, limit int64, ok func([]byte) bool, want string) []byte {
-		data, err := readFile(baseDir, name, limit)
-		switch {
-		case err != nil:
-			p.add(path, "%s", err.Error())
-		case ok != nil && !ok(data):
-			p.add(path, "%s", want)
-			return nil
-		}
-		return data
-	}
+	f := &files{p, baseDir}
 	if is := cfg.Issuer; is != nil {
 		for i := range is.SigningKeys {
-			if k := &is.SigningKeys[i]; k.File != "" {
-				k.KeyData = read(fmt.Sprintf("issuer.signing_keys[%d].file", i), k.File, maxKeyBytes,
-					looksLikePrivateKey, "does not hold a PEM private key or a private JWK")
-			}
+			k := &is.SigningKeys[i]
+			k.KeyData = f.read(indexPath("issuer.signing_keys", i)+".file", k.File, maxKeyBytes, privateKey)
 		}
 		for i := range is.Clients {
-			resolveClient(&is.Clients[i], indexPath("issuer.clients", i), baseDir, p)
+			f.client(&is.Clients[i], indexPath("issuer.clients", i))
 		}
 	}
 	for i := range cfg.Providers {
 		if in := cfg.Providers[i].Introspection; in != nil {
-			resolveClientAuth(indexPath("providers", i)+".introspection", &in.ClientSecret, &in.ClientAssertion, baseDir, p, read)
+			f.clientAuth(indexPath("providers", i)+".introspection", &in.ClientSecret, &in.ClientAssertion)
 		}
 	}
 	for i := range cfg.Routes {
-		if f := cfg.Routes[i].Upstream.Fetch; f != nil {
-			resolveClientAuth(indexPath("routes", i)+".upstream.fetch", &f.ClientSecret, &f.ClientAssertion, baseDir, p, read)
+		path, u := indexPath("routes", i)+".upstream", &cfg.Routes[i].Upstream
+		if u.Fetch != nil {
+			f.clientAuth(path+".fetch", &u.Fetch.ClientSecret, &u.Fetch.ClientAssertion)
 		}
-		if te := cfg.Routes[i].Upstream.TokenExchange; te != nil {
-			resolveClientAuth(indexPath("routes", i)+".upstream.token_exchange", &te.ClientSecret, &te.ClientAssertion, baseDir, p, read)
+		if te := u.TokenExchange; te != nil {
+			f.clientAuth(path+".token_exchange", &te.ClientSecret, &te.ClientAssertion)
 		}
 	}
 	if g := cfg.Server.GatewayTLS; g != nil {
-		const path = "server.gateway_tls"
-		var cert, key []byte
-		if g.CertFile != "" {
-			g.CertPath = resolvePath(baseDir, g.CertFile)
-			cert = read(path+".cert_file", g.CertFile, maxKeyBytes, nil, "")
-		}
-		if g.KeyFile != "" {
-			g.KeyPath = resolvePath(baseDir, g.KeyFile)
-			key = read(path+".key_file", g.KeyFile, maxKeyBytes, nil, "")
-		}
-		if _, err := tls.X509KeyPair(cert, key); cert != nil && key != nil && err != nil {
-			// The parser's text may describe the key; say only what is wrong with the pair.
-			p.add(path, "cert_file and key_file do not hold a matching PEM certificate and private key")
-		}
-		if g.ClientCAFile != "" {
-			// The server re-reads the files when they change (rotation): only paths are kept.
-			g.ClientCAPath = resolvePath(baseDir, g.ClientCAFile)
-			read(path+".client_ca_file", g.ClientCAFile, maxKeyBytes, holdsCerts, "holds no PEM certificate")
-		}
+		// The server re-reads the files when they change (rotation): only paths are kept.
+		g.CertPath, g.KeyPath = f.path(g.CertFile), f.path(g.KeyFile)
+		f.keyPair("server.gateway_tls", g.CertFile, g.KeyFile, false,
+			"cert_file and key_file do not hold a matching PEM certificate and private key")
+		g.ClientCAPath = f.path(g.ClientCAFile)
+		f.read("server.gateway_tls.client_ca_file", g.ClientCAFile, maxKeyBytes, certificates)
 	}
 	if r := cfg.Cache.Redis; r != nil {
-		r.Password.resolve("cache.redis", "password", false, baseDir, p)
-		if r.EncryptionKeyFile != "" {
-			decode := func(data []byte) bool {
-				var err error
-				r.EncryptionKey, err = secrets.DecodeEncryptionKey(data)
-				return err == nil
+		r.Password.resolve("cache.redis", "password", f)
+		f.read("cache.redis.encryption_key_file", r.EncryptionKeyFile, maxSecretBytes, func(data []byte) string {
+			var err error
+			if r.EncryptionKey, err = secrets.DecodeEncryptionKey(data); err != nil {
+				return "must hold a 32-byte key: 32 raw bytes, 64 hex digits or base64 of 32 bytes"
 			}
-			read("cache.redis.encryption_key_file", r.EncryptionKeyFile, maxSecretBytes, decode,
-				"must hold a 32-byte key: 32 raw bytes, 64 hex digits or base64 of 32 bytes")
-		}
-		if r.TLS.CAFile != "" {
-			r.TLS.CAData = read("cache.redis.tls.ca_file", r.TLS.CAFile, maxKeyBytes, holdsCerts,
-				"holds no PEM certificate")
-		}
+			return ""
+		})
+		r.TLS.CAData = f.read("cache.redis.tls.ca_file", r.TLS.CAFile, maxKeyBytes, certificates)
 	}
 }
 
-func holdsCerts(data []byte) bool { return x509.NewCertPool().AppendCertsFromPEM(data) }
+// read returns the file name ("" is none), or nil after reporting why it cannot be read or,
+// when check refuses its content, what it should hold.
+func (f *files) read(path, name string, limit int64, check func([]byte) string) []byte {
+	if name == "" {
+		return nil
+	}
+	data, err := readFile(f.baseDir, name, limit)
+	if err != nil {
+		f.add(path, "%s", err.Error())
+		return nil
+	}
+	if want := ""; check != nil {
+		if want = check(data); want != "" {
+			f.add(path, "%s", want)
+			return nil
+		}
+	}
+	return data
+}
 
-// resolveClient checks an issuer client's secret sources and fills SecretHashes.
-func resolveClient(c *Client, path string, baseDir string, p *problems) {
+// keyPair reads the PEM certificate and key files at path, reporting mismatch when they are
+// not a pair: the parser's text may describe the key.
+func (f *files) keyPair(path, certFile, keyFile string, required bool, mismatch string) {
+	var pair [2][]byte
+	for i, file := range [2][2]string{{".cert_file", certFile}, {".key_file", keyFile}} {
+		if file[1] == "" && required {
+			f.add(path+file[0], "is required")
+		}
+		pair[i] = f.read(path+file[0], file[1], maxKeyBytes, nil)
+	}
+	if _, err := tls.X509KeyPair(pair[0], pair[1]); pair[0] != nil && pair[1] != nil && err != nil {
+		f.add(path, "%s", mismatch)
+	}
+}
+
+// path is name resolved against the configuration's directory ("" stays "").
+func (f *files) path(name string) string {
+	if name == "" {
+		return ""
+	}
+	return resolvePath(f.baseDir, name)
+}
+
+func certificates(data []byte) string {
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return "holds no PEM certificate"
+	}
+	return ""
+}
+
+// privateKey is a shallow check that a key file holds a PEM private key block or a JSON object
+// (a JWK), so that `validate` catches a wrong file; internal/jose parses it fully.
+func privateKey(data []byte) string {
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' && t[len(t)-1] == '}' {
+		return ""
+	}
+	for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
+		if strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			return ""
+		}
+	}
+	return "does not hold a PEM private key or a private JWK"
+}
+
+// client checks an issuer client's secret sources and fills SecretHashes.
+func (f *files) client(c *Client, path string) {
 	sources := count(c.ClientSecretHash != "", c.ClientSecretHashes != nil, c.ClientSecret.Inline != "",
 		c.ClientSecret.File != "", c.JWKS != nil, c.JWKSURI != "")
 	if sources != 1 {
-		p.add(path, "exactly one of client_secret_hash, client_secret_hashes, client_secret, "+
+		f.add(path, "exactly one of client_secret_hash, client_secret_hashes, client_secret, "+
 			"client_secret_file, jwks, jwks_uri")
 	}
 	hash := func(path, s string) {
 		if h, err := secrets.ParseHash(s); err == nil {
 			c.SecretHashes = append(c.SecretHashes, h)
 		} else {
-			p.add(path, "must be sha256: followed by 64 hex digits")
+			f.add(path, "must be sha256: followed by 64 hex digits")
 		}
 	}
 	if c.ClientSecretHash != "" {
 		hash(path+".client_secret_hash", c.ClientSecretHash)
 	}
 	if c.ClientSecretHashes != nil && len(c.ClientSecretHashes) == 0 {
-		p.add(path+".client_secret_hashes", "must not be empty")
+		f.add(path+".client_secret_hashes", "must not be empty")
 	}
 	for j, s := range c.ClientSecretHashes {
 		hash(indexPath(path+".client_secret_hashes", j), s)
 	}
 	cs := &c.ClientSecret
-	if (cs.Inline != "") != (cs.File != "") && cs.resolve(path, "client_secret", false, baseDir, p) {
+	if (cs.Inline != "") != (cs.File != "") && cs.resolve(path, "client_secret", f) {
 		c.SecretHashes = append(c.SecretHashes, sha256.Sum256([]byte(cs.value)))
 		if len(cs.value) < minSecretLen {
 			// A placeholder left in a manifest works as a real credential.
@@ -142,7 +178,7 @@ func resolveClient(c *Client, path string, baseDir string, p *problems) {
 			if cs.Inline != "" {
 				key = ".client_secret"
 			}
-			p.warn(path+key, "the secret is shorter than %d characters; use a long random secret "+
+			f.warn(path+key, "the secret is shorter than %d characters; use a long random secret "+
 				"(openssl rand -base64 32)", minSecretLen)
 		}
 		cs.value = "" // the issuer needs only the hash
@@ -153,22 +189,17 @@ func resolveClient(c *Client, path string, baseDir string, p *problems) {
 }
 
 // resolve fills s.value from the inline value or the file; path is the enclosing mapping and
-// name the key. Both at once is a problem; neither is one only when required. It reports
-// whether there is a secret.
-func (s *Secret) resolve(path, name string, required bool, baseDir string, p *problems) bool {
+// name the key. It reports whether there is a secret.
+func (s *Secret) resolve(path, name string, f *files) bool {
 	switch {
-	case s.Inline != "" && s.File != "" || s.Inline == "" && s.File == "" && required:
-		word := "at most"
-		if required {
-			word = "exactly"
-		}
-		p.add(path, "%s one of %s, %s_file", word, name, name)
+	case s.Inline != "" && s.File != "":
+		f.add(path, "at most one of %s, %s_file", name, name)
 	case s.Inline != "":
 		s.value = s.Inline
 	case s.File != "":
-		data, err := readFile(baseDir, s.File, maxSecretBytes)
+		data, err := readFile(f.baseDir, s.File, maxSecretBytes)
 		if err != nil {
-			p.add(path+"."+name+"_file", "%s", err.Error())
+			f.add(path+"."+name+"_file", "%s", err.Error())
 			return false
 		}
 		// One trailing newline, as `echo secret > file` and Kubernetes secrets leave one.
@@ -177,90 +208,49 @@ func (s *Secret) resolve(path, name string, required bool, baseDir string, p *pr
 			s.value = strings.TrimSuffix(v, "\r")
 		}
 		if s.value == "" {
-			p.add(path+"."+name+"_file", "file is empty")
+			f.add(path+"."+name+"_file", "file is empty")
 		}
 	}
 	return s.value != ""
 }
 
-// resolveClientAuth resolves how tokengate's client authenticates at an IdP: exactly one of a
-// client secret (inline or file), a private key (parsed here, so a key that does not parse is
-// a load error naming the field) or a client assertion file (only its path: it is read anew
-// for every request, RFC 7521 §4.2, and may not exist yet at start-up).
-func resolveClientAuth(path string, secret *Secret, a *ClientAssertion, baseDir string, p *problems,
-	read func(path, name string, limit int64, ok func([]byte) bool, want string) []byte) {
+// clientAuth resolves how tokengate's client authenticates at an IdP: exactly one of a client
+// secret (inline or file), a private key (parsed here, so a key that does not parse is a load
+// error naming the field), a client assertion file (only its path: it is read anew for every
+// request, RFC 7521 §4.2, and may not exist yet at start-up) or a TLS client certificate
+// (RFC 8705 §2; only paths are kept, the files are re-read when they change).
+func (f *files) clientAuth(path string, secret *Secret, a *ClientAssertion) {
 	if a.AssertionAudience != "" && a.PrivateKey == nil {
-		p.add(path+".assertion_audience", "only with private_key")
+		f.add(path+".assertion_audience", "only with private_key")
 	}
-	n := count(secret.Inline != "", secret.File != "", a.PrivateKey != nil, a.ClientAssertionFile != "", a.TLS != nil)
-	if n != 1 {
-		p.add(path, "exactly one of client_secret, client_secret_file, private_key, client_assertion_file, tls")
+	if count(secret.Inline != "", secret.File != "", a.PrivateKey != nil, a.ClientAssertionFile != "", a.TLS != nil) != 1 {
+		f.add(path, "exactly one of client_secret, client_secret_file, private_key, client_assertion_file, tls")
 		return
 	}
-	switch {
-	case a.TLS != nil:
-		t := a.TLS
-		var cert, key []byte
-		if t.CertFile == "" {
-			p.add(path+".tls.cert_file", "is required")
-		} else {
-			t.CertPath = resolvePath(baseDir, t.CertFile)
-			cert = read(path+".tls.cert_file", t.CertFile, maxKeyBytes, nil, "")
-		}
-		if t.KeyFile == "" {
-			p.add(path+".tls.key_file", "is required")
-		} else {
-			t.KeyPath = resolvePath(baseDir, t.KeyFile)
-			key = read(path+".tls.key_file", t.KeyFile, maxKeyBytes, nil, "")
-		}
-		if cert != nil && key != nil {
-			if _, err := tls.X509KeyPair(cert, key); err != nil {
-				p.add(path+".tls", "cert_file and key_file are not a matching PEM certificate and key")
-			}
-		}
-		if t.CAFile != "" {
-			t.CAPath = resolvePath(baseDir, t.CAFile)
-			if ca := read(path+".tls.ca_file", t.CAFile, maxKeyBytes, nil, ""); ca != nil && !x509.NewCertPool().AppendCertsFromPEM(ca) {
-				p.add(path+".tls.ca_file", "holds no PEM certificate")
-			}
-		}
-	case a.PrivateKey != nil:
-		k := a.PrivateKey
-		if k.File == "" {
-			p.add(path+".private_key.file", "is required")
-			return
-		}
-		data := read(path+".private_key.file", k.File, maxKeyBytes, looksLikePrivateKey,
-			"does not hold a PEM private key or a private JWK")
+	switch k, t := a.PrivateKey, a.TLS; {
+	case t != nil:
+		t.CertPath, t.KeyPath, t.CAPath = f.path(t.CertFile), f.path(t.KeyFile), f.path(t.CAFile)
+		f.keyPair(path+".tls", t.CertFile, t.KeyFile, true, "cert_file and key_file are not a matching PEM certificate and key")
+		f.read(path+".tls.ca_file", t.CAFile, maxKeyBytes, certificates)
+	case k != nil && k.File == "":
+		f.add(path+".private_key.file", "is required")
+	case k != nil:
+		data := f.read(path+".private_key.file", k.File, maxKeyBytes, privateKey)
 		if data == nil {
 			return
 		}
 		key, err := jose.LoadSigningKey(data, k.Alg, k.Kid)
 		if err != nil {
 			// jose's errors never contain key material.
-			p.add(path+".private_key.file", "%s", strings.TrimPrefix(err.Error(), "jose: "))
+			f.add(path+".private_key.file", "%s", strings.TrimPrefix(err.Error(), "jose: "))
 			return
 		}
 		k.Key = key
 	case a.ClientAssertionFile != "":
-		a.AssertionPath = resolvePath(baseDir, a.ClientAssertionFile)
+		a.AssertionPath = f.path(a.ClientAssertionFile)
 	default:
-		secret.resolve(path, "client_secret", true, baseDir, p)
+		secret.resolve(path, "client_secret", f)
 	}
-}
-
-// looksLikePrivateKey is a shallow check that a key file holds a PEM private key block or a
-// JSON object (a JWK), so that `validate` catches a wrong file; internal/jose parses it fully.
-func looksLikePrivateKey(data []byte) bool {
-	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' && t[len(t)-1] == '}' {
-		return true
-	}
-	for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
-		if strings.HasSuffix(b.Type, "PRIVATE KEY") {
-			return true
-		}
-	}
-	return false
 }
 
 // resolvePath is name relative to baseDir (the configuration file's directory) unless absolute.
