@@ -86,6 +86,13 @@ func (v *validator) positive(path string, d Duration) bool {
 	return v.check(d <= 0, path, "must be positive")
 }
 
+// timeout checks a request timeout: positive and at most maxTimeout.
+func (v *validator) timeout(path string, d Duration) {
+	if v.positive(path, d) {
+		v.check(d.Std() > maxTimeout, path, "must be at most %s", maxTimeout)
+	}
+}
+
 // each checks every element of list, reporting msg at those bad reports.
 func (v *validator) each(path string, list []string, bad func(string) bool, msg string) {
 	for i, s := range list {
@@ -183,9 +190,7 @@ func validPort(port string) bool {
 }
 
 func (v *validator) issuer(is *Issuer) {
-	if v.required("issuer.issuer_url", is.IssuerURL) {
-		v.url("issuer.issuer_url", is.IssuerURL, true)
-	}
+	v.url("issuer.issuer_url", is.IssuerURL, true)
 	v.positive("issuer.token_ttl", is.TokenTTL)
 	v.check(len(is.SigningKeys) == 0, "issuer.signing_keys", "at least one signing key is required")
 	kids, algs := map[string]string{}, jose.SigningAlgorithmList()
@@ -325,9 +330,7 @@ func (v *validator) introspection(path string, pr *Provider) {
 	v.check(pr.Discovery, path+".discovery", "not allowed with introspection")
 	v.check(pr.IsSelf(), path+".issuer", "issuer: self is not allowed with introspection")
 	ip := path + ".introspection"
-	if v.required(ip+".url", in.URL) {
-		v.url(ip+".url", in.URL, false)
-	}
+	v.url(ip+".url", in.URL, false)
 	v.required(ip+".client_id", in.ClientID)
 	v.positive(ip+".cache_ttl", in.CacheTTL)
 	v.positive(ip+".negative_ttl", in.NegativeTTL)
@@ -518,9 +521,7 @@ func (v *validator) upstream(path string, u *Upstream, a *Authenticate) {
 // (authenticate.jwt): a client_credentials caller has only a secret, which is never sent on.
 func (v *validator) tokenExchange(path string, te *TokenExchange, auth string) {
 	v.check(auth != AuthJWT, path, "only allowed with authenticate.jwt (the caller's token is the subject_token)")
-	if v.required(path+".token_url", te.TokenURL) {
-		v.url(path+".token_url", te.TokenURL, false)
-	}
+	v.url(path+".token_url", te.TokenURL, false)
 	v.required(path+".client_id", te.ClientID)
 	v.scopes(path+".scopes", te.Scopes)
 	v.check(te.AuthStyle != "basic" && te.AuthStyle != "body", path+".auth_style", "must be basic or body")
@@ -532,23 +533,11 @@ func (v *validator) tokenExchange(path string, te *TokenExchange, auth string) {
 	for _, f := range []struct{ name, value string }{
 		{"subject_token_type", te.SubjectTokenType}, {"requested_token_type", te.RequestedTokenType},
 	} {
-		// RFC 8693 §3: token type identifiers are URIs.
-		v.check(!strings.Contains(f.value, ":") || strings.ContainsAny(f.value, `"\`) || !isPrintableASCII(f.value),
-			path+"."+f.name, "must be a token type URI (RFC 8693 section 3)")
+		// RFC 8693 §3: token type identifiers are URIs (printable ASCII, no quote or backslash).
+		v.check(!strings.Contains(f.value, ":") || !scopeRE.MatchString(f.value), path+"."+f.name,
+			"must be a token type URI (RFC 8693 section 3)")
 	}
-	if v.positive(path+".timeout", te.Timeout) {
-		v.check(te.Timeout.Std() > maxTimeout, path+".timeout", "must be at most %s", maxTimeout)
-	}
-}
-
-// isPrintableASCII reports whether s is %x21-7E only.
-func isPrintableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	v.timeout(path+".timeout", te.Timeout)
 }
 
 // clientWithAudience returns the path of an issuer client that may ask for aud, or "".
@@ -564,9 +553,7 @@ func (v *validator) clientWithAudience(aud string) string {
 // exchange checks a client-credentials request of fetch (with its client id) or
 // client_credentials (without).
 func (v *validator) exchange(path, tokenURL string, clientID *string, e *Exchange) {
-	if v.required(path+".token_url", tokenURL) {
-		v.url(path+".token_url", tokenURL, false)
-	}
+	v.url(path+".token_url", tokenURL, false)
 	if clientID != nil {
 		v.required(path+".client_id", *clientID)
 	}
@@ -578,9 +565,7 @@ func (v *validator) exchange(path, tokenURL string, clientID *string, e *Exchang
 		}
 	}
 	v.check(e.AuthStyle != "basic" && e.AuthStyle != "body", path+".auth_style", "must be basic or body")
-	if v.positive(path+".timeout", e.Timeout) {
-		v.check(e.Timeout.Std() > maxTimeout, path+".timeout", "must be at most %s", maxTimeout)
-	}
+	v.timeout(path+".timeout", e.Timeout)
 	v.positive(path+".default_ttl", e.DefaultTTL)
 }
 
@@ -639,9 +624,12 @@ func (v *validator) cache() {
 		"ca_file and server_name require enabled: true")
 }
 
-// url checks a URL tokengate fetches or publishes with httpx.CheckURL; issuer also refuses a
-// query (RFC 8414 §2). The URL is never quoted: its user-info or query could hold a secret.
+// url checks a required URL tokengate fetches or publishes with httpx.CheckURL; issuer also
+// refuses a query (RFC 8414 §2). The URL is never quoted: its user-info or query could hold a secret.
 func (v *validator) url(path, raw string, issuer bool) {
+	if !v.required(path, raw) {
+		return
+	}
 	_, err := httpx.CheckURL(raw, v.cfg.Server.AllowHTTPURLs)
 	u, perr := url.Parse(raw)
 	if !v.check(errors.Is(err, httpx.ErrInvalidURL) || perr != nil || u.Scheme != "https" && u.Scheme != "http",
