@@ -802,8 +802,10 @@ func TestHelpers(t *testing.T) {
 	}
 }
 
-// TestPaths checks path building and parent lookup, which the ordering relies on.
+// TestPaths checks path building and the nearest-ancestor lookup, which the ordering relies on.
 func TestPaths(t *testing.T) {
+	paths := map[string]bool{"routes": true, "routes[2].upstream.fetch": true, "routes[0].forward_claims": true,
+		"a.claims": true, `a["b.c"]`: true}
 	tests := []struct{ path, parent string }{
 		{"routes", ""},
 		{"routes[2]", "routes"},
@@ -815,8 +817,8 @@ func TestPaths(t *testing.T) {
 		{indexPath(keyPath("a", "b.c"), 3), `a["b.c"]`},
 	}
 	for _, tc := range tests {
-		if got := parentPath(tc.path); got != tc.parent {
-			t.Errorf("parentPath(%q) = %q, want %q", tc.path, got, tc.parent)
+		if got, _ := nearest(tc.path, func(a string) bool { return paths[a] }); got != tc.parent {
+			t.Errorf("nearest(%q) = %q, want %q", tc.path, got, tc.parent)
 		}
 	}
 }

@@ -74,12 +74,8 @@ func (p *problems) add(path, format string, args ...any) {
 
 // refused reports whether path or a path above it was refused.
 func (p *problems) refused(path string) bool {
-	for i := range len(path) {
-		if (path[i] == '.' || path[i] == '[') && p.bad[path[:i]] {
-			return true
-		}
-	}
-	return p.bad[""] || p.bad[path]
+	_, above := nearest(path, func(a string) bool { return p.bad[a] })
+	return above || p.bad[path]
 }
 
 func (p *problems) warn(path, format string, args ...any) {
@@ -103,9 +99,9 @@ func (p *problems) result() *Errors {
 		seen[pr] = true
 		s, ok := p.spans[pr.Path]
 		at := 2 * s.start
-		for anc := pr.Path; !ok && anc != ""; {
-			anc = parentPath(anc)
-			s, ok = p.spans[anc]
+		if !ok && pr.Path != "" {
+			anc, _ := nearest(pr.Path, func(a string) bool { _, ok := p.spans[a]; return ok })
+			s = p.spans[anc]
 			at = 2*s.end + 1
 		}
 		if pr.Line == 0 {
@@ -141,24 +137,16 @@ func keyPath(base, key string) string {
 // indexPath returns the path of element i under base.
 func indexPath(base string, i int) string { return base + "[" + strconv.Itoa(i) + "]" }
 
-// parentPath strips the last element of a path built by keyPath and indexPath.
-func parentPath(path string) string {
-	if strings.HasSuffix(path, `"]`) {
-		// A quoted key may itself hold brackets, dots and quotes: find the [" that opens a
-		// string that unquotes.
-		for i := len(path) - 3; i >= 1; i-- {
-			if path[i] == '"' && path[i-1] == '[' {
-				if _, err := strconv.Unquote(path[i : len(path)-1]); err == nil {
-					return path[:i-1]
-				}
-			}
+// nearest returns the longest path above path (a prefix ending before a '.' or '[') that has
+// reports, or "" and whether has(""). A prefix ending inside a quoted key is never a path, so
+// it is never reported.
+func nearest(path string, has func(string) bool) (string, bool) {
+	for i := len(path) - 1; i > 0; i-- {
+		if (path[i] == '.' || path[i] == '[') && has(path[:i]) {
+			return path[:i], true
 		}
-		return ""
 	}
-	if i := strings.LastIndexAny(path, ".["); i >= 0 {
-		return path[:i]
-	}
-	return ""
+	return "", has("")
 }
 
 // quote returns s quoted for a message, shortened to one readable line. Only values that are

@@ -280,10 +280,8 @@ func (w *walker) store(path string, n *yaml.Node, v reflect.Value, depth int) bo
 		}
 		v.Set(p)
 		return true
-	case t.Kind() == reflect.Slice:
-		return w.sequence(path, n, v, depth)
-	case t.Kind() == reflect.Struct || t.Kind() == reflect.Map:
-		return w.mapping(path, n, v, depth)
+	case t.Kind() == reflect.Slice || t.Kind() == reflect.Struct || t.Kind() == reflect.Map:
+		return w.collection(path, n, v, depth)
 	}
 	return w.scalar(path, n, v)
 }
@@ -359,60 +357,69 @@ func (w *walker) scalar(path string, n *yaml.Node, v reflect.Value) bool {
 	return true
 }
 
-// sequence stores a list. A list with a refused element that has no placeholder is not stored:
-// keeping the rest would shift indices and could widen what the list allows.
-func (w *walker) sequence(path string, n *yaml.Node, v reflect.Value, depth int) bool {
-	if n.Kind != yaml.SequenceNode {
-		return w.fail(path, "must be a list")
+// collection stores a mapping in a struct (by the yaml tags of its fields) or a map, or a list
+// in a slice. A map or list with a refused element that has no placeholder is not stored:
+// keeping the rest would shift indices and could widen what it allows.
+func (w *walker) collection(path string, n *yaml.Node, v reflect.Value, depth int) bool {
+	isList, isStruct, want := v.Kind() == reflect.Slice, v.Kind() == reflect.Struct, yaml.MappingNode
+	if isList {
+		want = yaml.SequenceNode
 	}
-	s, all := reflect.MakeSlice(v.Type(), 0, len(n.Content)), true
-	for i, c := range n.Content {
-		ev := newValue(v.Type().Elem()).Elem()
-		all = w.element(indexPath(path, i), mapEntry{at: w.at(c), value: c}, ev, depth, true) && all
-		s = reflect.Append(s, ev)
-	}
-	if all {
-		v.Set(s)
-	}
-	return all
-}
-
-// mapping stores a mapping in a struct (by the yaml tags of its fields) or a map. A map with a
-// refused value that has no placeholder is not stored.
-func (w *walker) mapping(path string, n *yaml.Node, v reflect.Value, depth int) bool {
 	switch {
-	case n.Kind == yaml.MappingNode:
+	case n.Kind == want:
+	case isList:
+		return w.fail(path, "must be a list")
 	case path == "":
 		return w.fail(path, "configuration must be a YAML mapping")
 	default:
 		return w.fail(path, "must be a mapping")
 	}
-	isStruct, m, all := v.Kind() == reflect.Struct, v, true
+	var entries []mapEntry
 	var fields map[string][]int
-	if isStruct {
-		fields = fieldsOf(v.Type())
-	} else {
-		m = reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	out, all := v, true
+	switch {
+	case isList:
+		out = reflect.MakeSlice(v.Type(), 0, len(n.Content))
+		for _, c := range n.Content {
+			entries = append(entries, mapEntry{at: w.at(c), value: c, isString: true})
+		}
+	case isStruct:
+		fields, entries = fieldsOf(v.Type()), w.entries(path, n)
+	default:
+		out, entries = reflect.MakeMapWithSize(v.Type(), len(n.Content)/2), w.entries(path, n)
 	}
-	for _, e := range w.entries(path, n) {
+	for i, e := range entries {
 		kp := keyPath(path, e.key)
+		if isList {
+			kp = indexPath(path, i)
+		}
 		index, known := fields[e.key]
 		switch {
 		case isStruct && known && e.isString:
-			w.walkEntry(kp, e, v.FieldByIndex(index), depth+1)
+			w.entry(kp, e, v.FieldByIndex(index), depth+1)
 		case isStruct:
 			w.mark(kp, e.at)
 			w.add(kp, "unknown field")
 		case !e.isString:
 			all = w.fail(kp, "keys must be strings")
 		default:
+			// A null element is a JSON null in a free-form value and refused elsewhere (in a
+			// list, with a placeholder).
 			ev := newValue(v.Type().Elem()).Elem()
-			all = w.element(kp, e, ev, depth, false) && all
-			m.SetMapIndex(reflect.ValueOf(e.key), ev)
+			ok := w.entry(kp, e, ev, depth+1)
+			if !ok && isNull(e.value) {
+				ok = ev.Type() == anyType || !w.fail(kp, "must not be null") && isList && placeholder(ev)
+			}
+			all = ok && all
+			if isList {
+				out = reflect.Append(out, ev)
+			} else {
+				out.SetMapIndex(reflect.ValueOf(e.key), ev)
+			}
 		}
 	}
 	if !isStruct && all {
-		v.Set(m)
+		v.Set(out)
 	}
 	return all
 }
@@ -434,23 +441,9 @@ func fieldsOf(t reflect.Type) map[string][]int {
 	return m
 }
 
-// element walks a list element or map value. A null one is a JSON null in a free-form value and
-// refused elsewhere (in a list, with a placeholder).
-func (w *walker) element(path string, e mapEntry, v reflect.Value, depth int, inList bool) bool {
-	ok := w.walkEntry(path, e, v, depth+1)
-	switch {
-	case ok || !isNull(e.value):
-		return ok
-	case v.Type() == anyType:
-		return true
-	}
-	w.fail(path, "must not be null")
-	return inList && placeholder(v)
-}
-
-// walkEntry walks a map entry or list element, recording where its path is; a merged entry is
+// entry walks a map entry or list element, recording where its path is; a merged entry is
 // walked as if referenced from its merge key. A refused value gets its placeholder.
-func (w *walker) walkEntry(path string, e mapEntry, v reflect.Value, depth int) bool {
+func (w *walker) entry(path string, e mapEntry, v reflect.Value, depth int) bool {
 	if e.merged && w.ref == 0 {
 		w.ref = e.at
 		defer func() { w.ref = 0 }()
