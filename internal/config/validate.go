@@ -495,7 +495,12 @@ func (v *validator) upstream(path string, u *Upstream, a *Authenticate) {
 			// A minted token is a credential for its upstream only (RFC 8725 §3.9): if a client
 			// could ask for this audience, the `self` provider would accept tokens minted for the
 			// upstream, with the mint route's scopes, on tokengate's own routes.
-			c := v.clientWithAudience(m.Audience)
+			c := ""
+			for i := 0; v.cfg.Issuer != nil && i < len(v.cfg.Issuer.Clients) && c == ""; i++ {
+				if slices.Contains(v.cfg.Issuer.Clients[i].Audiences, m.Audience) {
+					c = indexPath("issuer.clients", i)
+				}
+			}
 			v.check(c != "", mp+".audience", "%s may also be asked for by %s; a minted token's audience "+
 				"must be one no issuer client may ask for", quote(m.Audience), c)
 		}
@@ -538,16 +543,6 @@ func (v *validator) tokenExchange(path string, te *TokenExchange, auth string) {
 			"must be a token type URI (RFC 8693 section 3)")
 	}
 	v.timeout(path+".timeout", te.Timeout)
-}
-
-// clientWithAudience returns the path of an issuer client that may ask for aud, or "".
-func (v *validator) clientWithAudience(aud string) string {
-	for i := 0; v.cfg.Issuer != nil && i < len(v.cfg.Issuer.Clients); i++ {
-		if slices.Contains(v.cfg.Issuer.Clients[i].Audiences, aud) {
-			return indexPath("issuer.clients", i)
-		}
-	}
-	return ""
 }
 
 // exchange checks a client-credentials request of fetch (with its client id) or
