@@ -3,16 +3,10 @@ package envoy
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -415,74 +409,18 @@ type testPKI struct {
 	clientAPEM                 string
 }
 
-// newCA makes a self-signed ECDSA certificate authority.
-func newCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return cert, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-// issue signs a leaf certificate for name with the CA; server certificates are for 127.0.0.1.
-func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})
-}
-
+// newTestPKI makes the CAs and certificates; nginx's server certificate is for 127.0.0.1.
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
-	p := &testPKI{serverPool: x509.NewCertPool()}
-	serverCA, serverCAKey, serverCAPEM := newCA(t, "server CA")
-	p.serverPool.AppendCertsFromPEM(serverCAPEM)
-	p.serverCert, p.serverKey = issue(t, serverCA, serverCAKey, "nginx", true)
-	clientCA, clientCAKey, clientCAPEM := newCA(t, "client CA")
-	p.ca = clientCAPEM
-	other, otherKey, _ := newCA(t, "another CA")
-	pair := func(ca *x509.Certificate, key *ecdsa.PrivateKey, name string) (tls.Certificate, string) {
-		c, k := issue(t, ca, key, name, false)
-		tc, err := tls.X509KeyPair(c, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tc, string(c)
+	serverCA, clientCA, other := testkit.NewCA(t, "server CA"), testkit.NewCA(t, "client CA"), testkit.NewCA(t, "another CA")
+	server := serverCA.Issue(t, testkit.LeafSpec{CN: "nginx", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	clientA := clientCA.Issue(t, testkit.LeafSpec{CN: "client A"})
+	return &testPKI{
+		serverPool: serverCA.Pool, serverCert: server.CertPEM, serverKey: server.KeyPEM, ca: clientCA.PEM,
+		clientA: clientA.TLS(), clientAPEM: string(clientA.CertPEM),
+		clientB:  clientCA.Issue(t, testkit.LeafSpec{CN: "client B"}).TLS(),
+		stranger: other.Issue(t, testkit.LeafSpec{CN: "client of another CA"}).TLS(),
 	}
-	p.clientA, p.clientAPEM = pair(clientCA, clientCAKey, "client A")
-	p.clientB, _ = pair(clientCA, clientCAKey, "client B")
-	p.stranger, _ = pair(other, otherKey, "client of another CA")
-	return p
 }
 
 // TestNginxCertificateBoundTokens: nginx/nginx.conf's TLS listener with client certificates in

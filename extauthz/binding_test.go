@@ -2,17 +2,10 @@ package extauthz_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -27,6 +20,7 @@ import (
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 const bindHost = "api.example.com"
@@ -126,23 +120,6 @@ func thumbprint(t testing.TB, k *jose.SigningKey) string {
 	return jkt
 }
 
-// clientCert makes a self-signed client certificate and returns its PEM and x5t#S256.
-func clientCert(t testing.TB, cn string) (string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(der)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
 // bindReq is a Check of GET https://api.example.com<path> with these headers, as Envoy sends
 // it with encode_raw_headers (a header_map, repeated headers apart) when raw is set.
 type bindReq struct {
@@ -195,8 +172,8 @@ func (q bindReq) grpc() *authv3.CheckRequest {
 // keys.
 func TestBoundTokensGRPC(t *testing.T) {
 	b := newBindingRig(t)
-	certPEM, x5t := clientCert(t, "client")
-	otherPEM, _ := clientCert(t, "other")
+	mine, other := testkit.SelfSigned(t, testkit.LeafSpec{CN: "client"}), testkit.SelfSigned(t, testkit.LeafSpec{CN: "other"})
+	certPEM, otherPEM, x5t := string(mine.CertPEM), string(other.CertPEM), mine.X5T()
 	mtlsTok := b.token("es", map[string]any{"cnf": map[string]any{"x5t#S256": x5t}})
 	plain := b.token("rs", nil)
 	ps, err := jose.GenerateKey("PS256", "ps-client")
@@ -400,8 +377,8 @@ func TestBoundTokensForwardAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, x5t := clientCert(t, "client")
-	otherPEM, _ := clientCert(t, "other")
+	mine, other := testkit.SelfSigned(t, testkit.LeafSpec{CN: "client"}), testkit.SelfSigned(t, testkit.LeafSpec{CN: "other"})
+	certPEM, otherPEM, x5t := string(mine.CertPEM), string(other.CertPEM), mine.X5T()
 	tok := b.token("es", map[string]any{"cnf": map[string]any{"jkt": thumbprint(t, k)}})
 	mtlsTok := b.token("es", map[string]any{"cnf": map[string]any{"x5t#S256": x5t}})
 	htu := func(scheme string) []string {

@@ -1,16 +1,10 @@
 package testenv_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -18,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/testenv"
 )
 
@@ -143,62 +138,9 @@ func TestDPoPThroughTheGateway(t *testing.T) {
 	}
 }
 
-// testCA issues the certificates of one test: a CA, the gateway's server certificate and
-// client certificates (RFC 8705 §2 leaves the client certificate's validation to the
-// deployment; the binding is the certificate's hash, §3.1).
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tokengate test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// issue returns a certificate for cn (a server's for 127.0.0.1 when server) and its x5t#S256.
-func (ca *testCA) issue(t *testing.T, cn string, server bool) (tls.Certificate, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: new(big.Int).SetBytes(randBytes(t, 8)), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x5t, err := jose.CertificateThumbprint(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, x5t
-}
-
 // tlsClient is an HTTPS client trusting ca, presenting cert when it has one.
-func tlsClient(ca *testCA, cert *tls.Certificate) *http.Client {
-	cfg := &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12}
+func tlsClient(ca *testkit.CA, cert *tls.Certificate) *http.Client {
+	cfg := &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
@@ -210,17 +152,20 @@ func tlsClient(ca *testCA, cert *tls.Certificate) *http.Client {
 // include_peer_certificate: allowed with its certificate, refused with another or none.
 func TestCertificateBoundThroughTheGateway(t *testing.T) {
 	s := startStack(t)
-	ca := newTestCA(t)
-	serverCert, _ := ca.issue(t, "gateway", true)
+	// RFC 8705 §2 leaves the client certificate's validation to the deployment (here one CA for
+	// the gateway and its clients); the binding is the certificate's hash (§3.1).
+	ca := testkit.NewCA(t, "tokengate test CA")
+	server := ca.Issue(t, testkit.LeafSpec{CN: "gateway", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	gw, err := testenv.NewGateway(testenv.GatewayOptions{CheckAddr: s.App.GRPCAddr(), UpstreamURL: s.Echo.URL(),
-		Routes: testenv.DemoRoutes, TLS: &tls.Config{Certificates: []tls.Certificate{serverCert},
-			ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.pool, MinVersion: tls.VersionTLS12}})
+		Routes: testenv.DemoRoutes, TLS: &tls.Config{Certificates: []tls.Certificate{server.TLS()},
+			ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool, MinVersion: tls.VersionTLS12}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(gw.Close)
-	mine, x5t := ca.issue(t, "alice", false)
-	another, _ := ca.issue(t, "mallory", false)
+	alice := ca.Issue(t, testkit.LeafSpec{CN: "alice"})
+	mine, x5t := alice.TLS(), alice.X5T()
+	another := ca.Issue(t, testkit.LeafSpec{CN: "mallory"}).TLS()
 	tok := callerToken(t, s, map[string]any{"x5t#S256": x5t})
 	unbound := callerToken(t, s, nil)
 
@@ -290,8 +235,7 @@ func TestOpaqueTokenThroughTheGateway(t *testing.T) {
 	}
 	// An opaque token bound to a certificate (cnf in the answer) is bound: without the
 	// certificate it is refused.
-	ca := newTestCA(t)
-	_, x5t := ca.issue(t, "alice", false)
+	x5t := testkit.SelfSigned(t, testkit.LeafSpec{CN: "alice"}).X5T()
 	bound := s.IdP.OpaqueToken(map[string]any{"sub": "alice", "scope": "echo.read", "aud": "api://gateway",
 		"cnf": map[string]any{"x5t#S256": x5t}})
 	assertDenial(t, call(t, gw, "/opaque/hello", bearer(bound)), 401, `Bearer realm="tokengate", error="invalid_token"*`, "invalid_token")

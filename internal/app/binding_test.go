@@ -1,20 +1,12 @@
 package app_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/url"
 	"testing"
-	"time"
 
-	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/testenv"
 )
 
@@ -39,11 +31,8 @@ routes:
 `, idp.URL())))
 	testenvWaitReady(t, a.HTTPAddr())
 
-	certPEM, other := testCertPEM(t), testCertPEM(t)
-	x5t, err := jose.CertificateThumbprint(certPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mine, another := testkit.SelfSigned(t, testkit.LeafSpec{CN: "client"}), testkit.SelfSigned(t, testkit.LeafSpec{CN: "another client"})
+	certPEM, other, x5t := string(mine.CertPEM), string(another.CertPEM), mine.X5T()
 	bound, err := idp.CallerToken(map[string]any{"aud": "api://gateway", "sub": "alice", "cnf": map[string]any{"x5t#S256": x5t}})
 	if err != nil {
 		t.Fatal(err)
@@ -78,20 +67,4 @@ routes:
 			}
 		})
 	}
-}
-
-// testCertPEM is a self-signed TEST-ONLY client certificate.
-func testCertPEM(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "test-only client"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

@@ -2,15 +2,9 @@ package app_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -193,38 +187,17 @@ routes:
 // tls.key) and the IdP's certificate (idp.crt) to the directory it returns.
 func tlsClientIdP(t *testing.T) (*testenv.IdP, string) {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	caCert, _ := x509.ParseCertificate(caDER)
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
-		Subject: pkix.Name{CommonName: "tokengate-edge"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	idp, err := testenv.NewTLSIdP(nil, pool)
+	ca := testkit.NewCA(t, "client CA")
+	idp, err := testenv.NewTLSIdP(nil, ca.Pool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(idp.Close)
 	idp.RegisterTLSClient("gateway", "tokengate-edge")
 	dir := t.TempDir()
-	files := map[string][]byte{
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
-		"idp.crt": idp.CertificatePEM(),
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	ca.Issue(t, testkit.LeafSpec{CN: "tokengate-edge"}).Write(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err := os.WriteFile(filepath.Join(dir, "idp.crt"), idp.CertificatePEM(), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	return idp, dir
 }

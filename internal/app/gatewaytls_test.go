@@ -7,20 +7,13 @@ package app
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,91 +33,6 @@ const (
 	gatewayDNS  = "gw.example.test"
 	gatewaySPID = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway"
 )
-
-// testCA is a certificate authority the test makes up.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func nextSerial() *big.Int {
-	n, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		panic(err)
-	}
-	return n
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
-// issued is a leaf certificate with its key, as PEM and as a tls.Certificate.
-type issued struct {
-	certPEM, keyPEM []byte
-	tls             tls.Certificate
-	serial          *big.Int
-}
-
-func (ca *testCA) issue(t *testing.T, usage x509.ExtKeyUsage, dns []string, uris ...string) issued {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: "leaf"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		DNSNames: dns,
-	}
-	for _, u := range uris {
-		pu, err := url.Parse(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl.URIs = append(tmpl.URIs, pu)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := issued{
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
-		serial:  tmpl.SerialNumber,
-	}
-	if out.tls, err = tls.X509KeyPair(out.certPEM, out.keyPEM); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 func writeFile(t *testing.T, path string, data []byte, mtime time.Time) {
 	t.Helper()
@@ -175,17 +83,17 @@ const publicRoute = `routes:
 
 // pki is the certificates of the gateway TLS tests, written where the configuration names them.
 type pki struct {
-	serverCA, gatewayCA, otherCA *testCA
-	server                       issued
+	serverCA, gatewayCA, otherCA *testkit.CA
+	server                       *testkit.Leaf
 }
 
 func newPKI(t *testing.T, dir string) *pki {
-	p := &pki{serverCA: newTestCA(t, "server CA"), gatewayCA: newTestCA(t, "gateways CA"), otherCA: newTestCA(t, "another CA")}
-	p.server = p.serverCA.issue(t, x509.ExtKeyUsageServerAuth, []string{serverName})
+	p := &pki{serverCA: testkit.NewCA(t, "server CA"), gatewayCA: testkit.NewCA(t, "gateways CA"), otherCA: testkit.NewCA(t, "another CA")}
+	p.server = p.serverCA.Issue(t, testkit.LeafSpec{CN: "tokengate", Server: true, DNS: []string{serverName}})
 	mtime := time.Now().Add(-time.Hour)
-	writeFile(t, filepath.Join(dir, "tls", "tls.crt"), p.server.certPEM, mtime)
-	writeFile(t, filepath.Join(dir, "tls", "tls.key"), p.server.keyPEM, mtime)
-	writeFile(t, filepath.Join(dir, "tls", "gateways-ca.crt"), p.gatewayCA.pem, mtime)
+	writeFile(t, filepath.Join(dir, "tls", "tls.crt"), p.server.CertPEM, mtime)
+	writeFile(t, filepath.Join(dir, "tls", "tls.key"), p.server.KeyPEM, mtime)
+	writeFile(t, filepath.Join(dir, "tls", "gateways-ca.crt"), p.gatewayCA.PEM, mtime)
 	return p
 }
 
@@ -201,15 +109,16 @@ const gatewayTLSConfig = `server:
     client_sans: [` + gatewayDNS + `, "` + gatewaySPID + `"]
 ` + publicRoute
 
-func (p *pki) clientTLS(cert *issued) *tls.Config {
-	c := &tls.Config{RootCAs: p.serverCA.pool(), ServerName: serverName, MinVersion: tls.VersionTLS12}
+func (p *pki) clientTLS(cert *testkit.Leaf) *tls.Config {
+	c := &tls.Config{RootCAs: p.serverCA.Pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
 	// Always present the certificate, as a gateway configured with one does (Go's client would
 	// otherwise keep back one whose issuer the server did not list).
 	c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		if cert == nil {
 			return &tls.Certificate{}, nil
 		}
-		return &cert.tls, nil
+		tc := cert.TLS()
+		return &tc, nil
 	}
 	return c
 }
@@ -272,14 +181,14 @@ func testGatewayClientCertificates(t *testing.T, withSANs bool) {
 	}
 	a := runApp(t, dir, cfg, nil, nil)
 
-	dnsGW := p.gatewayCA.issue(t, x509.ExtKeyUsageClientAuth, []string{gatewayDNS})
-	spiffeGW := p.gatewayCA.issue(t, x509.ExtKeyUsageClientAuth, nil, gatewaySPID)
-	upperGW := p.gatewayCA.issue(t, x509.ExtKeyUsageClientAuth, []string{strings.ToUpper(gatewayDNS)})
-	otherSAN := p.gatewayCA.issue(t, x509.ExtKeyUsageClientAuth, []string{"attacker.example.test"}, "spiffe://cluster.local/ns/default/sa/attacker")
-	otherCA := p.otherCA.issue(t, x509.ExtKeyUsageClientAuth, []string{gatewayDNS}, gatewaySPID)
-	serverOnly := p.gatewayCA.issue(t, x509.ExtKeyUsageServerAuth, []string{gatewayDNS})
+	dnsGW := p.gatewayCA.Issue(t, testkit.LeafSpec{CN: "gateway", DNS: []string{gatewayDNS}})
+	spiffeGW := p.gatewayCA.Issue(t, testkit.LeafSpec{CN: "gateway", URIs: []string{gatewaySPID}})
+	upperGW := p.gatewayCA.Issue(t, testkit.LeafSpec{CN: "gateway", DNS: []string{strings.ToUpper(gatewayDNS)}})
+	otherSAN := p.gatewayCA.Issue(t, testkit.LeafSpec{CN: "gateway", DNS: []string{"attacker.example.test"}, URIs: []string{"spiffe://cluster.local/ns/default/sa/attacker"}})
+	otherCA := p.otherCA.Issue(t, testkit.LeafSpec{CN: "gateway", DNS: []string{gatewayDNS}, URIs: []string{gatewaySPID}})
+	serverOnly := p.gatewayCA.Issue(t, testkit.LeafSpec{CN: "gateway", Server: true, DNS: []string{gatewayDNS}})
 
-	tls11 := p.clientTLS(&dnsGW)
+	tls11 := p.clientTLS(dnsGW)
 	tls11.MinVersion, tls11.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
 
 	for _, tc := range []struct {
@@ -287,13 +196,13 @@ func testGatewayClientCertificates(t *testing.T, withSANs bool) {
 		client *tls.Config
 		served bool
 	}{
-		{"right CA, DNS SAN", p.clientTLS(&dnsGW), true},
-		{"right CA, SPIFFE URI SAN", p.clientTLS(&spiffeGW), true},
-		{"right CA, DNS SAN in capitals", p.clientTLS(&upperGW), true},
+		{"right CA, DNS SAN", p.clientTLS(dnsGW), true},
+		{"right CA, SPIFFE URI SAN", p.clientTLS(spiffeGW), true},
+		{"right CA, DNS SAN in capitals", p.clientTLS(upperGW), true},
 		{"no certificate", p.clientTLS(nil), false},
-		{"another CA, allowed SANs", p.clientTLS(&otherCA), false},
-		{"right CA, another SAN", p.clientTLS(&otherSAN), !withSANs},
-		{"right CA, not for client auth", p.clientTLS(&serverOnly), false},
+		{"another CA, allowed SANs", p.clientTLS(otherCA), false},
+		{"right CA, another SAN", p.clientTLS(otherSAN), !withSANs},
+		{"right CA, not for client auth", p.clientTLS(serverOnly), false},
 		{"TLS 1.1", tls11, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -347,7 +256,7 @@ func testGatewayClientCertificates(t *testing.T, withSANs bool) {
 		t.Error("plain HTTP /authz was served on the TLS authz listener")
 	}
 	// /healthz is served on the authz listener to a gateway; /metrics on its own listener.
-	if status, err := httpsGet(t, "https://"+a.AuthzAddr()+"/healthz", p.clientTLS(&dnsGW)); err != nil || status != 200 {
+	if status, err := httpsGet(t, "https://"+a.AuthzAddr()+"/healthz", p.clientTLS(dnsGW)); err != nil || status != 200 {
 		t.Errorf("authz listener /healthz: %d %v", status, err)
 	}
 }
@@ -436,8 +345,8 @@ func TestGatewayTLSRotation(t *testing.T) {
 	a := runApp(t, dir, gatewayTLSConfig, clock.Now, &logs)
 	gc := a.gatewayCerts
 	loads := func() int { gc.mu.Lock(); defer gc.mu.Unlock(); return gc.loads }
-	gw := p.gatewayCA.issue(t, x509.ExtKeyUsageClientAuth, []string{gatewayDNS})
-	client := func() *tls.Config { c := p.clientTLS(&gw); c.NextProtos = []string{"http/1.1"}; return c }
+	gw := p.gatewayCA.Issue(t, testkit.LeafSpec{CN: "gateway", DNS: []string{gatewayDNS}})
+	client := func() *tls.Config { c := p.clientTLS(gw); c.NextProtos = []string{"http/1.1"}; return c }
 
 	serve := func(t *testing.T, want *big.Int) {
 		t.Helper()
@@ -449,29 +358,29 @@ func TestGatewayTLSRotation(t *testing.T) {
 			t.Fatalf("server certificate serial %v, want %v", got, want)
 		}
 	}
-	serve(t, p.server.serial)
+	serve(t, p.server.Cert.SerialNumber)
 	if n := loads(); n != 1 {
 		t.Fatalf("%d reads at start, want 1", n)
 	}
 
-	renewed := p.serverCA.issue(t, x509.ExtKeyUsageServerAuth, []string{serverName})
+	renewed := p.serverCA.Issue(t, testkit.LeafSpec{CN: "tokengate", Server: true, DNS: []string{serverName}})
 	mtime := time.Now()
-	writeFile(t, filepath.Join(dir, "tls", "tls.crt"), renewed.certPEM, mtime)
-	writeFile(t, filepath.Join(dir, "tls", "tls.key"), renewed.keyPEM, mtime)
+	writeFile(t, filepath.Join(dir, "tls", "tls.crt"), renewed.CertPEM, mtime)
+	writeFile(t, filepath.Join(dir, "tls", "tls.key"), renewed.KeyPEM, mtime)
 
 	// Within a second of the last look the files are not looked at again.
 	clock.Advance(500 * time.Millisecond)
-	serve(t, p.server.serial)
+	serve(t, p.server.Cert.SerialNumber)
 	if n := loads(); n != 1 {
 		t.Fatalf("%d reads, want 1: the files were looked at within the second", n)
 	}
 	clock.Advance(time.Second)
-	serve(t, renewed.serial)
+	serve(t, renewed.Cert.SerialNumber)
 	if n := loads(); n != 2 {
 		t.Fatalf("%d reads after a change, want 2", n)
 	}
 	clock.Advance(2 * time.Second)
-	serve(t, renewed.serial)
+	serve(t, renewed.Cert.SerialNumber)
 	if n := loads(); n != 2 {
 		t.Fatalf("%d reads, want 2: unchanged files were read again", n)
 	}
@@ -480,7 +389,7 @@ func TestGatewayTLSRotation(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "tls", "tls.crt"), []byte("not a certificate"), mtime.Add(time.Minute))
 	for range 3 {
 		clock.Advance(2 * time.Second)
-		serve(t, renewed.serial)
+		serve(t, renewed.Cert.SerialNumber)
 	}
 	if n := loads(); n != 3 {
 		t.Fatalf("%d reads, want 3: broken files are read once per change", n)
@@ -490,14 +399,14 @@ func TestGatewayTLSRotation(t *testing.T) {
 	}
 
 	// The gateways' CA is replaced: the old gateway certificate is refused at the handshake.
-	writeFile(t, filepath.Join(dir, "tls", "tls.crt"), renewed.certPEM, mtime.Add(2*time.Minute))
-	writeFile(t, filepath.Join(dir, "tls", "gateways-ca.crt"), p.otherCA.pem, mtime.Add(2*time.Minute))
+	writeFile(t, filepath.Join(dir, "tls", "tls.crt"), renewed.CertPEM, mtime.Add(2*time.Minute))
+	writeFile(t, filepath.Join(dir, "tls", "gateways-ca.crt"), p.otherCA.PEM, mtime.Add(2*time.Minute))
 	clock.Advance(2 * time.Second)
 	if _, err := tlsRequest(a.AuthzAddr(), client()); err == nil || !strings.Contains(err.Error(), "tls:") {
 		t.Fatalf("a gateway certificate of the replaced CA: %v, want a TLS error", err)
 	}
-	gw = p.otherCA.issue(t, x509.ExtKeyUsageClientAuth, []string{gatewayDNS})
-	serve(t, renewed.serial)
+	gw = p.otherCA.Issue(t, testkit.LeafSpec{CN: "gateway", DNS: []string{gatewayDNS}})
+	serve(t, renewed.Cert.SerialNumber)
 }
 
 // TestListenersMoveEndpoints (issue 9, finding 2): authz_addr and metrics_addr take /authz and

@@ -1,19 +1,14 @@
 package jose
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 // rfc7638Key is the example key of RFC 7638 §3.1, with the thumbprint the RFC gives for it.
@@ -40,24 +35,13 @@ func TestJWKThumbprintRFC7638(t *testing.T) {
 }
 
 func TestCertificateThumbprint(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "client"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(der)
-	want := base64.RawURLEncoding.EncodeToString(sum[:])
-	got, err := CertificateThumbprint(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	if err != nil || got != want {
-		t.Fatalf("x5t#S256 = %q, %v; want %q", got, err, want)
+	// testkit works the thumbprint out itself: base64url(SHA-256(DER)) (RFC 8705 §3.1).
+	cert := testkit.SelfSigned(t, testkit.LeafSpec{CN: "client"})
+	if got, err := CertificateThumbprint(string(cert.CertPEM)); err != nil || got != cert.X5T() {
+		t.Fatalf("x5t#S256 = %q, %v; want %q", got, err, cert.X5T())
 	}
 	for _, bad := range []string{"", "garbage", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("nope")})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))} {
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: cert.DER}))} {
 		if _, err := CertificateThumbprint(bad); !errors.Is(err, ErrMalformed) {
 			t.Errorf("CertificateThumbprint(%.20q) = %v", bad, err)
 		}

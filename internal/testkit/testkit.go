@@ -1,7 +1,8 @@
 // Package testkit holds the small test-support helpers that several packages' tests need: a log
 // sink safe for concurrent writes, a clock moved by hand, a poll-until helper, a reader of
-// Prometheus counters and a throwaway signing key on disk. They used to be copied into each
-// package's helpers_test.go; one copy here keeps them from drifting apart.
+// Prometheus counters, a throwaway signing key on disk and throwaway X.509 certificates (a CA
+// and its leaves, or self-signed ones). They used to be copied into each package's tests; one
+// copy here keeps them from drifting apart.
 //
 // It is an ordinary package (not a _test.go file) so that the tests of any package can import
 // it, but it is for tests only: nothing outside _test.go files should use it. To stay free of
@@ -11,9 +12,6 @@ package testkit
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"os"
@@ -118,11 +116,7 @@ func CounterValue(t testing.TB, m *metrics.Metrics, name string, labels map[stri
 // `tokengate keygen` writes), with mode 0600, creating path's directory (0700) when needed.
 func WriteP256Key(t testing.TB, path string) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
+	der, err := x509.MarshalPKCS8PrivateKey(newKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}

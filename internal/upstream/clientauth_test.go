@@ -3,15 +3,9 @@ package upstream_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/testenv"
 )
@@ -213,56 +208,13 @@ func TestClientAuthConfigConflicts(t *testing.T) {
 	}
 }
 
-// testCA issues certificates for the mutual-TLS tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// issue writes a client certificate for cn and its key to certFile and keyFile.
-func (ca *testCA) issue(t *testing.T, cn, certFile, keyFile string, serial int64) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestTLSClientAuth: tls_client_auth (RFC 8705 §2) against the fake IdP over real mutual TLS:
 // the IdP verifies the client certificate and finds the client by its subject; a certificate
 // rotated in place (cert-manager) is presented on the next request; a certificate the IdP does
 // not know for the client is rejected (503 for tokengate's own client).
 func TestTLSClientAuth(t *testing.T) {
-	ca := newTestCA(t)
-	idp, err := testenv.NewTLSIdP(nil, ca.pool)
+	ca := testkit.NewCA(t, "test CA")
+	idp, err := testenv.NewTLSIdP(nil, ca.Pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +224,7 @@ func TestTLSClientAuth(t *testing.T) {
 	if err := os.WriteFile(caFile, idp.CertificatePEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ca.issue(t, "gateway-1", certFile, keyFile, 2)
+	ca.Issue(t, testkit.LeafSpec{CN: "gateway-1"}).Write(t, certFile, keyFile)
 	idp.RegisterTLSClient("gw", "gateway-1")
 	auth, err := upstream.NewTLSClientAuth("gw", certFile, keyFile, caFile)
 	if err != nil {
@@ -301,7 +253,7 @@ func TestTLSClientAuth(t *testing.T) {
 	}
 	// Rotation in place: the next request presents the new certificate.
 	time.Sleep(10 * time.Millisecond) // a distinct modification time
-	ca.issue(t, "gateway-2", certFile, keyFile, 3)
+	ca.Issue(t, testkit.LeafSpec{CN: "gateway-2"}).Write(t, certFile, keyFile)
 	idp.RegisterTLSClient("gw", "gateway-2")
 	if err := fetch("b"); err != nil {
 		t.Fatalf("fetch after rotation: %v", err)
