@@ -2,7 +2,6 @@ package testenv_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -101,19 +100,7 @@ func TestDemoTokenExchangeAtTokengate(t *testing.T) {
 			"audience":           {audience},
 			"scope":              {scope},
 		}
-		req, _ := http.NewRequest(http.MethodPost, s.TokenURL(), strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth(testenv.ServiceClientID, testenv.ServiceSecret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var m map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, m
+		return postForm(t, s.TokenURL(), testenv.ServiceClientID, testenv.ServiceSecret, form)
 	}
 
 	status, body := exchange(testenv.ServiceAudience, "echo.read")
@@ -121,7 +108,7 @@ func TestDemoTokenExchangeAtTokengate(t *testing.T) {
 		t.Fatalf("exchange: %d %v", status, body)
 	}
 	tok, _ := body["access_token"].(string)
-	claims := introspectAs(t, s, tok)
+	claims := introspectAs(t, s, testenv.ServiceClientID, testenv.ServiceSecret, tok)
 	act, _ := claims["act"].(map[string]any)
 	if claims["active"] != true || claims["sub"] != testenv.DemoClientID || claims["aud"] != testenv.ServiceAudience ||
 		act["sub"] != testenv.ServiceClientID || claims["scope"] != "echo.read" {
@@ -138,23 +125,4 @@ func TestDemoTokenExchangeAtTokengate(t *testing.T) {
 			}
 		})
 	}
-}
-
-// introspectAs introspects token at tokengate's endpoint as the service client that holds it.
-func introspectAs(t *testing.T, s *testenv.Stack, token string) map[string]any {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+s.App.HTTPAddr()+"/oauth2/introspect",
-		strings.NewReader(url.Values{"token": {token}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(testenv.ServiceClientID, testenv.ServiceSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var m map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m
 }

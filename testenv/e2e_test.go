@@ -222,12 +222,26 @@ func assertDenial(t *testing.T, r result, status int, www, errCode string) {
 	}
 }
 
+// introspect introspects token at tokengate's endpoint as the demo client.
 func introspect(t *testing.T, s *testenv.Stack, token string) map[string]any {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+s.App.HTTPAddr()+"/oauth2/introspect",
-		strings.NewReader(url.Values{"token": {token}}.Encode()))
+	return introspectAs(t, s, testenv.DemoClientID, testenv.DemoClientSecret, token)
+}
+
+// introspectAs introspects token at tokengate's endpoint as client id.
+func introspectAs(t *testing.T, s *testenv.Stack, id, secret, token string) map[string]any {
+	t.Helper()
+	_, m := postForm(t, "http://"+s.App.HTTPAddr()+"/oauth2/introspect", id, secret, url.Values{"token": {token}})
+	return m
+}
+
+// postForm posts form to endpoint with client_secret_basic credentials and returns the status
+// and the JSON answer.
+func postForm(t *testing.T, endpoint, id, secret string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(testenv.DemoClientID, testenv.DemoClientSecret)
+	req.SetBasicAuth(id, secret)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +251,7 @@ func introspect(t *testing.T, s *testenv.Stack, token string) map[string]any {
 	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return resp.StatusCode, m
 }
 
 // TestForwardAuthMatchesCheck: /authz gives the same decision as Check, reading the original
