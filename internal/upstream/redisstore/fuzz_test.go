@@ -17,22 +17,22 @@ func FuzzDecode(f *testing.F) {
 	defer sealed.Close()
 	now := time.Unix(1_800_000_000, 0)
 	tok := upstream.Token{AccessToken: "abc.def", IssuedAt: now, Expiry: now.Add(time.Hour)}
-	p, _ := plain.encode("k", tok)
-	s, _ := sealed.encode("k", tok)
+	p, _ := plain.seal("k", encode(tok))
+	s, _ := sealed.seal("k", encode(tok))
 	f.Add(p)
 	f.Add(s)
 	f.Add([]byte{})
 	f.Add([]byte{formatPlain})
 	f.Add([]byte{formatSealed, 1, 2, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, ok := plain.decode("k", b); ok && (got.AccessToken == "" || !got.IssuedAt.Before(got.Expiry)) {
+		if got, ok := decode(plain.open("k", b)); ok && (got.AccessToken == "" || !got.IssuedAt.Before(got.Expiry)) {
 			t.Fatalf("accepted an invalid token %+v", got)
 		}
 		// Only a value we sealed ourselves can open, and the fuzzer only ever saw ours for tok.
-		if got, ok := sealed.decode("k", b); ok && (got.AccessToken != tok.AccessToken || !got.Expiry.Equal(tok.Expiry)) {
+		if got, ok := decode(sealed.open("k", b)); ok && (got.AccessToken != tok.AccessToken || !got.Expiry.Equal(tok.Expiry)) {
 			t.Fatalf("accepted a forged value: %+v", got)
 		}
-		if _, ok := sealed.decode("other-key", b); ok {
+		if _, ok := decode(sealed.open("other-key", b)); ok {
 			t.Fatal("a value opened under another key name")
 		}
 	})

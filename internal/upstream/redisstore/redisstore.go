@@ -263,25 +263,11 @@ func (s *Store) name(kind string, key upstream.Key) string {
 
 // Load implements upstream.Store.
 func (s *Store) Load(ctx context.Context, key upstream.Key) (upstream.Token, bool, error) {
-	if !s.allow() {
-		return upstream.Token{}, false, upstream.ErrStoreDown
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	name := s.name("tok:", key)
-	b, err := s.rdb.Get(ctx, name).Bytes()
-	if errors.Is(err, redis.Nil) {
-		s.observe("get", nil)
-		s.m.RedisOp("get", "miss")
-		s.m.CacheMiss("redis")
-		return upstream.Token{}, false, nil
-	}
+	raw, ok, err := s.get(ctx, s.name("tok:", key))
 	if err != nil {
-		s.observe("get", err)
 		return upstream.Token{}, false, err
 	}
-	s.observe("get", nil)
-	tok, ok := s.decode(name, b)
+	tok, ok := decode(raw, ok)
 	if !ok || !s.now().Before(tok.Expiry) {
 		s.m.RedisOp("get", "miss")
 		s.m.CacheMiss("redis")
@@ -294,7 +280,34 @@ func (s *Store) Load(ctx context.Context, key upstream.Key) (upstream.Token, boo
 
 // Save implements upstream.Store.
 func (s *Store) Save(ctx context.Context, key upstream.Key, tok upstream.Token) error {
-	ttl := tok.Expiry.Sub(s.now())
+	return s.set(ctx, s.name("tok:", key), encode(tok), tok.Expiry)
+}
+
+// get reads the value under name and opens it; ok is false when there is none or it is not a
+// value this store wrote.
+func (s *Store) get(ctx context.Context, name string) (raw []byte, ok bool, err error) {
+	if !s.allow() {
+		return nil, false, upstream.ErrStoreDown
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	b, err := s.rdb.Get(ctx, name).Bytes()
+	if errors.Is(err, redis.Nil) {
+		s.observe("get", nil)
+		return nil, false, nil
+	}
+	s.observe("get", err)
+	if err != nil {
+		return nil, false, err
+	}
+	raw, ok = s.open(name, b)
+	return raw, ok, nil
+}
+
+// set seals raw and stores it under name until `until` (nothing when that is less than a
+// millisecond away).
+func (s *Store) set(ctx context.Context, name string, raw []byte, until time.Time) error {
+	ttl := until.Sub(s.now())
 	if ttl < time.Millisecond {
 		return nil
 	}
@@ -303,12 +316,11 @@ func (s *Store) Save(ctx context.Context, key upstream.Key, tok upstream.Token) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	name := s.name("tok:", key)
-	v, err := s.encode(name, tok)
+	b, err := s.seal(name, raw)
 	if err != nil {
 		return err
 	}
-	err = s.rdb.Set(ctx, name, v, ttl).Err()
+	err = s.rdb.Set(ctx, name, b, ttl).Err()
 	s.observe("set", err)
 	if err == nil {
 		s.m.RedisOp("set", "ok")
@@ -450,12 +462,11 @@ const (
 	formatSealed = 'e'
 )
 
-func (s *Store) encode(name string, tok upstream.Token) ([]byte, error) {
+func encode(tok upstream.Token) []byte {
 	raw := make([]byte, 16, 16+len(tok.AccessToken))
 	binary.BigEndian.PutUint64(raw[0:8], uint64(tok.Expiry.UnixNano()))
 	binary.BigEndian.PutUint64(raw[8:16], uint64(tok.IssuedAt.UnixNano()))
-	raw = append(raw, tok.AccessToken...)
-	return s.seal(name, raw)
+	return append(raw, tok.AccessToken...)
 }
 
 // seal wraps raw in the value format: plain, or AES-GCM with the key name as additional data.
@@ -494,8 +505,8 @@ func (s *Store) open(name string, b []byte) ([]byte, bool) {
 	return nil, false
 }
 
-func (s *Store) decode(name string, b []byte) (upstream.Token, bool) {
-	raw, ok := s.open(name, b)
+// decode reverses encode; ok passes on get's answer, and false means no usable token.
+func decode(raw []byte, ok bool) (upstream.Token, bool) {
 	if !ok || len(raw) < 17 {
 		return upstream.Token{}, false
 	}
@@ -546,24 +557,11 @@ func (s *Store) Claim(ctx context.Context, kind, key string, until time.Time) (b
 
 // LoadValue implements upstream.Shared.
 func (s *Store) LoadValue(ctx context.Context, kind, key string) ([]byte, bool, error) {
-	if !s.allow() {
-		return nil, false, upstream.ErrStoreDown
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	name := s.name(kind, upstream.Key(key))
-	b, err := s.rdb.Get(ctx, name).Bytes()
-	if errors.Is(err, redis.Nil) {
-		s.observe("get", nil)
-		s.m.RedisOp("get", "miss")
-		return nil, false, nil
-	}
-	s.observe("get", err)
-	if err != nil {
+	v, ok, err := s.get(ctx, s.name(kind, upstream.Key(key)))
+	switch {
+	case err != nil:
 		return nil, false, err
-	}
-	v, ok := s.open(name, b)
-	if !ok {
+	case !ok:
 		s.m.RedisOp("get", "miss")
 		return nil, false, nil
 	}
@@ -571,26 +569,7 @@ func (s *Store) LoadValue(ctx context.Context, kind, key string) ([]byte, bool, 
 	return v, true, nil
 }
 
-// SaveValue implements upstream.Shared; a value whose time is up is not written.
+// SaveValue implements upstream.Shared.
 func (s *Store) SaveValue(ctx context.Context, kind, key string, v []byte, until time.Time) error {
-	ttl := until.Sub(s.now())
-	if ttl < time.Millisecond {
-		return nil
-	}
-	if !s.allow() {
-		return upstream.ErrStoreDown
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	name := s.name(kind, upstream.Key(key))
-	b, err := s.seal(name, v)
-	if err != nil {
-		return err
-	}
-	err = s.rdb.Set(ctx, name, b, ttl).Err()
-	s.observe("set", err)
-	if err == nil {
-		s.m.RedisOp("set", "ok")
-	}
-	return err
+	return s.set(ctx, s.name(kind, upstream.Key(key)), v, until)
 }
