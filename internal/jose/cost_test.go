@@ -125,3 +125,36 @@ func TestParseVerifyAllocations(t *testing.T) {
 		t.Fatalf("Parse + Verify of an RS256 token allocated %v times, budget %d", allocs, budget)
 	}
 }
+
+// TestEscapedStringsCostLinearMemory: parsing is linear in the token's size, however its
+// strings are escaped. Anyone can send a token (it is parsed before any key or signature is
+// looked at), so a claim set of many short escaped strings at the size limit must cost about
+// what its bytes do: each decoded string once sized its buffer to the rest of the whole input,
+// which made such a token cost memory quadratic in its size (4 MB at 8 KiB, 260 MB at 64 KiB).
+func TestEscapedStringsCostLinearMemory(t *testing.T) {
+	const limit = 64 << 10
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256","typ":"JWT"}`))
+	var payload strings.Builder
+	payload.WriteString(`{"a":[`)
+	for payload.Len() < (limit-len(header)-100)*3/4-10 {
+		payload.WriteString(`"\n",`)
+	}
+	payload.WriteString(`"\n"]}`)
+	tok := header + "." + base64.RawURLEncoding.EncodeToString([]byte(payload.String())) + "." +
+		base64.RawURLEncoding.EncodeToString(make([]byte, 64))
+	if len(tok) > limit {
+		t.Fatalf("test token is %d bytes, over the %d limit", len(tok), limit)
+	}
+	if _, err := Parse(tok, limit); err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	res := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = Parse(tok, limit)
+		}
+	})
+	if per, bound := res.AllocedBytesPerOp(), int64(16*len(tok)); per > bound {
+		t.Fatalf("Parse of a %d-byte token of escaped strings allocates %d bytes, want at most %d (linear)", len(tok), per, bound)
+	}
+}

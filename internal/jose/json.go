@@ -287,7 +287,17 @@ func (p *jsonParser) str() string {
 
 // escaped continues str from the first backslash, building the value.
 func (p *jsonParser) escaped(start int) string {
-	b := make([]byte, 0, len(p.s)-start)
+	// The value is never longer than its escaped text: size the buffer to the string, found
+	// by skipping escape pairs to the closing quote. (Sizing it to the rest of the input made
+	// a token of many short escaped strings cost memory quadratic in its length.)
+	end := p.i
+	for end < len(p.s) && p.s[end] != '"' {
+		if p.s[end] == '\\' {
+			end++
+		}
+		end++
+	}
+	b := make([]byte, 0, min(end, len(p.s))-start)
 	b = append(b, p.s[start:p.i]...)
 	for p.i < len(p.s) {
 		c := p.s[p.i]
