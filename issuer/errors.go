@@ -64,6 +64,7 @@ var (
 	errRequestedType    = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "only access tokens are issued (requested_token_type)", 0}
 	errActorToken       = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "actor_token is not supported", 0}
 	errSubject          = &oauthError{http.StatusBadRequest, ErrInvalidGrant, "the subject token is invalid, expired or not from a trusted provider", 0}
+	errBoundSubject     = &oauthError{http.StatusBadRequest, ErrInvalidGrant, "the subject token is sender-constrained (cnf) and cannot be exchanged for a bearer token", 0}
 	errMayAct           = &oauthError{http.StatusBadRequest, ErrInvalidGrant, "the subject token does not allow this client to act for it", 0}
 	errNoToken          = &oauthError{http.StatusBadRequest, ErrInvalidRequest, "token is required", 0}
 	errClient           = &oauthError{http.StatusUnauthorized, ErrInvalidClient, "client authentication failed", 0}

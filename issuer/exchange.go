@@ -82,6 +82,16 @@ func (i *Issuer) exchange(w http.ResponseWriter, r *http.Request, c *client, x *
 		writeError(w, errSubject)
 		return
 	}
+	// A sender-constrained subject (RFC 7800 §3.1 cnf: RFC 9449 jkt, RFC 8705 x5t#S256, or a
+	// confirmation method tokengate does not know) is usable only with proof of possession of
+	// its key; the token issued here is a bearer token, so exchanging it would strip the binding
+	// (docs/security.md#bound-tokens). RFC 8693 §2.2.2: invalid_grant.
+	if subj.Cnf != nil {
+		i.log.Info("issuer: token exchange: sender-constrained subject token refused", "client_id", c.id,
+			"subject_provider", subj.Provider, "subject_hash", subj.TokenHash)
+		writeError(w, errBoundSubject)
+		return
+	}
 	now := i.now()
 	if !subj.Expiry.After(now) {
 		writeError(w, errSubject)

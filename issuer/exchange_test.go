@@ -202,6 +202,13 @@ func TestTokenExchange(t *testing.T) {
 			400, ErrInvalidGrant, nil},
 		{"subject signed by another key", exch, exchangeForm(x.subject(t, x.other, corpIss, nil)), 400, ErrInvalidGrant, nil},
 		{"subject not a JWT", exch, exchangeForm("opaque"), 400, ErrInvalidGrant, nil},
+		// A sender-constrained subject would become a bearer token (docs/security.md#bound-tokens).
+		{"DPoP-bound subject (cnf.jkt)", exch, exchangeForm(x.subject(t, x.corp, corpIss,
+			map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})), 400, ErrInvalidGrant, nil},
+		{"mTLS-bound subject (cnf.x5t#S256)", exch, exchangeForm(x.subject(t, x.corp, corpIss,
+			map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), 400, ErrInvalidGrant, nil},
+		{"subject with a cnf of no known method", exch, exchangeForm(x.subject(t, x.corp, corpIss,
+			map[string]any{"cnf": map[string]any{"kid": "k"}})), 400, ErrInvalidGrant, nil},
 		{"client without token_exchange", basicAuth(svcID, svcSecret), exchangeForm(x.subject(t, x.corp, corpIss, nil)),
 			400, ErrUnauthorizedClient, nil},
 		{"wrong secret", basicAuth(exchID, "nope"), exchangeForm(x.subject(t, x.corp, corpIss, nil)), 401, ErrInvalidClient, nil},
@@ -261,5 +268,20 @@ func TestMetadataListsExchangeAndPrivateKeyJWT(t *testing.T) {
 	}
 	if slices.Contains(m.GrantTypesSupported, GrantTokenExchange) || slices.Contains(m.TokenEndpointAuthMethods, "private_key_jwt") {
 		t.Errorf("metadata without exchange or key clients %+v", m)
+	}
+}
+
+// TestTokenExchangeBoundSubjectSaysWhy: the refusal of a sender-constrained subject names the
+// reason, unlike the generic invalid subject answer, so the client's operator knows what to fix.
+func TestTokenExchangeBoundSubjectSaysWhy(t *testing.T) {
+	x := newXEnv(t)
+	sub := x.subject(t, x.corp, corpIss, map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})
+	res := x.do(t, req{contentType: formCT, basic: basicAuth(exchID, exchSecret), body: exchangeForm(sub)})
+	checkOAuthError(t, res, http.StatusBadRequest, ErrInvalidGrant)
+	var e struct {
+		ErrorDescription string `json:"error_description"`
+	}
+	if err := json.Unmarshal(res.body, &e); err != nil || e.ErrorDescription != errBoundSubject.desc {
+		t.Errorf("error_description %q, want %q", e.ErrorDescription, errBoundSubject.desc)
 	}
 }
