@@ -25,6 +25,11 @@ const assertionSkew = 30 * time.Second
 // maxAssertionBytes bounds an assertion before it is parsed.
 const maxAssertionBytes = 16 << 10
 
+// assertionAlgorithms are the JWS algorithms a client assertion may be signed with: every
+// asymmetric algorithm jose verifies (never HMAC or none, RFC 8725 §3.1). The metadata
+// advertises the same list (RFC 8414 §2 token_endpoint_auth_signing_alg_values_supported).
+func assertionAlgorithms() []string { return jose.VerificationAlgorithms() }
+
 // authenticateAssertion is private_key_jwt (RFC 7523 §2.2, §3): the client is named by the body's
 // client_id or, without one, by the assertion's iss; behind the failure limiter like a secret
 // (RFC 6749 §2.3.1), an unknown client, a client without keys and every failed check take the
@@ -74,7 +79,7 @@ func (i *Issuer) checkAssertion(r *http.Request, c *client, u *jose.Unverified) 
 	if ks == nil {
 		return "client keys not loaded"
 	}
-	claims, err := u.Verify(ks, jose.VerificationAlgorithms())
+	claims, err := u.Verify(ks, assertionAlgorithms())
 	if err != nil {
 		return "signature: " + err.Error()
 	}

@@ -53,8 +53,11 @@ type metadata struct {
 	ResponseTypesSupported           []string `json:"response_types_supported"`
 	TokenEndpointAuthMethods         []string `json:"token_endpoint_auth_methods_supported"`
 	IntrospectionEndpointAuthMethods []string `json:"introspection_endpoint_auth_methods_supported"`
-	ScopesSupported                  []string `json:"scopes_supported"`
-	AccessTokenSigningAlgValues      []string `json:"access_token_signing_alg_values_supported,omitempty"`
+	// RFC 8414 §2: REQUIRED when the auth methods list private_key_jwt, absent otherwise.
+	TokenEndpointAuthSigningAlgs         []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	IntrospectionEndpointAuthSigningAlgs []string `json:"introspection_endpoint_auth_signing_alg_values_supported,omitempty"`
+	ScopesSupported                      []string `json:"scopes_supported"`
+	AccessTokenSigningAlgValues          []string `json:"access_token_signing_alg_values_supported,omitempty"`
 }
 
 // buildMetadata renders the document once. `issuer` is byte for byte the `iss` of our tokens
@@ -82,6 +85,10 @@ func (i *Issuer) buildMetadata() ([]byte, error) {
 		IntrospectionEndpointAuthMethods: authMethods,
 		ScopesSupported:                  i.scopes,
 		AccessTokenSigningAlgValues:      i.algs,
+	}
+	if slices.Contains(authMethods, "private_key_jwt") {
+		m.TokenEndpointAuthSigningAlgs = assertionAlgorithms()
+		m.IntrospectionEndpointAuthSigningAlgs = assertionAlgorithms()
 	}
 	if m.ScopesSupported == nil {
 		m.ScopesSupported = []string{}

@@ -256,18 +256,40 @@ func TestTokenExchangeSelfSubject(t *testing.T) {
 func TestMetadataListsExchangeAndPrivateKeyJWT(t *testing.T) {
 	x := newXEnv(t)
 	var m metadata
-	if err := json.Unmarshal(x.do(t, req{method: http.MethodGet, path: PathMetadata}).body, &m); err != nil {
+	body := x.do(t, req{method: http.MethodGet, path: PathMetadata}).body
+	if err := json.Unmarshal(body, &m); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Contains(m.GrantTypesSupported, GrantTokenExchange) || !slices.Contains(m.TokenEndpointAuthMethods, "private_key_jwt") {
 		t.Errorf("metadata %+v", m)
 	}
+	// RFC 8414 §2: listing private_key_jwt requires the alg values accepted for the assertion.
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(jose.VerificationAlgorithms())
+	for _, name := range []string{"token_endpoint_auth_signing_alg_values_supported", "introspection_endpoint_auth_signing_alg_values_supported"} {
+		if string(members[name]) != string(want) {
+			t.Errorf("%s = %s, want %s", name, members[name], want)
+		}
+	}
 	plain := newEnv(t, nil)
-	if err := json.Unmarshal(plain.do(t, req{method: http.MethodGet, path: PathMetadata}).body, &m); err != nil {
+	body = plain.do(t, req{method: http.MethodGet, path: PathMetadata}).body
+	if err := json.Unmarshal(body, &m); err != nil {
 		t.Fatal(err)
 	}
 	if slices.Contains(m.GrantTypesSupported, GrantTokenExchange) || slices.Contains(m.TokenEndpointAuthMethods, "private_key_jwt") {
 		t.Errorf("metadata without exchange or key clients %+v", m)
+	}
+	clear(members)
+	if err := json.Unmarshal(body, &members); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"token_endpoint_auth_signing_alg_values_supported", "introspection_endpoint_auth_signing_alg_values_supported"} {
+		if v, ok := members[name]; ok {
+			t.Errorf("%s = %s without private_key_jwt clients", name, v)
+		}
 	}
 }
 
