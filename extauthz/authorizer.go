@@ -259,14 +259,17 @@ func (a *Authorizer) authenticate(ctx context.Context, r *compiledRoute, req *Re
 		a.challengeDPoP(r, d, false)
 		return false
 	}
-	if r.Auth == AuthClientCredentials {
-		return a.authenticateClient(ctx, r.Route, req.ClientIP, cred.value, c, d)
-	}
 	usedDPoP := cred.scheme == "dpop"
+	// server.max_token_bytes bounds every credential before it is decoded, whatever its scheme
+	// (docs/configuration.md): a Basic value is base64-decoded, unescaped and its secret sent to
+	// the IdP, so it is bounded like a token, not only by the transport's header limit.
 	if len(cred.value) > a.deps.MaxTokenBytes {
-		denyToken(d, nil, cred.value)
+		denyTooLarge(d, want, cred.value)
 		a.challengeDPoP(r, d, usedDPoP)
 		return false
+	}
+	if r.Auth == AuthClientCredentials {
+		return a.authenticateClient(ctx, r.Route, req.ClientIP, cred.value, c, d)
 	}
 	p, err := a.deps.Verifier.Verify(ctx, cred.value, r.Providers)
 	if err != nil {
@@ -318,16 +321,25 @@ func denyCredentials(d *Decision, want scheme, path string, otherScheme, present
 	}
 }
 
-// denyToken is the denial of a Bearer token that is too large (err nil) or failed verification.
+// denyToken is the denial of a Bearer token that failed verification.
 //
 //go:noinline
 func denyToken(d *Decision, err error, token string) {
-	if err == nil {
-		*d = invalidToken("token is too large")
-	} else {
-		*d = verifyDenial(err)
-	}
+	*d = verifyDenial(err)
 	d.TokenHash = shortHash(token)
+}
+
+// denyTooLarge is the denial of a credential above server.max_token_bytes: 401 invalid_token
+// (docs/decisions.md#the-decision-table), with the challenge of the scheme the route takes.
+//
+//go:noinline
+func denyTooLarge(d *Decision, want scheme, value string) {
+	if want == schemeBasic {
+		*d = tooLargeBasic()
+	} else {
+		*d = invalidToken("token is too large")
+	}
+	d.TokenHash = shortHash(value)
 }
 
 //go:noinline

@@ -118,6 +118,14 @@ func invalidClient() Decision {
 		Error: errInvalidClient, Description: "client credentials were rejected", Reason: "exchanged credentials rejected"}
 }
 
+// tooLargeBasic: Basic credentials above server.max_token_bytes. The body error is that of an
+// oversized credential (invalid_token); the challenge is the Basic one of a client_credentials
+// route, which carries no error attribute (RFC 7617 §2 defines realm and charset only).
+func tooLargeBasic() Decision {
+	return Decision{Status: http.StatusUnauthorized, WWWAuthenticate: schemeBasic.challenge(),
+		Error: errInvalidToken, Description: "the credentials are too large", Reason: "credentials are too large"}
+}
+
 // insufficientScope names every scope the route requires (RFC 6750 §3.1).
 func insufficientScope(required []string) Decision {
 	scope := strings.Join(required, " ")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/authlimit"
+	"github.com/tokengate/tokengate/internal/defaults"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/testkit"
 	"github.com/tokengate/tokengate/internal/upstream"
@@ -365,4 +366,29 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestOversizedBasicRefusedBeforeTheIdP: server.max_token_bytes bounds every Authorization
+// credential before it is parsed (docs/configuration.md), Basic as well as Bearer. Before the fix
+// the limit applied only to Bearer tokens, so a Basic value of any size the transport carries was
+// decoded and its secret sent to the IdP.
+func TestOversizedBasicRefusedBeforeTheIdP(t *testing.T) {
+	r := newCCRig(t)
+	secret := strings.Repeat("s", defaults.MaxTokenBytes)
+	for _, path := range []string{"/exchanged/x", "/self/x"} {
+		resp := r.check(t, path, basic("app", secret), fromIP("10.9.0.1"))
+		assertDecision(t, resp, want{code.Code_UNAUTHENTICATED, 401, `Basic realm="tokengate"`, "invalid_token"}, secret)
+	}
+	if got := r.idp.TokenRequests.Load(); got != 0 {
+		t.Errorf("the IdP saw %d calls for an oversized credential, want 0", got)
+	}
+	// At the limit the credential is still judged (and here refused by the IdP).
+	fits := strings.Repeat("s", defaults.MaxTokenBytes*3/4-len("app:"))
+	if n := len(basic("app", fits)) - len("Basic "); n > defaults.MaxTokenBytes {
+		t.Fatalf("test value %d bytes", n)
+	}
+	assertDecision(t, r.check(t, "/exchanged/x", basic("app", fits), fromIP("10.9.0.2")), invalidClient, fits)
+	if got := r.idp.TokenRequests.Load(); got != 1 {
+		t.Errorf("the IdP saw %d calls for a credential within the limit, want 1", got)
+	}
 }
