@@ -33,7 +33,8 @@ func assertionAlgorithms() []string { return jose.VerificationAlgorithms() }
 // authenticateAssertion is private_key_jwt (RFC 7523 §2.2, §3): the client is named by the body's
 // client_id or, without one, by the assertion's iss; behind the failure limiter like a secret
 // (RFC 6749 §2.3.1), an unknown client, a client without keys and every failed check take the
-// same path, count one failure and get the same invalid_client answer.
+// same path, count one failure and get the same invalid_client answer. A client whose remote keys
+// are not loaded is answered the same, but not counted: that is our outage, not its failure.
 func (i *Issuer) authenticateAssertion(r *http.Request, cr credentials) (*client, *oauthError) {
 	u, err := jose.Parse(cr.assertion, maxAssertionBytes)
 	id := cr.id
@@ -61,6 +62,16 @@ func (i *Issuer) authenticateAssertion(r *http.Request, cr credentials) (*client
 	default:
 		reason = i.checkAssertion(r, c, u)
 	}
+	if reason == reasonKeysNotLoaded {
+		// Our outage (the client's jwks_uri unreachable, or not fetched yet after a reload), not
+		// the client's failure: refused, since nothing can check the assertion, but not counted,
+		// or a legitimate client would be locked out with 429 by our own outage
+		// (docs/issuer.md#failure-limiter). Nobody can cause it with a guess: the client exists
+		// and its keys are remote.
+		i.log.Warn("issuer: client authentication refused: client keys not loaded", "client_id", logSafe(id),
+			"method", "private_key_jwt", "remote", ip.String())
+		return nil, errClient
+	}
 	if reason != "" {
 		i.limit.Fail(id, ip)
 		i.log.Info("issuer: client authentication failed", "client_id", logSafe(id),
@@ -70,6 +81,10 @@ func (i *Issuer) authenticateAssertion(r *http.Request, cr credentials) (*client
 	return c, nil
 }
 
+// reasonKeysNotLoaded is checkAssertion's answer when the client's key set has never loaded:
+// the one refusal that is not the client's failure.
+const reasonKeysNotLoaded = "client keys not loaded"
+
 // checkAssertion applies RFC 7523 §3 to an assertion of client c and returns why it is refused,
 // or "" when it is accepted (its jti is then remembered until its exp).
 func (i *Issuer) checkAssertion(r *http.Request, c *client, u *jose.Unverified) string {
@@ -77,7 +92,7 @@ func (i *Issuer) checkAssertion(r *http.Request, c *client, u *jose.Unverified) 
 	// an unknown kid, as a provider's JWKS does.
 	ks := c.keys.Lookup(r.Context(), u.KeyID())
 	if ks == nil {
-		return "client keys not loaded"
+		return reasonKeysNotLoaded
 	}
 	claims, err := u.Verify(ks, assertionAlgorithms())
 	if err != nil {

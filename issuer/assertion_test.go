@@ -1,16 +1,22 @@
 package issuer
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/authlimit"
 	"github.com/tokengate/tokengate/internal/jose"
+	"github.com/tokengate/tokengate/internal/jwks"
+	"github.com/tokengate/tokengate/internal/testkit"
 )
 
 // assertion signs a client assertion for pkj with k; over overrides or (nil) removes claims.
@@ -187,4 +193,62 @@ func FuzzTokenExchange(f *testing.F) {
 		}
 		t.Fatalf("status %d with error %q", res.StatusCode, eb.Error)
 	})
+}
+
+// TestClientAssertionKeysUnavailableNotCounted: a private_key_jwt client whose jwks_uri is down
+// is refused (its assertion cannot be checked) but the refusals are our outage, not the client's
+// failures (docs/issuer.md#failure-limiter): they are not counted, so the client is not locked
+// out with 429 and is accepted as soon as its keys load.
+func TestClientAssertionKeysUnavailableNotCounted(t *testing.T) {
+	key := mustKey(t, "ES256", "remote-1")
+	var up atomic.Bool
+	var fetches atomic.Int64
+	host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetches.Add(1)
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(publicJWKS(t, key))
+	}))
+	t.Cleanup(host.Close)
+	clock := testkit.NewClock(time.Now().Truncate(time.Second))
+	// Thresholds of one: a single counted failure would refuse the next attempt.
+	limiter := authlimit.New(authlimit.Options{ClientFailures: 1, IPFailures: 1, Now: clock.Now})
+	const id = "remote-pkj"
+	e := newEnv(t, func(c *Config, o *Options) {
+		keys, err := jwks.NewRemote(context.Background(), jwks.Options{Name: "client " + id, JWKSURI: host.URL, Now: clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(keys.Close)
+		o.Now, o.Limiter = clock.Now, limiter
+		c.Clients = append(c.Clients, Client{ID: id, Keys: keys, Scopes: []string{"read"}, Audiences: []string{"orders"}})
+	})
+	assertion := func(jti string) string {
+		now := clock.Now()
+		tok, err := key.Sign(map[string]any{"iss": id, "sub": id, "aud": e.srv.URL + PathToken, "jti": jti,
+			"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}, "JWT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for n := range 10 {
+		// Past the unknown-kid interval, so each attempt asks the JWKS host again.
+		clock.Advance(jwks.DefaultUnknownKidInterval)
+		res := e.do(t, req{contentType: formCT, body: assertionForm(assertion("down-" + itoa(int64(n))))})
+		checkOAuthError(t, res, http.StatusUnauthorized, ErrInvalidClient)
+	}
+	if fetches.Load() == 0 {
+		t.Fatal("the JWKS host was never asked")
+	}
+	loopback := netip.MustParseAddr("127.0.0.1")
+	if _, ok := limiter.Allow(id, loopback); !ok {
+		t.Error("the limiter counted a failure for the client whose keys were not loaded")
+	}
+	up.Store(true)
+	clock.Advance(jwks.DefaultUnknownKidInterval)
+	checkTokenResponse(t, e.do(t, req{contentType: formCT, body: assertionForm(assertion("up"))}))
 }
