@@ -38,8 +38,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Limiter counts failed client authentications per (client id, caller IP) and per caller IP.
-// Safe for concurrent use.
+// Limiter counts failed client authentications per (client id, caller IP) and per caller IP,
+// where an IPv6 caller is its /64 (ipKey). Safe for concurrent use.
 //
 // A key is limited when its last `threshold` failures all lie within Window, and stays limited
 // until Penalty after its last failure. A limited caller is refused before its secret is
@@ -49,7 +49,7 @@ type Options struct {
 // Penalty.
 //
 // Memory: each table is an LRU of at most Size entries; an entry is created only by a failure,
-// its key is a SHA-256 digest (pairs) or a 16-byte address (IPs), so a 60 KiB client id costs 32
+// its key is a SHA-256 digest (pairs) or a 16-byte address or /64 (IPs), so a 60 KiB client id costs 32
 // bytes, and it holds the times of the last threshold failures (8 bytes each). Evicting an entry
 // on purpose takes Size other failing keys, which, from one address, the per-IP limit stops.
 //
@@ -111,14 +111,26 @@ func orDuration(v, def time.Duration) time.Duration {
 	return v
 }
 
-// ipKey is the address as 16 bytes: IPv4 and IPv4-mapped IPv6 are one key, and a zone (which
-// X-Forwarded-For could carry, arbitrarily long) is no part of it. The zero Addr (a peer that
-// could not be parsed) is the all-zero key, one shared bucket.
+// ipv6CallerBits is the prefix that identifies one IPv6 caller: a site or even a single host is
+// given at least a /64 (RFC 6177 §2, RFC 7421 §1: the /64 boundary of SLAAC), so counting each
+// /128 would give anyone with a /64 2^64 fresh addresses against the per-IP limit.
+const ipv6CallerBits = 64
+
+// ipKey is the caller as 16 bytes: an IPv4 address is itself (IPv4-mapped IPv6 is its IPv4
+// address), an IPv6 address is its /64 (ipv6CallerBits), and a zone (which X-Forwarded-For could
+// carry, arbitrarily long) is no part of it. The zero Addr (a peer that could not be parsed) is
+// the all-zero key, one shared bucket.
 func ipKey(ip netip.Addr) [16]byte {
 	if !ip.IsValid() {
 		return [16]byte{}
 	}
-	return ip.Unmap().As16()
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		// Prefix cannot fail for a valid unzoned IPv6 address and 64 ≤ 128.
+		p, _ := ip.Prefix(ipv6CallerBits)
+		ip = p.Addr()
+	}
+	return ip.As16()
 }
 
 func pairKey(clientID string, ip [16]byte) [32]byte {

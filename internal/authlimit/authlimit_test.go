@@ -89,6 +89,16 @@ func TestLimiter(t *testing.T) {
 		{"a clock going backwards never stretches the penalty", []step{
 			fail("x", ipA, 5), advance(-time.Hour), denied("x", ipA, time.Minute),
 		}},
+		// An IPv6 caller holds at least a /64 (RFC 6177 §2, RFC 7421 §1): one key per /64.
+		{"fifty failures from fifty addresses of one IPv6 /64 limit the /64", append(fromEach(50, func(n int) step {
+			return fail("id"+strconv.Itoa(n), inNet64(1, n), 1)
+		}), denied("never-failed", inNet64(1, 1000), time.Minute), allowed("never-failed", inNet64(2, 1000)))},
+		{"five failures of a client from five addresses of one /64 limit the pair in that /64", append(fromEach(5, func(n int) step {
+			return fail("x", inNet64(1, n), 1)
+		}), denied("x", inNet64(1, 99), time.Minute), allowed("x", inNet64(2, 99)), allowed("y", inNet64(1, 99)))},
+		{"IPv4 addresses of one /24 stay distinct callers", []step{
+			fail("x", ipA, 5), denied("x", ipA, time.Minute), allowed("x", ipB),
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,6 +121,23 @@ func TestLimiter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fromEach is n steps, the n-th made by f(n).
+func fromEach[S any](n int, f func(int) S) []S {
+	out := make([]S, n)
+	for k := range out {
+		out[k] = f(k)
+	}
+	return out
+}
+
+// inNet64 is an address of the IPv6 /64 2001:db8:0:net::/64 whose interface identifier is n.
+func inNet64(net, n int) netip.Addr {
+	var b [16]byte
+	copy(b[:], []byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, byte(net >> 8), byte(net)})
+	b[8], b[13], b[14], b[15] = 0x42, byte(n>>16), byte(n>>8), byte(n)
+	return netip.AddrFrom16(b)
 }
 
 // TestLimiterOptions: configured thresholds and durations replace the defaults.
