@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -27,8 +28,8 @@ const (
 )
 
 // ErrFull is Seen's answer when the cache holds only live identifiers and no shared store keeps
-// the fleet's record: the new one is refused, never a live one forgotten (a forgotten identifier
-// could be replayed).
+// the fleet's record (none configured, or it is failing): the new one is refused, never a live
+// one forgotten (a forgotten identifier could be replayed).
 var ErrFull = errors.New("replay: the cache is full of live identifiers")
 
 // Shared is the fleet's record of identifiers; upstream.Shared (Redis) implements it.
@@ -88,8 +89,8 @@ func New(size int) *Cache {
 // Share makes the cache claim every identifier it has not seen in s, under kind, so that an
 // identifier one replica accepted is refused by every other (the server that must not accept it
 // twice is the fleet). name says what the cache holds in log lines. The store then keeps the
-// record (entries with a TTL), and the local cache may forget early. Call it before the first
-// Seen.
+// record (entries with a TTL), and the local cache may forget early, except while the store is
+// failing (Seen). Call it before the first Seen.
 func (c *Cache) Share(s Shared, kind, name string, log *slog.Logger) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -101,34 +102,75 @@ func (c *Cache) Share(s Shared, kind, name string, log *slog.Logger) {
 // until `until`, in one step (two requests with one identifier never both pass). With a shared
 // store, a key this process has not seen is claimed there: a claim another replica holds is a
 // replay. When the store fails, this process's own record decides (logged once per outage).
+//
+// A full cache forgets its oldest entry only when that is safe: the entry has expired, or the
+// shared store, answering, keeps the record. With no store, or while the store is failing (the
+// local cache is then the only record), a cache full of live identifiers refuses the new one
+// with ErrFull rather than forget one that could then be replayed on this replica (RFC 9449
+// §11.1, RFC 7523 §3 item 7). In an outage such a refusal first asks the store, so that the
+// first answer ends the outage and eviction resumes.
 func (c *Cache) Seen(ctx context.Context, key [sha256.Size]byte, now, until time.Time) (bool, error) {
 	c.mu.Lock()
 	if exp, ok := c.lru.Peek(key); ok && now.Before(exp) {
 		c.mu.Unlock()
 		return true, nil
 	}
-	for c.lru.Len() >= c.size {
-		if _, exp, _ := c.lru.GetOldest(); now.Before(exp) && c.shared == nil {
-			c.mu.Unlock()
+	if !c.makeRoom(now, c.shared != nil && !c.outage.Load()) {
+		c.mu.Unlock()
+		if c.shared == nil {
 			return false, ErrFull
 		}
-		c.lru.RemoveOldest()
+		first, err := c.claim(ctx, key, until)
+		if err != nil {
+			return false, ErrFull
+		}
+		if !first {
+			return true, nil
+		}
+		// The store answered and holds the record: the local cache may forget again.
+		c.mu.Lock()
+		c.makeRoom(now, true)
+		c.lru.Add(key, until)
+		c.mu.Unlock()
+		return false, nil
 	}
 	c.lru.Add(key, until)
 	c.mu.Unlock()
 	if c.shared == nil {
 		return false, nil
 	}
+	first, err := c.claim(ctx, key, until)
+	if err != nil {
+		return false, nil
+	}
+	return !first, nil
+}
+
+// makeRoom removes the oldest entries until there is room for one more, live ones only when
+// evictLive; it reports whether there is room. c.mu must be held.
+func (c *Cache) makeRoom(now time.Time, evictLive bool) bool {
+	for c.lru.Len() >= c.size {
+		if _, exp, _ := c.lru.GetOldest(); now.Before(exp) && !evictLive {
+			return false
+		}
+		c.lru.RemoveOldest()
+	}
+	return true
+}
+
+// claim claims key in the shared store and tracks the outage: first is true for the replica
+// that recorded it; an error means the store did not answer (logged once per outage).
+func (c *Cache) claim(ctx context.Context, key [sha256.Size]byte, until time.Time) (first bool, err error) {
 	// The store bounds the call by its own timeout; the only wait added is one round trip.
-	first, err := c.shared.Claim(context.WithoutCancel(ctx), c.kind, string(key[:]), until)
+	first, err = c.shared.Claim(context.WithoutCancel(ctx), c.kind, string(key[:]), until)
 	if err != nil {
 		if !c.outage.Swap(true) {
 			c.log.Warn(c.name + " replay cache: shared store unavailable, replays are refused per replica only until it answers")
 		}
-		return false, nil
+		return false, fmt.Errorf("replay: shared store: %w", err)
 	}
 	if c.outage.Swap(false) {
 		c.log.Info(c.name + " replay cache: shared store available again, replays are refused fleet-wide")
 	}
-	return !first, nil
+	return first, nil
 }
