@@ -75,8 +75,9 @@ type App struct {
 	gatewayCerts *gatewayCerts
 
 	mu sync.Mutex // serializes reloads
-	// started is the configuration the process started with: listeners and caches are built
-	// once, so a reload that changes them is told to restart.
+	// started is the configuration the process started with: listeners, gateway_tls, the
+	// upstream-token cache and the Redis store are built once, so a reload that changes them is
+	// told to restart.
 	started *config.Config
 	// state is the current configuration generation: the authorizer, the issuer and /authz's
 	// handler, swapped by one store on reload (a decision that started on the old one finishes
@@ -405,8 +406,8 @@ func (a *App) Reload(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	if listenersChanged(&cfg.Server, &a.started.Server) || !reflect.DeepEqual(cfg.Cache, a.started.Cache) {
-		a.logger.Warn("server addresses, gateway_tls settings and cache settings take effect at the next restart (the gateway_tls certificate files are re-read as they change); the rest of the new configuration applies now")
+	if listenersChanged(&cfg.Server, &a.started.Server) || builtOnceChanged(&cfg.Cache, &a.started.Cache) {
+		a.logger.Warn("server addresses, gateway_tls settings, cache.upstream_tokens and cache.redis take effect at the next restart (the gateway_tls certificate files are re-read as they change); the rest of the new configuration applies now")
 	}
 	old := a.state.Load()
 	st, err := a.build(ctx, cfg, old)
@@ -468,6 +469,13 @@ func listenersChanged(now, started *config.Server) bool {
 	return now.GRPCAddr != started.GRPCAddr || now.HTTPAddr != started.HTTPAddr ||
 		now.AuthzAddr != started.AuthzAddr || now.MetricsAddr != started.MetricsAddr ||
 		!reflect.DeepEqual(now.GatewayTLS, started.GatewayTLS)
+}
+
+// builtOnceChanged reports whether a reload changes the cache settings of what the process builds
+// once: the upstream-token cache and its Redis store. The verified-token and introspection caches
+// (cache.verified_tokens) belong to each generation and are rebuilt, empty, on every reload.
+func builtOnceChanged(now, started *config.Cache) bool {
+	return now.UpstreamTokens != started.UpstreamTokens || !reflect.DeepEqual(now.Redis, started.Redis)
 }
 
 // routes is the HTTP surface on http_addr (docs/issuer.md#endpoints,

@@ -502,8 +502,9 @@ func TestExposureWarning(t *testing.T) {
 	}
 }
 
-// TestReloadKeepsListeners: a reload that changes addresses or gateway_tls says they apply at
-// restart; one that leaves them as the process started does not.
+// TestReloadKeepsListeners: a reload that changes addresses, gateway_tls or cache.upstream_tokens
+// says they apply at restart; one that leaves them as the process started, or changes only what
+// each generation builds anew (cache.verified_tokens), does not.
 func TestReloadKeepsListeners(t *testing.T) {
 	dir := t.TempDir()
 	newPKI(t, dir)
@@ -518,6 +519,9 @@ func TestReloadKeepsListeners(t *testing.T) {
 		{"client_sans", gatewayDNS + ",", "other.example.test,", true},
 		{"metrics_addr", `  metrics_addr: "127.0.0.1:0"` + "\n", "", true},
 		{"authz_addr", `authz_addr: "127.0.0.1:0"`, `authz_addr: "127.0.0.1:1"`, true},
+		// The verified-token and introspection caches are built per generation: they apply now.
+		{"cache.verified_tokens", "\nroutes:", "\ncache: {verified_tokens: 5}\nroutes:", false},
+		{"cache.upstream_tokens", "\nroutes:", "\ncache: {upstream_tokens: 5}\nroutes:", true},
 		{"back as started", "", "", false},
 	} {
 		body := strings.Replace(gatewayTLSConfig, tc.from, tc.to, 1)

@@ -124,7 +124,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 
 	routes := make([]extauthz.Route, 0, len(cfg.Routes))
 	for _, r := range cfg.Routes {
-		er, err := a.route(r, st.issuer)
+		er, err := a.route(r, st.issuer, cfg.Server.AllowHTTPURLs)
 		if err != nil {
 			v.Close()
 			return nil, fmt.Errorf("routes: %s: %w", r.Name, err)
@@ -191,8 +191,10 @@ func issuerConfig(c *config.Issuer) issuer.Config {
 // (mint: the issuer signs; fetch: tokengate's own credentials; exchanged: the token the
 // verification obtained). The sources use the process's token cache, so a reload keeps every
 // cached token whose key (everything that selects it) is unchanged. iss is this configuration's
-// issuer, nil without one.
-func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) {
+// issuer, nil without one; allowHTTP is its server.allow_http_urls, which the sources apply to
+// their token URLs (the cache is built once and would hold the start-up value).
+func (a *App) route(r config.Route, iss *issuer.Issuer, allowHTTP bool) (extauthz.Route, error) {
+	policy := upstream.AllowHTTP(allowHTTP)
 	out := extauthz.Route{
 		Name: r.Name, Authority: r.Match.Authority, PathPrefix: r.Match.PathPrefix, Methods: r.Match.Methods,
 		IgnoreCase: r.Match.IgnoreCase, ForwardClaims: r.ForwardClaims,
@@ -212,7 +214,7 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 			exchange, err = upstream.NewExchangeSource(a.tokens, r.Name, upstream.ClientCredentials{
 				TokenURL: c.TokenURL, Scopes: c.Scopes, Audience: c.Audience, EndpointParams: c.EndpointParams,
 				AuthStyle: c.AuthStyle, Timeout: c.Timeout.Std(), DefaultTTL: c.DefaultTTL.Std(),
-			})
+			}, policy)
 			if err != nil {
 				return out, fmt.Errorf("authenticate.client_credentials: %w", err)
 			}
@@ -247,7 +249,7 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 		if auth != nil {
 			cc.Auth, cc.ClientSecret, cc.AuthStyle = auth, "", ""
 		}
-		src, err := upstream.NewFetchSource(a.tokens, r.Name, cc)
+		src, err := upstream.NewFetchSource(a.tokens, r.Name, cc, policy)
 		if err != nil {
 			return out, fmt.Errorf("upstream.fetch: %w", err)
 		}
@@ -268,7 +270,7 @@ func (a *App) route(r config.Route, iss *issuer.Issuer) (extauthz.Route, error) 
 			TokenURL: te.TokenURL, ClientID: te.ClientID, Auth: auth,
 			Audience: te.Audience, Resource: te.Resource, Scopes: te.Scopes,
 			SubjectTokenType: te.SubjectTokenType, RequestedTokenType: te.RequestedTokenType, Timeout: te.Timeout.Std(),
-		})
+		}, policy)
 		if err != nil {
 			return out, fmt.Errorf("upstream.token_exchange: %w", err)
 		}

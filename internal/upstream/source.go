@@ -59,11 +59,34 @@ type FetchSource struct {
 	key   Key // computed once: the hot path hashes nothing
 }
 
+// SourceOption adjusts a source built by NewFetchSource, NewExchangeSource or
+// NewTokenExchangeSource.
+type SourceOption func(*sourceOptions)
+
+type sourceOptions struct{ allowHTTP bool }
+
+// AllowHTTP sets the token URL policy of the configuration the source belongs to
+// (server.allow_http_urls: http:// for non-loopback hosts). The Cache outlives configurations
+// while a reload may change the flag, so an application passes each configuration's own value
+// (docs/configuration.md#server); without this option a source takes the Cache's
+// Options.AllowHTTP.
+func AllowHTTP(allow bool) SourceOption {
+	return func(o *sourceOptions) { o.allowHTTP = allow }
+}
+
+func (c *Cache) sourceOptions(opts []SourceOption) sourceOptions {
+	o := sourceOptions{allowHTTP: c.allowHTTP}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
 // NewFetchSource returns route's fetch source, or what is wrong with cc (the URL policy and
 // the request settings are checked here, once, not per token request). cc must not be
 // modified after.
-func NewFetchSource(c *Cache, route string, cc ClientCredentials) (*FetchSource, error) {
-	if err := cc.Validate(c.allowHTTP); err != nil {
+func NewFetchSource(c *Cache, route string, cc ClientCredentials, opts ...SourceOption) (*FetchSource, error) {
+	if err := cc.Validate(c.sourceOptions(opts).allowHTTP); err != nil {
 		return nil, err
 	}
 	return &FetchSource{cache: c, route: route, cc: cc, key: CredentialsKey(ModeFetch, cc)}, nil
@@ -90,9 +113,9 @@ type ExchangeSource struct {
 
 // NewExchangeSource returns route's exchange source, or what is wrong with cc (checked once
 // here); cc's ClientID and ClientSecret are ignored.
-func NewExchangeSource(c *Cache, route string, cc ClientCredentials) (*ExchangeSource, error) {
+func NewExchangeSource(c *Cache, route string, cc ClientCredentials, opts ...SourceOption) (*ExchangeSource, error) {
 	cc.ClientID, cc.ClientSecret = "", ""
-	if err := cc.validate(c.allowHTTP, false); err != nil {
+	if err := cc.validate(c.sourceOptions(opts).allowHTTP, false); err != nil {
 		return nil, err
 	}
 	return &ExchangeSource{cache: c, route: route, cc: cc}, nil

@@ -270,3 +270,31 @@ func TestExchangeSources(t *testing.T) {
 		t.Fatalf("no credentials: %v (IdP calls %d)", err, i.n())
 	}
 }
+
+// TestSourceAllowHTTP: a source applies the URL policy it is given (AllowHTTP, each
+// configuration's server.allow_http_urls), not the one the process-long Cache was built with,
+// and takes the Cache's only without the option.
+func TestSourceAllowHTTP(t *testing.T) {
+	const plain = "http://idp.example.test/token" // http:// to a non-loopback host
+	for _, cacheAllows := range []bool{false, true} {
+		c := newTestCache(t, nil, func(o *Options) { o.AllowHTTP = cacheAllows })
+		for _, tc := range []struct {
+			opts []SourceOption
+			ok   bool
+		}{
+			{nil, cacheAllows},
+			{[]SourceOption{AllowHTTP(true)}, true},
+			{[]SourceOption{AllowHTTP(false)}, false},
+		} {
+			_, errF := NewFetchSource(c, "r", ClientCredentials{TokenURL: plain, ClientID: "gw", ClientSecret: "s"}, tc.opts...)
+			_, errE := NewExchangeSource(c, "r", ClientCredentials{TokenURL: plain}, tc.opts...)
+			_, errT := NewTokenExchangeSource(c, "r", TokenExchange{TokenURL: plain, ClientID: "gw",
+				Auth: ClientSecretAuth{ClientID: "gw", Secret: "s"}, Audience: "orders"}, tc.opts...)
+			for mode, err := range map[string]error{"fetch": errF, "exchange": errE, "token_exchange": errT} {
+				if (err == nil) != tc.ok {
+					t.Errorf("cache AllowHTTP=%v, %d options: %s source error %v, want ok=%v", cacheAllows, len(tc.opts), mode, err, tc.ok)
+				}
+			}
+		}
+	}
+}

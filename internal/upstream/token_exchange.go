@@ -147,8 +147,8 @@ type TokenExchangeSource struct {
 
 // NewTokenExchangeSource returns route's token-exchange source, or what is wrong with te
 // (checked once here). te must not be modified after.
-func NewTokenExchangeSource(c *Cache, route string, te TokenExchange) (*TokenExchangeSource, error) {
-	if err := te.Validate(c.allowHTTP); err != nil {
+func NewTokenExchangeSource(c *Cache, route string, te TokenExchange, opts ...SourceOption) (*TokenExchangeSource, error) {
+	if err := te.Validate(c.sourceOptions(opts).allowHTTP); err != nil {
 		return nil, err
 	}
 	var b []byte
