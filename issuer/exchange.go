@@ -176,28 +176,22 @@ func (i *Issuer) actClaim(c *client, claims map[string]any) (map[string]any, *oa
 }
 
 // exchangeScopes narrows scope: a delegated token never carries a scope the subject does not
-// hold nor one the client may not ask for. No scope asked: the client's default scopes that the
-// subject holds; any asked scope outside either set is invalid_scope (RFC 6749 §5.2).
+// hold nor one the client may not ask for. The client's rule is grantScopes' (RFC 6749 §3.3);
+// then, with no scope asked, the client's default scopes that the subject holds, and with scopes
+// asked, each must also be the subject's, else invalid_scope (RFC 6749 §5.2).
 func exchangeScopes(c *client, subject []string, requested string) ([]string, *oauthError) {
-	if strings.Trim(requested, " ") == "" {
-		var out []string
-		for _, s := range c.defaultScopes {
-			if slices.Contains(subject, s) {
-				out = append(out, s)
-			}
-		}
-		return out, nil
+	scopes, oe := grantScopes(c, requested)
+	if oe != nil {
+		return nil, oe
 	}
+	asked := strings.Trim(requested, " ") != ""
 	var out []string
-	for s := range strings.SplitSeq(requested, " ") {
-		if s == "" {
-			continue
-		}
-		if !validScopeToken(s) || !slices.Contains(c.scopes, s) || !slices.Contains(subject, s) {
-			return nil, errScope
-		}
-		if !slices.Contains(out, s) {
+	for _, s := range scopes {
+		switch {
+		case slices.Contains(subject, s):
 			out = append(out, s)
+		case asked:
+			return nil, errScope
 		}
 	}
 	return out, nil
