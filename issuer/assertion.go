@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tokengate/tokengate/internal/authlimit"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/replay"
 )
@@ -44,41 +43,29 @@ func (i *Issuer) authenticateAssertion(r *http.Request, cr credentials) (*client
 	if id == "" {
 		return nil, errClient
 	}
-	ip := authlimit.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), i.trusted)
-	if wait, ok := i.limit.Allow(id, ip); !ok {
-		i.log.Debug("issuer: client authentication refused: too many failures",
-			"client_id", logSafe(id), "remote", ip.String())
-		return nil, errSlowDown(wait)
-	}
-	c := i.clients[id]
-	reason := ""
-	switch {
-	case err != nil:
-		reason = "malformed assertion"
-	case c == nil:
-		reason = "unknown client"
-	case c.keys == nil:
-		reason = "client has no keys"
-	default:
-		reason = i.checkAssertion(r, c, u)
-	}
-	if reason == reasonKeysNotLoaded {
-		// Our outage (the client's jwks_uri unreachable, or not fetched yet after a reload), not
-		// the client's failure: refused, since nothing can check the assertion, but not counted,
-		// or a legitimate client would be locked out with 429 by our own outage
-		// (docs/issuer.md#failure-limiter). Nobody can cause it with a guess: the client exists
-		// and its keys are remote.
-		i.log.Warn("issuer: client authentication refused: client keys not loaded", "client_id", logSafe(id),
-			"method", "private_key_jwt", "remote", ip.String())
-		return nil, errClient
-	}
-	if reason != "" {
-		i.limit.Fail(id, ip)
-		i.log.Info("issuer: client authentication failed", "client_id", logSafe(id),
-			"method", "private_key_jwt", "reason", reason, "remote", ip.String())
-		return nil, errClient
-	}
-	return c, nil
+	return i.behindLimiter(r, id, "private_key_jwt", func() (*client, string, bool) {
+		c := i.clients[id]
+		reason := ""
+		switch {
+		case err != nil:
+			reason = "malformed assertion"
+		case c == nil:
+			reason = "unknown client"
+		case c.keys == nil:
+			reason = "client has no keys"
+		default:
+			reason = i.checkAssertion(r, c, u)
+		}
+		if reason != "" {
+			// Keys not loaded is our outage (the client's jwks_uri unreachable, or not fetched
+			// yet after a reload), not the client's failure: refused, since nothing can check
+			// the assertion, but not counted, or a legitimate client would be locked out with
+			// 429 by our own outage (docs/issuer.md#failure-limiter). Nobody can cause it with a
+			// guess: the client exists and its keys are remote.
+			return nil, reason, reason == reasonKeysNotLoaded
+		}
+		return c, "", false
+	})
 }
 
 // reasonKeysNotLoaded is checkAssertion's answer when the client's key set has never loaded:

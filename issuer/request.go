@@ -264,23 +264,48 @@ func (i *Issuer) authenticate(r *http.Request, cr credentials) (*client, *oauthE
 	if cr.unsupported || cr.id == "" || cr.secret == "" {
 		return nil, errClient
 	}
+	return i.behindLimiter(r, cr.id, authMethod(cr), func() (*client, string, bool) {
+		c := i.clients[cr.id]
+		if c != nil && c.keys != nil {
+			c = nil // a private_key_jwt client has no secret: the same answer as a wrong one
+		}
+		if !i.secretMatches(c, cr.secret) {
+			return nil, "", false
+		}
+		return c, "", false
+	})
+}
+
+// behindLimiter runs check, the authentication of client id by method, behind the shared
+// failure limiter (RFC 6749 §2.3.1; docs/issuer.md#failure-limiter) keyed by id and the caller IP
+// (authlimit.ClientIP): a limited key is refused with slow_down before check runs, so the answer
+// says nothing about the client or its credentials. check returns the client, or nil, why (a
+// log reason, "" for none) and whether the failure is our outage rather than the client's: an
+// outage answers invalid_client without counting, every other failure counts one and answers
+// invalid_client.
+func (i *Issuer) behindLimiter(r *http.Request, id, method string, check func() (c *client, reason string, outage bool)) (*client, *oauthError) {
 	ip := authlimit.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), i.trusted)
-	if wait, ok := i.limit.Allow(cr.id, ip); !ok {
+	if wait, ok := i.limit.Allow(id, ip); !ok {
 		i.log.Debug("issuer: client authentication refused: too many failures",
-			"client_id", logSafe(cr.id), "remote", ip.String())
+			"client_id", logSafe(id), "remote", ip.String())
 		return nil, errSlowDown(wait)
 	}
-	c := i.clients[cr.id]
-	if c != nil && c.keys != nil {
-		c = nil // a private_key_jwt client has no secret: the same answer as a wrong one
+	c, reason, outage := check()
+	if c != nil {
+		return c, nil
 	}
-	if !i.secretMatches(c, cr.secret) {
-		i.limit.Fail(cr.id, ip)
-		i.log.Info("issuer: client authentication failed", "client_id", logSafe(cr.id),
-			"method", authMethod(cr), "remote", ip.String())
+	if outage {
+		i.log.Warn("issuer: client authentication refused, not counted as a failure", "client_id", logSafe(id),
+			"method", method, "reason", reason, "remote", ip.String())
 		return nil, errClient
 	}
-	return c, nil
+	i.limit.Fail(id, ip)
+	attrs := []any{"client_id", logSafe(id), "method", method}
+	if reason != "" {
+		attrs = append(attrs, "reason", reason)
+	}
+	i.log.Info("issuer: client authentication failed", append(attrs, "remote", ip.String())...)
+	return nil, errClient
 }
 
 func authMethod(cr credentials) string {
