@@ -112,7 +112,8 @@ type ExchangeSource struct {
 }
 
 // NewExchangeSource returns route's exchange source, or what is wrong with cc (checked once
-// here); cc's ClientID and ClientSecret are ignored.
+// here); cc's ClientID and ClientSecret are ignored, and an Auth is refused: the caller's own
+// credentials are what the IdP judges.
 func NewExchangeSource(c *Cache, route string, cc ClientCredentials, opts ...SourceOption) (*ExchangeSource, error) {
 	cc.ClientID, cc.ClientSecret = "", ""
 	if err := cc.validate(c.sourceOptions(opts).allowHTTP, false); err != nil {

@@ -298,3 +298,21 @@ func TestSourceAllowHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestExchangeSourceRefusesClientAuth: an ExchangeSource verifies the caller's own client id and
+// secret at the token endpoint (RFC 6749 §2.3.1). A client authentication of tokengate's own
+// (an assertion) would be sent with the caller's client id in place of the caller's secret, so
+// that the IdP judged tokengate's credentials and every secret the caller sent was accepted:
+// NewExchangeSource refuses it.
+func TestExchangeSourceRefusesClientAuth(t *testing.T) {
+	c := newTestCache(t, nil, nil)
+	key, err := jose.GenerateKey("ES256", "gw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewExchangeSource(c, "r", ClientCredentials{TokenURL: "https://idp.example.test/token",
+		Auth: PrivateKeyJWTAuth{ClientID: "gw", Key: key}})
+	if err == nil || src != nil {
+		t.Fatalf("NewExchangeSource with Auth = %v, %v; want an error", src, err)
+	}
+}

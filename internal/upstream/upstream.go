@@ -98,7 +98,8 @@ type ClientCredentials struct {
 	DefaultTTL     time.Duration // lifetime when the IdP's answer has no expires_in (default defaults.UpstreamTokenTTL)
 	// Auth, when set, authenticates the client with a JWT assertion instead of ClientSecret
 	// (RFC 7523 §2.2): a PrivateKeyJWTAuth or a ClientAssertionFileAuth, applied anew to every
-	// request. ClientSecret and AuthStyle must then be empty.
+	// request. ClientSecret and AuthStyle must then be empty. Never for an exchange, which sends
+	// the caller's own credentials.
 	Auth ClientAuth
 }
 
@@ -121,6 +122,12 @@ func (cc ClientCredentials) validate(allowHTTP, ownID bool) error {
 	case "", AuthStyleBasic, AuthStyleBody:
 	default:
 		return fmt.Errorf("auth_style: must be %q or %q", AuthStyleBasic, AuthStyleBody)
+	}
+	if cc.Auth != nil && !ownID {
+		// An exchange verifies the caller's own client id and secret (RFC 6749 §2.3.1): an
+		// authentication of tokengate's own would replace the caller's secret, and the IdP
+		// would accept whatever secret the caller sent.
+		return errors.New("client authentication: an exchange authenticates with the caller's own secret, never tokengate's")
 	}
 	if cc.Auth != nil {
 		if _, ok := cc.Auth.(assertionAuth); !ok {
