@@ -155,18 +155,19 @@ func (a *Authorizer) checkProof(ctx context.Context, req *Request, token, jkt st
 	}
 	now := a.deps.Now()
 	window := dpopWindow + b.ClockSkew
+	// JKT: the proof's key is compared with the token's before its signature is verified.
 	pr, err := jose.VerifyDPoPProof(proof, jose.DPoPParams{Method: req.Method, URL: requestURL(req),
-		AccessToken: token, Algorithms: algs, Now: now, Window: window})
+		AccessToken: token, Algorithms: algs, Now: now, Window: window, JKT: jkt})
 	if err != nil {
 		check := jose.DPoPCheckMalformed
 		if de := (*jose.DPoPError)(nil); errors.As(err, &de) {
 			check = de.Check
 		}
+		if check == jose.DPoPCheckJKT {
+			// RFC 9449 §7.1: the key is the token's problem, not the proof's.
+			return errInvalidToken, "the DPoP proof's key is not the one the token is bound to", "dpop_jkt_mismatch"
+		}
 		return errInvalidDPoPProof, "the DPoP proof is invalid (" + check + ")", "dpop_" + check
-	}
-	if pr.JKT != jkt {
-		// RFC 9449 §7.1: the key is the token's problem, not the proof's.
-		return errInvalidToken, "the DPoP proof's key is not the one the token is bound to", "dpop_jkt_mismatch"
 	}
 	// Last, so a proof failing another check does not use up its jti. It is remembered until
 	// its iat leaves the window: after that the iat check refuses it anyway (RFC 9449 §11.1).

@@ -197,6 +197,10 @@ func TestBoundTokensGRPC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			otherPub, err := other.PublicJWK()
+			if err != nil {
+				t.Fatal(err)
+			}
 			private := map[string]any{"d": "AAAA"}
 			for n, v := range pub {
 				private[n] = v
@@ -244,6 +248,10 @@ func TestBoundTokensGRPC(t *testing.T) {
 				{"wrong ath", bindReq{path: "/dpop/orders", auth: dp, dpop: []string{proof(t, k, tok, map[string]any{"ath": jose.AccessTokenHash(plain)}, nil)}}, wantDPoPProof},
 				{"no jti", bindReq{path: "/dpop/orders", auth: dp, dpop: []string{proof(t, k, tok, map[string]any{"jti": nil}, nil)}}, wantDPoPProof},
 				{"proof by another key (jkt)", bindReq{path: "/dpop/orders", auth: dp, dpop: []string{proof(t, other, tok, nil, nil)}}, wantDPoPToken},
+				// The key is compared with cnf.jkt before the signature is verified (docs/decisions.md#bound-tokens):
+				// a proof naming another key is the token's problem whatever its signature.
+				{"another key's jwk, signature by neither (jkt first)", bindReq{path: "/dpop/orders", auth: dp,
+					dpop: []string{proof(t, k, tok, nil, map[string]any{"jwk": otherPub})}}, wantDPoPToken},
 				{"DPoP-bound token as Bearer", bindReq{path: "/open/x", auth: "Bearer " + tok, dpop: good()}, wantBearerBound},
 				{"unbound token with the DPoP scheme", bindReq{path: "/open/x", auth: "DPoP " + plain, dpop: []string{proof(t, k, plain, nil, nil)}}, wantDPoPToken},
 				{"invalid token with the DPoP scheme", bindReq{path: "/open/x", auth: "DPoP not.a.token", dpop: good()}, wantDPoPToken},

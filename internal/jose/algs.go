@@ -68,3 +68,11 @@ func IsVerificationAlgorithm(alg string) bool { _, ok := verifyAlgs[alg]; return
 
 // minRSABits is the smallest RSA modulus accepted anywhere (RFC 7518 §3.3).
 const minRSABits = 2048
+
+// maxRSABits is the largest RSA modulus accepted for verification, in a JWKS and in a DPoP
+// proof's jwk alike (docs/security.md#jose-hardening). A verification costs about the square of
+// the modulus' size, and a DPoP proof's key is the caller's choice: without a ceiling an 8 KiB
+// proof carries a 20,000-bit modulus. 8192 is Go's own ceiling for the keys of a TLS peer's
+// certificates (crypto/tls, CVE-2023-29409) and above what any cloud KMS or HSM issues (4096), so
+// no IdP's JWKS key is refused by it.
+const maxRSABits = 8192

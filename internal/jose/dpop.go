@@ -41,6 +41,10 @@ const (
 	DPoPCheckIAT       = "iat"       // missing or outside the window (step 11)
 	DPoPCheckATH       = "ath"       // not the hash of the access token (step 12)
 	DPoPCheckJTI       = "jti"       // missing or empty (step 10; replay is the caller's)
+	// DPoPCheckJKT: the jwk is not the key DPoPParams.JKT names (RFC 9449 §6.1). The caller
+	// answers it with invalid_token, not invalid_dpop_proof: the key is the token's problem
+	// (RFC 9449 §7.1).
+	DPoPCheckJKT = "jkt"
 )
 
 // DPoPError is a refused DPoP proof; Check is one of the DPoPCheck* words.
@@ -61,6 +65,10 @@ type DPoPParams struct {
 	// Window is how far iat may be from Now, either way (RFC 9449 §11.1: a short window
 	// bounds the replay cache).
 	Window time.Duration
+	// JKT, when set, is the thumbprint the proof's jwk must have: the token's cnf.jkt
+	// (RFC 9449 §6.1). It is compared before the signature is verified, so a proof naming
+	// another key costs a hash, not a signature verification.
+	JKT string
 }
 
 // DPoPProof is a proof that passed every check of VerifyDPoPProof.
@@ -79,7 +87,8 @@ var dpopForbiddenHeaders = slices.DeleteFunc(slices.Clone(forbiddenHeaders), fun
 // private member refuses it: RFC 9449 §4.2 "MUST NOT contain a private key"), the signature
 // with that jwk (through jwx, as Verify), then htm, htu (RFC 9449 §4.3 step 9 with the
 // normalisation of NormalizeHTU), iat within Window of Now, ath and a non-empty jti. Whether
-// the jti was seen before, and whether the jwk is the token's cnf.jkt, are the caller's checks.
+// the jti was seen before is the caller's check; whether the jwk is the token's cnf.jkt is
+// checked when p.JKT is set (before the signature), else it is the caller's.
 // Every error is a *DPoPError wrapping ErrInvalidDPoPProof.
 func VerifyDPoPProof(proof string, p DPoPParams) (*DPoPProof, error) {
 	if len(proof) == 0 || len(proof) > MaxDPoPProofBytes {
@@ -104,6 +113,15 @@ func VerifyDPoPProof(proof string, p DPoPParams) (*DPoPProof, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The thumbprint hashes the public key's members only (RFC 7638 §3), cheap beside a
+	// signature verification: a proof by a key that is not the token's is refused before one.
+	jkt, err := thumbprintOf(key.pub)
+	if err != nil {
+		return nil, dpopFail(DPoPCheckJWK)
+	}
+	if p.JKT != "" && jkt != p.JKT {
+		return nil, dpopFail(DPoPCheckJKT)
+	}
 	if n, ok := fixedSigLen[alg]; ok && len(sig) != n {
 		return nil, dpopFail(DPoPCheckSignature)
 	}
@@ -123,9 +141,7 @@ func VerifyDPoPProof(proof string, p DPoPParams) (*DPoPProof, error) {
 	if err != nil {
 		return nil, err
 	}
-	if out.JKT, err = thumbprintOf(key.pub); err != nil {
-		return nil, dpopFail(DPoPCheckJWK)
-	}
+	out.JKT = jkt
 	return out, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -230,4 +231,78 @@ func FuzzDPoPProof(f *testing.F) {
 		}
 		_, _ = NormalizeHTU(url)
 	})
+}
+
+// craftedRSAProof is a DPoP proof whose jwk is an RSA "key" of bits bits that is no real key (a
+// modulus 2^(bits-1)+1, never factored or generated) with a signature of the modulus' length that
+// verifies with nothing: what a caller can send for free to make the server do the work of an
+// RSA verification with a huge modulus.
+func craftedRSAProof(t *testing.T, f *dpopFixture, bits int) string {
+	t.Helper()
+	n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
+	n.SetBit(n, 0, 1)
+	hdr := mustJSON(t, map[string]any{"typ": DPoPProofType, "alg": "RS256",
+		"jwk": map[string]any{"kty": "RSA", "n": b64(n.Bytes()), "e": "AQAB"}})
+	sig := make([]byte, (bits+7)/8)
+	sig[len(sig)-1] = 2
+	return b64(hdr) + "." + b64(mustJSON(t, f.claims())) + "." + b64(sig)
+}
+
+// TestDPoPProofRSAKeyCeiling (docs/security.md#jose-hardening): a proof's RSA key above 8192
+// bits is refused as its jwk, before the signature is looked at. Before the ceiling an 8 KiB proof
+// carried a modulus of about 20,000 bits with a signature of its length, and each such proof cost
+// the server an RSA verification with it.
+func TestDPoPProofRSAKeyCeiling(t *testing.T) {
+	f := newDPoPFixture(t, "RS256")
+	for _, c := range []struct {
+		bits  int
+		check string
+	}{
+		{8192, DPoPCheckSignature}, // a usable size: the (bogus) signature is checked, and fails
+		{8193, DPoPCheckJWK},
+		{16384, DPoPCheckJWK},
+		{20000, DPoPCheckJWK}, // about the largest whose proof, signature included, fits in 8 KiB
+	} {
+		proof := craftedRSAProof(t, f, c.bits)
+		if len(proof) > MaxDPoPProofBytes {
+			t.Fatalf("%d bits: proof of %d bytes is over the size limit", c.bits, len(proof))
+		}
+		_, err := VerifyDPoPProof(proof, f.params)
+		var de *DPoPError
+		if !errors.As(err, &de) || de.Check != c.check || !errors.Is(err, ErrInvalidDPoPProof) {
+			t.Errorf("%d-bit RSA jwk: err = %v; want check %s", c.bits, err, c.check)
+		}
+	}
+}
+
+// TestDPoPProofJKTBeforeSignature: with DPoPParams.JKT set, a proof whose jwk is another key is
+// refused as jkt even when its signature would fail too: the cheap comparison comes first.
+func TestDPoPProofJKTBeforeSignature(t *testing.T) {
+	f := newDPoPFixture(t, "ES256")
+	jkt, err := f.key.Thumbprint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := GenerateKey("ES256", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPub, err := other.PublicJWK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.params.JKT = jkt
+	if got, err := VerifyDPoPProof(f.sign(t, f.claims(), nil), f.params); err != nil || got.JKT != jkt {
+		t.Fatalf("the token's key: %+v, %v", got, err)
+	}
+	for name, proof := range map[string]string{
+		"signed by the other key":            func() string { g := *f; g.key = other; return g.sign(t, f.claims(), nil) }(),
+		"the other key's jwk, our signature": f.sign(t, f.claims(), map[string]any{"jwk": otherPub}),
+	} {
+		_, err := VerifyDPoPProof(proof, f.params)
+		var de *DPoPError
+		if !errors.As(err, &de) || de.Check != DPoPCheckJKT {
+			t.Errorf("%s: err = %v; want check jkt", name, err)
+		}
+	}
 }

@@ -263,6 +263,9 @@ func parseVerifyKey(raw json.RawMessage) (verifyKey, string) {
 		if p.N == nil || p.N.BitLen() < minRSABits {
 			return k, "RSA key shorter than 2048 bits"
 		}
+		if p.N.BitLen() > maxRSABits {
+			return k, "RSA key longer than 8192 bits"
+		}
 		if p.N.Bit(0) == 0 || p.E < 3 || p.E%2 == 0 {
 			return k, "invalid RSA key"
 		}

@@ -95,6 +95,8 @@ func TestParseKeySetDropsUnusableKeys(t *testing.T) {
 		{"no kty", map[string]any{"n": "AQAB", "e": "AQAB", "kid": "SECRET-KID-nokty"}, "key type"},
 		{"not an object", 42, "not a valid JWK"},
 		{"RSA bad exponent", jwkJSON(t, rsPub, map[string]any{"kid": "SECRET-KID-e", "e": "Ag"}), "invalid RSA"},
+		{"RSA 9000 bits", map[string]any{"kty": "RSA", "n": b64(new(big.Int).SetBit(new(big.Int).Lsh(big.NewInt(1), 8999), 0, 1).Bytes()),
+			"e": "AQAB", "kid": "SECRET-KID-huge"}, "longer than 8192"},
 		{"RSA garbage n", map[string]any{"kty": "RSA", "n": "!!", "e": "AQAB", "kid": "SECRET-KID-garbage"}, "invalid key"},
 	}
 	keys := []any{}
