@@ -139,7 +139,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	st, err := a.build(ctx, cfg, nil)
 	if err != nil {
-		a.tokens.Close()
+		a.close() // the token cache and the Redis store, as every later failure does
 		return nil, err
 	}
 	a.state.Store(st)
