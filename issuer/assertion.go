@@ -61,16 +61,20 @@ func (i *Issuer) authenticateAssertion(r *http.Request, cr credentials) (*client
 			// yet after a reload), not the client's failure: refused, since nothing can check
 			// the assertion, but not counted, or a legitimate client would be locked out with
 			// 429 by our own outage (docs/issuer.md#failure-limiter). Nobody can cause it with a
-			// guess: the client exists and its keys are remote.
-			return nil, reason, reason == reasonKeysNotLoaded
+			// guess: the client exists and its keys are remote. A full replay record is ours
+			// too (during a Redis outage), and only a correctly signed assertion reaches it.
+			return nil, reason, reason == reasonKeysNotLoaded || reason == reasonReplayFull
 		}
 		return c, "", false
 	})
 }
 
-// reasonKeysNotLoaded is checkAssertion's answer when the client's key set has never loaded:
-// the one refusal that is not the client's failure.
-const reasonKeysNotLoaded = "client keys not loaded"
+// checkAssertion's refusals that are not the client's failure: its key set has never loaded, or
+// the replay record is full of live identifiers (replay.ErrFull).
+const (
+	reasonKeysNotLoaded = "client keys not loaded"
+	reasonReplayFull    = "replay cache full"
+)
 
 // checkAssertion applies RFC 7523 §3 to an assertion of client c and returns why it is refused,
 // or "" when it is accepted (its jti is then remembered until its exp).
@@ -107,7 +111,7 @@ func (i *Issuer) checkAssertion(r *http.Request, c *client, u *jose.Unverified) 
 	}
 	switch seen, err := i.replay.Seen(r.Context(), replay.Key(c.id, claims.ID), now, claims.Expiry); {
 	case err != nil:
-		return "replay cache full"
+		return reasonReplayFull
 	case seen:
 		return "jti replayed"
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/tokengate/tokengate/internal/authlimit"
 	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/jwks"
+	"github.com/tokengate/tokengate/internal/replay"
 	"github.com/tokengate/tokengate/internal/testkit"
 )
 
@@ -251,4 +252,41 @@ func TestClientAssertionKeysUnavailableNotCounted(t *testing.T) {
 	up.Store(true)
 	clock.Advance(jwks.DefaultUnknownKidInterval)
 	checkTokenResponse(t, e.do(t, req{contentType: formCT, body: assertionForm(assertion("up"))}))
+}
+
+// TestClientAssertionReplayFullNotCounted: a replay record full of live identifiers (possible
+// only while Redis is failing, or without it at its size) refuses a correctly signed assertion
+// without counting it as the client's failure, or our capacity would lock a legitimate client out
+// with 429; once room is back the client is accepted.
+func TestClientAssertionReplayFullNotCounted(t *testing.T) {
+	key := mustKey(t, "ES256", "static-1")
+	keys, _, err := jwks.NewStatic(publicJWKS(t, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	limiter := authlimit.New(authlimit.Options{ClientFailures: 1, IPFailures: 1})
+	const id = "static-pkj"
+	e := newEnv(t, func(c *Config, o *Options) {
+		o.Limiter, o.Replay = limiter, replay.New(1)
+		c.Clients = append(c.Clients, Client{ID: id, Keys: keys, Scopes: []string{"read"}, Audiences: []string{"orders"}})
+	})
+	assertion := func(jti string, life time.Duration) string {
+		now := e.clock.Now()
+		tok, err := key.Sign(map[string]any{"iss": id, "sub": id, "aud": e.srv.URL + PathToken, "jti": jti,
+			"iat": now.Unix(), "exp": now.Add(life).Unix()}, "JWT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	checkTokenResponse(t, e.do(t, req{contentType: formCT, body: assertionForm(assertion("first", time.Minute))}))
+	for n := range 3 { // the record holds "first", live for a minute: no room
+		res := e.do(t, req{contentType: formCT, body: assertionForm(assertion("full-"+itoa(int64(n)), time.Minute))})
+		checkOAuthError(t, res, http.StatusUnauthorized, ErrInvalidClient)
+	}
+	if _, ok := limiter.Allow(id, netip.MustParseAddr("127.0.0.1")); !ok {
+		t.Error("the limiter counted a failure for assertions refused because the replay record was full")
+	}
+	e.clock.Advance(2 * time.Minute)
+	checkTokenResponse(t, e.do(t, req{contentType: formCT, body: assertionForm(assertion("later", time.Minute))}))
 }
