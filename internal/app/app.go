@@ -368,7 +368,7 @@ func (a *App) shutdown() {
 
 func (a *App) close() {
 	if st := a.state.Load(); st != nil {
-		st.close()
+		st.close(nil)
 	}
 	if a.tokens != nil {
 		a.tokens.Close()
@@ -416,7 +416,7 @@ func (a *App) Reload(ctx context.Context) (err error) {
 	}
 	a.state.Store(st)
 	a.updateHealth()
-	old.close()
+	old.close(st)
 	a.logger.Info("configuration reloaded", slog.Int("routes", len(cfg.Routes)), slog.Int("providers", len(cfg.Providers)))
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokengate/tokengate/extauthz"
 	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/jwks"
 	"github.com/tokengate/tokengate/internal/verify"
 	"github.com/tokengate/tokengate/issuer"
 )
@@ -31,8 +32,16 @@ type state struct {
 	// forwardAuth is /authz with this configuration's header family and trusted proxies, so
 	// a reload applies them as it applies the issuer's.
 	forwardAuth *extauthz.ForwardAuth
-	// clientKeys are the jwks_uri sources of private_key_jwt clients, closed with the state.
-	clientKeys []interface{ Close() }
+	// clientKeys are the jwks_uri sources of private_key_jwt clients. A reload hands those whose
+	// settings did not change to the next state, which then owns them; the rest close with this
+	// state.
+	clientKeys map[clientKeyID]*jwks.Remote
+}
+
+// clientKeyID is everything a client's jwks_uri source is built from that a configuration sets.
+type clientKeyID struct {
+	clientID, jwksURI string
+	allowHTTP         bool
 }
 
 func (s *state) missing() []string {
@@ -43,13 +52,21 @@ func (s *state) missing() []string {
 }
 
 // close releases what the state holds; key sources a newer state took over stay open (the
-// verifier counts their users).
-func (s *state) close() {
+// verifier counts their users; next, nil when there is none, holds the client key sources it
+// took over).
+func (s *state) close(next *state) {
 	if s.verifier != nil {
 		s.verifier.Close()
 	}
-	for _, k := range s.clientKeys {
-		k.Close()
+	s.closeClientKeys(next)
+}
+
+// closeClientKeys closes the client key sources of s that other (may be nil) does not hold.
+func (s *state) closeClientKeys(other *state) {
+	for id, k := range s.clientKeys {
+		if other == nil || other.clientKeys[id] != k {
+			k.Close()
+		}
 	}
 }
 

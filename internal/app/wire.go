@@ -21,15 +21,14 @@ import (
 )
 
 // build turns a validated configuration into a state. prev (may be nil) is the state being
-// replaced: providers whose settings did not change keep their key caches.
+// replaced: providers and private_key_jwt clients whose key settings did not change keep their
+// key caches.
 func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*state, error) {
 	st := &state{}
 	built := false
 	defer func() {
-		if !built { // a failed build closes the client key sources it started
-			for _, k := range st.clientKeys {
-				k.Close()
-			}
+		if !built { // a failed build closes the client key sources it started, not prev's
+			st.closeClientKeys(prev)
 		}
 	}()
 	// The issuer is built before the verifier (the self provider needs its keys), so subject
@@ -41,7 +40,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *state) (*stat
 			prevIssuer = prev.issuer
 		}
 		ic := issuerConfig(cfg.Issuer)
-		if err := a.clientKeys(ctx, cfg, &ic, st); err != nil {
+		if err := a.clientKeys(ctx, cfg, &ic, st, prev); err != nil {
 			return nil, fmt.Errorf("issuer: %w", err)
 		}
 		opts := issuer.Options{
@@ -376,8 +375,11 @@ func routeClaims(routes []config.Route) []string {
 
 // clientKeys gives each private_key_jwt client (RFC 7523 §2.2) its key set: an inline `jwks`,
 // or a `jwks_uri` fetched and refreshed like a provider's JWKS. The remote sources belong to st
-// and are closed with it.
-func (a *App) clientKeys(ctx context.Context, cfg *config.Config, ic *issuer.Config, st *state) error {
+// and are closed with it. A source of prev (the state being replaced, may be nil) built from the
+// same client id, jwks_uri and allow_http_urls is taken over with its keys, as a provider's is:
+// a reload neither refetches it nor loses its keys while the endpoint is failing.
+func (a *App) clientKeys(ctx context.Context, cfg *config.Config, ic *issuer.Config, st, prev *state) error {
+	st.clientKeys = make(map[clientKeyID]*jwks.Remote)
 	for i, cl := range cfg.Issuer.Clients {
 		switch {
 		case cl.JWKS != nil:
@@ -391,6 +393,12 @@ func (a *App) clientKeys(ctx context.Context, cfg *config.Config, ic *issuer.Con
 			}
 			ic.Clients[i].Keys = src
 		case cl.JWKSURI != "":
+			id := clientKeyID{clientID: cl.ClientID, jwksURI: cl.JWKSURI, allowHTTP: cfg.Server.AllowHTTPURLs}
+			if prev != nil && prev.clientKeys[id] != nil {
+				st.clientKeys[id] = prev.clientKeys[id]
+				ic.Clients[i].Keys = prev.clientKeys[id]
+				continue
+			}
 			src, err := jwks.NewRemote(ctx, jwks.Options{
 				Name: "client:" + cl.ClientID, JWKSURI: cl.JWKSURI, HTTPClient: a.opts.HTTPClient,
 				AllowHTTP: cfg.Server.AllowHTTPURLs, Logger: a.logger, Metrics: a.metrics, Now: a.opts.Now,
@@ -398,7 +406,7 @@ func (a *App) clientKeys(ctx context.Context, cfg *config.Config, ic *issuer.Con
 			if err != nil {
 				return fmt.Errorf("client %s: jwks_uri: %w", cl.ClientID, err)
 			}
-			st.clientKeys = append(st.clientKeys, src)
+			st.clientKeys[id] = src
 			ic.Clients[i].Keys = src
 		}
 	}
