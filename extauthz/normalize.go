@@ -34,6 +34,9 @@ const upperHex = "0123456789ABCDEF"
 //     and a bare query "?x");
 //   - an encoded "/", "\" or "." (%2F, %5C, %2E in any case): whether an upstream decodes them
 //     before or after splitting segments decides which resource it serves;
+//   - the same encoded twice or more ("%252E", "%25252f", "%25%32%45" once its digits are
+//     decoded): "%25" stays encoded, so "/public/%252E%252E/admin" would fit a /public/ prefix,
+//     and an upstream (or a proxy and then the upstream) that decodes twice reads "/admin";
 //   - an escape that decodes to a control character (%00-%1F, %7F) or to ";" (%3B);
 //   - a "." or ".." segment (RFC 3986 §5.2.4 removes them) and an empty segment ("//", which
 //     some servers merge) other than the final one of a trailing "/";
@@ -127,7 +130,41 @@ func escapePath(raw string) (string, bool) {
 			b.WriteByte(c)
 		}
 	}
-	return b.String(), true
+	out := b.String()
+	if multiEncodedSeparator(out) {
+		return "", false
+	}
+	return out, true
+}
+
+// multiEncodedSeparator reports whether a path escapePath rebuilt holds "/", "\" or "."
+// encoded more than once: "%25", then any number of "25", then 2E, 2F or 5C in either case.
+// It looks at the rebuilt path, not the raw one, so that an escaped hex digit ("%25%32%45",
+// normally "%252E") is seen as what the upstream's first decoding makes of it.
+func multiEncodedSeparator(p string) bool {
+	for {
+		i := strings.Index(p, "%25")
+		if i < 0 {
+			return false
+		}
+		p = p[i+3:]
+		rest := p
+		for strings.HasPrefix(rest, "25") {
+			rest = rest[2:]
+		}
+		if len(rest) >= 2 {
+			switch lowerASCII(rest[0]) {
+			case '2':
+				if l := lowerASCII(rest[1]); l == 'e' || l == 'f' {
+					return true
+				}
+			case '5':
+				if lowerASCII(rest[1]) == 'c' {
+					return true
+				}
+			}
+		}
+	}
 }
 
 // normalizePrefix puts a configured path_prefix in the form normalizePath gives requests, so

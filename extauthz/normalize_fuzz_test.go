@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,7 +32,8 @@ func FuzzNormalPath(f *testing.F) {
 		"/admin%5Cx", "/admin\\x", "/%", "/%4", "/%zz", "/a%00", "/\x00", "/\x7f", "/caf\xc3\xa9/", "/caf%c3%a9/x",
 		"/%2561dmin", "/a b/c", "/a%20b/c", "/v1/a%2Bb%3Ac%40d/x", "/v1/a+b:c@d/x", "/~user/x", "/%7euser/x",
 		"/%41pi/V1/x", "/pub?x=/admin/", "/pubx", "/a#/../admin", "/admin/?", "?/admin/", "/%3b", "/a/.../b",
-		"/\u212a", "/%E2%84%AA", "/api/v1/x",
+		"/\u212a", "/%E2%84%AA", "/api/v1/x", "/public/%252E%252E/admin", "/a%252fb", "/a%255Cb", "/a%25%32%45b",
+		"/a%25252E", "/a%2525", "/a%252",
 	} {
 		f.Add(s)
 	}
@@ -80,6 +82,13 @@ func FuzzNormalPath(f *testing.F) {
 		decoded := percentDecode(n)
 		if got := strings.Split(decoded[1:], "/"); len(got) != len(segs) {
 			t.Fatalf("%q → %q decodes to %q, another number of segments", raw, n, decoded)
+		}
+		// ... and so does decoding twice, for an upstream behind a proxy that decodes too: no
+		// "/", "\" or dot segment appears (docs/decisions.md#path-normal-form).
+		twice := percentDecode(decoded)
+		got := strings.Split(twice[1:], "/")
+		if len(got) != len(segs) || strings.IndexByte(twice, '\\') >= 0 || slices.Contains(got, ".") || slices.Contains(got, "..") {
+			t.Fatalf("%q → %q decodes twice to %q, another path", raw, n, twice)
 		}
 
 		r, _ := table.selectRoute("", "x", n, "GET")

@@ -78,6 +78,23 @@ func TestNormalizePath(t *testing.T) {
 		{"/%4g", refused},
 		{"/%g4", refused},
 		{"/a%", refused},
+		// Double-encoded "/", "\" and "." (and deeper): refused like the single-encoded ones, for
+		// an upstream that decodes twice.
+		{"/public/%252E%252E/admin", refused},
+		{"/public/%252e%252e/admin", refused},
+		{"/a%252Fb", refused},
+		{"/a%252fb", refused},
+		{"/a%255Cb", refused},
+		{"/a%255cb", refused},
+		{"/a%25%32%45b", refused}, // "%" then an escaped "2E": one decode makes it "%2E"
+		{"/a%25252Eb", refused},
+		{"/a%2525252fb", refused},
+		{"/a%25", "/a%25"},
+		{"/a%2525", "/a%2525"},
+		{"/a%252", "/a%252"},
+		{"/a%2541", "/a%2541"},
+		{"/a%252Gb", "/a%252Gb"},
+		{"/a%253Ab", "/a%253Ab"},
 	} {
 		got, ok := normalizePath(tc.in)
 		if !ok {

@@ -105,6 +105,15 @@ func selectionCases(ignoreCase bool) []selectionCase {
 		{"x", "/public/%2e/admin/x", refused, false},
 		{"x", "/public%5c..%5cadmin/x", refused, false},
 		{"x", "/public/%2561dmin/x", catchAll, false}, // %25 stays encoded: "/public/%2561dmin/x"
+		// Double-encoded "/", "\" and ".": an upstream that decodes twice reads /public/../admin/x.
+		{"x", "/public/%252E%252E/admin/x", refused, false},
+		{"x", "/public/%252e%252e/admin/x", refused, false},
+		{"x", "/public%252Fadmin/x", refused, false},
+		{"x", "/public%252fadmin/x", refused, false},
+		{"x", "/public%255C..%255Cadmin/x", refused, false},
+		{"x", "/public%255c..%255cadmin/x", refused, false},
+		{"x", "/public/%25252E%25252E/admin/x", refused, false}, // and thrice
+		{"x", "/public/%252a/x", catchAll, false},               // another double-encoded byte is safe
 		// Invalid percent-encodings: Go's own server answers 400 to these in a request line.
 		{"x", "/admin/x%", refused, true},
 		{"x", "/admin/%4", refused, true},
