@@ -349,6 +349,13 @@ func TestEnvoyBrokenCopies(t *testing.T) {
 			want: `"/mint/;x" reaches`,
 		},
 		{
+			name: "path-parameter route blind to %3B",
+			mutate: func(t *testing.T, doc map[string]any) {
+				digMap(t, doc, append(slices.Clone(routes), semicolonRoute, "match", "safe_regex")...)["regex"] = ".*;.*"
+			},
+			want: `"/admin%3B/x" reaches`,
+		},
+		{
 			name: "path-parameter route that is not a 400",
 			mutate: func(t *testing.T, doc map[string]any) {
 				digMap(t, doc, append(slices.Clone(routes), semicolonRoute, "direct_response")...)["status"] = 200
@@ -702,9 +709,10 @@ func checkHCM(path string, h *hcmv3.HttpConnectionManager, grpc bool, tg *config
 	return errs
 }
 
-// pathParameterProbes are paths with ";" (path parameters, which Tomcat and Spring strip): each
-// must be answered 400 by Envoy itself, before any route could send it upstream.
-var pathParameterProbes = []string{"/admin;/x", "/x/..;/admin/x", "/mint/;x", "/none/x;jsessionid=1", ";"}
+// pathParameterProbes are paths with ";" or its escape "%3B" (path parameters, which Tomcat and
+// Spring strip; Envoy's normalize_path leaves a reserved escape as it is): each must be answered
+// 400 by Envoy itself, before any route could send it upstream.
+var pathParameterProbes = []string{"/admin;/x", "/x/..;/admin/x", "/mint/;x", "/none/x;jsessionid=1", ";", "/admin%3B/x", "/mint/%3bx"}
 
 // checkPathParameters evaluates the route table of h on pathParameterProbes (first matching
 // route wins, as in Envoy) and reports any probe that reaches something other than a 400
@@ -725,7 +733,7 @@ func checkPathParameters(path string, h *hcmv3.HttpConnectionManager) []error {
 	for _, p := range pathParameterProbes {
 		r := first(p)
 		if r == nil || r.GetDirectResponse() == nil || r.GetDirectResponse().GetStatus() != 400 {
-			errs = append(errs, fmt.Errorf("%s: %q reaches route %q, not a 400 direct_response: path parameters must be refused before routing (tokengate never sees the raw path of a named route)", path, p, r.GetName()))
+			errs = append(errs, fmt.Errorf("%s: %q reaches route %q, not a 400 direct_response: path parameters must be refused before routing (tokengate refuses them too, named route or not, but with 403 and after ext_authz)", path, p, r.GetName()))
 		}
 	}
 	for _, p := range []string{"/mint/x", "/none/a.b"} {
