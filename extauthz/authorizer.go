@@ -584,8 +584,8 @@ func claimValue(claim string, c *caller) (string, bool) {
 	var v any
 	switch {
 	case c.principal != nil:
-		if claim == "scope" && len(c.principal.Scopes) > 0 {
-			v = strings.Join(c.principal.Scopes, " ") // covers `scp` arrays too
+		if scope := c.principal.Scope(); claim == "scope" && scope != "" {
+			v = scope // the scopes joined with spaces: covers `scp` arrays too
 		} else {
 			var has bool
 			if v, has = c.principal.Claims[claim]; !has {
@@ -660,7 +660,7 @@ func metadata(r *Route, c *caller) map[string]string {
 		put("sub", p.Subject)
 		put("iss", p.Issuer)
 		put("client_id", p.ClientID)
-		put("scope", strings.Join(p.Scopes, " "))
+		put("scope", p.Scope())
 	} else if c.ClientID != "" { // a client_credentials caller
 		put("sub", c.ClientID)
 		put("client_id", c.ClientID)

@@ -63,7 +63,7 @@ func TestKeepClaims(t *testing.T) {
 					t.Fatalf("%s: Claims = %#v, want %#v", round, p.Claims, tt.want)
 				}
 				if p.Provider != "corp" || p.Issuer != corpIssuer || p.Subject != "alice" || p.ClientID != "web" ||
-					p.ID != "id-1" || !slices.Equal(p.Scopes, []string{"read", "write"}) ||
+					p.ID != "id-1" || !slices.Equal(p.Scopes, []string{"read", "write"}) || p.Scope() != "read write" ||
 					!p.Expiry.Equal(f.clock.Now().Add(300*time.Second)) || !p.IssuedAt.Equal(f.clock.Now()) {
 					t.Fatalf("%s: principal %+v", round, p)
 				}

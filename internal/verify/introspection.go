@@ -149,7 +149,6 @@ func (v *Verifier) answerPrincipal(p *provider, ans *introspect.Answer, sum [sha
 		Issuer:   str("iss"),
 		Subject:  str("sub"),
 		ClientID: str("client_id"),
-		Scopes:   v.scopes.get(ClaimScopes(ans.Claims)),
 		Expiry:   ans.Expiry,
 		ID:       str("jti"),
 		// The opaque token is the upstream credential of a passthrough route, and the key of a
@@ -157,6 +156,7 @@ func (v *Verifier) answerPrincipal(p *provider, ans *introspect.Answer, sum [sha
 		TokenSum:  sum,
 		TokenHash: string(hash[:]),
 	}
+	pr.setScopes(v.scopes.get(ClaimScopes(ans.Claims)))
 	if pr.Issuer == "" {
 		pr.Issuer = p.cfg.Issuer
 	}

@@ -112,7 +112,7 @@ func TestIntrospectionDispatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p.Provider != "curity" || p.ClientID != "app" || p.Issuer != "https://curity.example.com" ||
-		len(p.Scopes) != 2 || p.Scopes[1] != "write" || p.Expiry.Unix() != now+300 || p.Claims["tenant"] != "acme" ||
+		len(p.Scopes) != 2 || p.Scopes[1] != "write" || p.Scope() != "read write" || p.Expiry.Unix() != now+300 || p.Claims["tenant"] != "acme" ||
 		p.TokenHash == "" {
 		t.Fatalf("principal %+v", p)
 	}

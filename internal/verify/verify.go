@@ -83,8 +83,11 @@ type Options struct {
 // Principal is the verified caller. It is shared with the verified-token cache: read only.
 type Principal struct {
 	Provider, Issuer, Subject, ClientID string
-	Scopes                              []string
-	Expiry, IssuedAt                    time.Time
+	Scopes                              []string // shared with every Principal of the same list
+	// scopes is the shared set Scopes comes from, with the list joined (Scope); nil for none.
+	// A pointer rather than the joined string: it keeps a cache entry in its size class.
+	scopes           *scopeSet
+	Expiry, IssuedAt time.Time
 	// Claims holds the verified claims (numbers as json.Number): every claim, or only those
 	// Options.KeepClaims names (nil when the token has none of them).
 	Claims    map[string]any
@@ -96,6 +99,15 @@ type Principal struct {
 	// Cnf is the token's confirmation (RFC 7800 §3.1 cnf), kept whatever KeepClaims says; nil
 	// for a token without one.
 	Cnf *Confirmation
+}
+
+// Scope is Scopes joined with spaces (RFC 6749 §3.3), "" for none: the text of the scope
+// metadata and of a forwarded scope claim, joined once per distinct list rather than per Check.
+func (p *Principal) Scope() string {
+	if p.scopes == nil {
+		return strings.Join(p.Scopes, " ") // a Principal the Verifier did not build
+	}
+	return p.scopes.joined
 }
 
 // Confirmation holds a cnf claim's jkt (RFC 9449 §6.1) and x5t#S256 (RFC 8705 §3.1). Both
@@ -544,11 +556,11 @@ func (v *Verifier) principal(p *provider, c *jose.Claims, sum [sha256.Size]byte)
 	e := &cacheEntry{Principal: Principal{
 		Provider: p.cfg.Name,
 		Issuer:   p.cfg.Issuer, // equal to c.Issuer (checkClaims)
-		Scopes:   v.scopes.get(ClaimScopes(c.Raw)),
 		Expiry:   c.Expiry,
 		TokenSum: sum,
 	}}
 	pr := &e.Principal
+	pr.setScopes(v.scopes.get(ClaimScopes(c.Raw)))
 	// In the order they were written to blob.
 	pr.TokenHash = next(len(hash))
 	pr.Subject = next(len(c.Subject))
@@ -594,18 +606,31 @@ func confirmation(cnf any) *Confirmation {
 // maxScopeSets bounds scopeSets: beyond it a Principal's scopes are its own copy.
 const maxScopeSets = 1024
 
-// scopeSets hands out one shared, read-only []string per distinct list of scopes. Tokens repeat
+// scopeSets hands out one shared, read-only scopeSet per distinct list of scopes. Tokens repeat
 // a few scope lists ("read", "read write"), so a cached Principal need not carry its own copy
 // (issue 11). Only verified tokens' scopes are added, and at most maxScopeSets of them.
 type scopeSets struct {
 	mu   sync.RWMutex
-	sets map[string][]string // by the scopes joined with spaces (no scope holds one)
+	sets map[string]*scopeSet // by the scopes joined with spaces (no scope holds one)
 }
 
-// get returns the shared copy of scopes (nil and empty lists are returned as they are).
-func (s *scopeSets) get(scopes []string) []string {
+// scopeSet is one list of scopes and the list joined with spaces.
+type scopeSet struct {
+	list   []string
+	joined string
+}
+
+// setScopes sets Scopes from a shared set (nil: none).
+func (p *Principal) setScopes(set *scopeSet) {
+	if set != nil {
+		p.Scopes, p.scopes = set.list, set
+	}
+}
+
+// get returns the shared scopeSet of scopes, nil for none.
+func (s *scopeSets) get(scopes []string) *scopeSet {
 	if len(scopes) == 0 {
-		return scopes
+		return nil
 	}
 	var kb [128]byte
 	key := kb[:0]
@@ -621,20 +646,20 @@ func (s *scopeSets) get(scopes []string) []string {
 	if ok {
 		return shared
 	}
-	own := make([]string, len(scopes))
+	own := &scopeSet{list: make([]string, len(scopes)), joined: string(key)}
 	for i, sc := range scopes {
-		own[i] = strings.Clone(sc)
+		own.list[i] = strings.Clone(sc)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if shared, ok := s.sets[string(key)]; ok {
+	if shared, ok := s.sets[own.joined]; ok {
 		return shared
 	}
 	if s.sets == nil {
-		s.sets = make(map[string][]string)
+		s.sets = make(map[string]*scopeSet)
 	}
 	if len(s.sets) < maxScopeSets {
-		s.sets[string(key)] = own
+		s.sets[own.joined] = own
 	}
 	return own
 }

@@ -300,8 +300,8 @@ func TestPrincipal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(p.Scopes, tt.scopes) || p.ClientID != tt.clientID {
-				t.Fatalf("scopes %q client %q; want %q %q", p.Scopes, p.ClientID, tt.scopes, tt.clientID)
+			if !slices.Equal(p.Scopes, tt.scopes) || p.Scope() != strings.Join(tt.scopes, " ") || p.ClientID != tt.clientID {
+				t.Fatalf("scopes %q (%q) client %q; want %q %q", p.Scopes, p.Scope(), p.ClientID, tt.scopes, tt.clientID)
 			}
 			sum := sha256.Sum256([]byte(tok))
 			if p.TokenHash != b16(sum[:8]) || p.ID != "id-1" || p.Subject != "alice" {
