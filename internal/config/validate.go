@@ -173,14 +173,21 @@ func (v *validator) server() {
 		v.required(path+".cert_file", g.CertFile)
 		v.required(path+".key_file", g.KeyFile)
 		v.check(len(g.ClientSANs) > 0 && g.ClientCAFile == "", path+".client_sans", "requires client_ca_file")
-		v.each(path+".client_sans", g.ClientSANs, func(san string) bool {
-			// A DNS name, or an absolute URI (SPIFFE IDs are URI SANs).
-			if u, err := url.Parse(san); strings.Contains(san, ":") {
-				return err != nil || u.Scheme == "" || u.Host == "" && u.Opaque == "" ||
-					spaceCtlRE.MatchString(san)
+		for i, san := range g.ClientSANs {
+			// The gateway's certificate is matched by its DNS name and URI SANs only
+			// (docs/deployment.md#deployment-security), so an IP literal, which a DNS name or an
+			// opaque URI would otherwise take it for ("10.0.0.7", "fd00::7"), could never match.
+			if _, err := netip.ParseAddr(strings.Trim(san, "[]")); err == nil {
+				v.add(indexPath(path+".client_sans", i), "an IP address never matches: gateway certificates are matched by their DNS name and URI SANs only")
+				continue
 			}
-			return !validHostname(strings.ToLower(strings.TrimPrefix(san, "*.")))
-		}, "must be a DNS name or a URI such as spiffe://cluster.local/ns/NS/sa/SA")
+			// A DNS name, or an absolute URI (SPIFFE IDs are URI SANs).
+			bad := !validHostname(strings.ToLower(strings.TrimPrefix(san, "*.")))
+			if u, err := url.Parse(san); strings.Contains(san, ":") {
+				bad = err != nil || u.Scheme == "" || u.Host == "" && u.Opaque == "" || spaceCtlRE.MatchString(san)
+			}
+			v.check(bad, indexPath(path+".client_sans", i), "must be a DNS name or a URI such as spiffe://cluster.local/ns/NS/sa/SA")
+		}
 	}
 }
 
