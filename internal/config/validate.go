@@ -265,8 +265,18 @@ func (v *validator) issuer(is *Issuer) {
 		v.check(len(te.SubjectProviders) == 0, "issuer.token_exchange.subject_providers",
 			"at least one provider is required")
 		for j, name := range te.SubjectProviders {
-			v.check(v.cfg.Provider(name) == nil, indexPath("issuer.token_exchange.subject_providers", j),
-				"unknown provider %s", quote(name))
+			p := v.cfg.Provider(name)
+			path := indexPath("issuer.token_exchange.subject_providers", j)
+			if !v.check(p == nil, path, "unknown provider %s", quote(name)) {
+				continue
+			}
+			// A subject token comes in the request body (RFC 8693 §2.1) with no DPoP proof or
+			// client certificate of its own holder, so the token endpoint cannot check a
+			// binding: a provider that demands one must not be a source of subjects
+			// (docs/issuer.md#token-exchange-rfc-8693).
+			v.check(p.RequireBinding != "" && p.RequireBinding != BindingNone, path,
+				"provider %s has require_binding %s: the token endpoint sees no proof of possession for a subject token, so it would accept that provider's tokens unbound",
+				quote(name), p.RequireBinding)
 		}
 	}
 }
