@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"net/url"
@@ -115,7 +116,7 @@ func (a *Authorizer) bind(ctx context.Context, r *compiledRoute, req *Request, t
 			// RFC 9449 §7.2: a DPoP-bound token presented as a bearer token is refused.
 			return a.denyBinding(r, d, usedDPoP, errInvalidToken, "the token is bound to a DPoP key: send it with the DPoP scheme", "dpop_bearer_scheme")
 		}
-		if code, desc, reason := a.checkProof(ctx, req, token, cnf.JKT, b); code != "" {
+		if code, desc, reason := a.checkProof(ctx, req, token, p.TokenSum, cnf.JKT, b); code != "" {
 			return a.denyBinding(r, d, usedDPoP, code, desc, reason)
 		}
 		dpop = true
@@ -139,9 +140,10 @@ func satisfies(require string, dpop, mtls bool) bool {
 	return true
 }
 
-// checkProof checks the request's one DPoP proof for token (RFC 9449 §4.3, §7.1): code is ""
-// when it is good, else the error code with a fixed description and the refusal's reason.
-func (a *Authorizer) checkProof(ctx context.Context, req *Request, token, jkt string, b Binding) (code, desc, reason string) {
+// checkProof checks the request's one DPoP proof for token, whose SHA-256 is sum (RFC 9449 §4.3,
+// §7.1): code is "" when it is good, else the error code with a fixed description and the
+// refusal's reason.
+func (a *Authorizer) checkProof(ctx context.Context, req *Request, token string, sum [sha256.Size]byte, jkt string, b Binding) (code, desc, reason string) {
 	proof, n := singleDPoP(req.DPoP)
 	switch {
 	case n == 0:
@@ -157,7 +159,7 @@ func (a *Authorizer) checkProof(ctx context.Context, req *Request, token, jkt st
 	window := dpopWindow + b.ClockSkew
 	// JKT: the proof's key is compared with the token's before its signature is verified.
 	pr, err := jose.VerifyDPoPProof(proof, jose.DPoPParams{Method: req.Method, URL: requestURL(req),
-		AccessToken: token, Algorithms: algs, Now: now, Window: window, JKT: jkt})
+		AccessToken: token, AccessTokenSum: sum, Algorithms: algs, Now: now, Window: window, JKT: jkt})
 	if err != nil {
 		check := jose.DPoPCheckMalformed
 		if de := (*jose.DPoPError)(nil); errors.As(err, &de) {

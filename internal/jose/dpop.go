@@ -57,11 +57,14 @@ func dpopFail(check string) error { return &DPoPError{Check: check} }
 
 // DPoPParams is what a proof must match.
 type DPoPParams struct {
-	Method      string   // the request method, compared exactly (RFC 9110 §9.1: case-sensitive)
-	URL         string   // the request URL; its query and fragment are ignored
-	AccessToken string   // the access token the proof is presented with (ath)
-	Algorithms  []string // the allow-list; only asymmetric algorithms can ever pass
-	Now         time.Time
+	Method      string // the request method, compared exactly (RFC 9110 §9.1: case-sensitive)
+	URL         string // the request URL; its query and fragment are ignored
+	AccessToken string // the access token the proof is presented with (ath)
+	// AccessTokenSum, when not zero, is the SHA-256 of AccessToken, which ath is compared with
+	// instead of hashing the token again: the verifier already hashed it (its cache key).
+	AccessTokenSum [sha256.Size]byte
+	Algorithms     []string // the allow-list; only asymmetric algorithms can ever pass
+	Now            time.Time
 	// Window is how far iat may be from Now, either way (RFC 9449 §11.1: a short window
 	// bounds the replay cache).
 	Window time.Duration
@@ -222,7 +225,11 @@ func dpopClaims(c map[string]any, p DPoPParams) (*DPoPProof, error) {
 		return nil, dpopFail(DPoPCheckIAT)
 	}
 	ath, _ := c["ath"].(string)
-	if ath == "" || ath != AccessTokenHash(p.AccessToken) {
+	sum := p.AccessTokenSum
+	if sum == ([sha256.Size]byte{}) {
+		sum = sha256.Sum256([]byte(p.AccessToken))
+	}
+	if ath == "" || ath != base64.RawURLEncoding.EncodeToString(sum[:]) {
 		return nil, dpopFail(DPoPCheckATH)
 	}
 	return &DPoPProof{ID: strings.Clone(jti), IssuedAt: iat}, nil

@@ -1,6 +1,7 @@
 package jose
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -304,5 +305,22 @@ func TestDPoPProofJKTBeforeSignature(t *testing.T) {
 		if !errors.As(err, &de) || de.Check != DPoPCheckJKT {
 			t.Errorf("%s: err = %v; want check jkt", name, err)
 		}
+	}
+}
+
+// TestDPoPProofAccessTokenSum: ath is compared with AccessTokenSum when it is given (the
+// verifier's hash of the token), exactly as with the token itself.
+func TestDPoPProofAccessTokenSum(t *testing.T) {
+	f := newDPoPFixture(t, "ES256")
+	proof := f.sign(t, f.claims(), nil)
+	p := f.params
+	p.AccessToken, p.AccessTokenSum = "", sha256.Sum256([]byte(f.token))
+	if _, err := VerifyDPoPProof(proof, p); err != nil {
+		t.Fatalf("the token's sum: %v", err)
+	}
+	p.AccessToken, p.AccessTokenSum = f.token, sha256.Sum256([]byte("another token"))
+	var de *DPoPError
+	if _, err := VerifyDPoPProof(proof, p); !errors.As(err, &de) || de.Check != DPoPCheckATH {
+		t.Fatalf("another token's sum: err = %v; want check ath", err)
 	}
 }
