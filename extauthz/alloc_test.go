@@ -7,6 +7,8 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +195,33 @@ func TestAnswerOnTheWire(t *testing.T) {
 	d.SetHeaders = []extauthz.HeaderValue{{Name: "authorization", Value: "Bearer other"}}
 	if got := extauthz.CheckResponseFor(&d).GetOkResponse().GetHeaders()[0].GetHeader().GetValue(); got != "Bearer other" {
 		t.Errorf("changed header answered as %q", got)
+	}
+}
+
+// TestRequestFromCheckConvertsUsedHeadersOnly: with encode_raw_headers every header_map value is
+// bytes; only the headers the decision reads (authorization, :authority, dpop) become strings,
+// so the cost of reading a Check does not grow with the request's other headers.
+func TestRequestFromCheckConvertsUsedHeadersOnly(t *testing.T) {
+	raw := func(extra int) *authv3.CheckRequest {
+		c := checkReq("api.example.com", "/a", "GET", nil)
+		hm := &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+			{Key: "authorization", RawValue: []byte("Bearer abc")},
+			{Key: "dpop", RawValue: []byte("a.b.c")},
+		}}
+		for i := range extra {
+			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: "x-other-" + strconv.Itoa(i), RawValue: []byte("some value")})
+		}
+		c.Attributes.Request.Http.Headers = nil
+		c.Attributes.Request.Http.HeaderMap = hm
+		return c
+	}
+	few, many := raw(0), raw(30)
+	if r := extauthz.RequestFromCheck(many); !slices.Equal(r.Authorization, []string{"Bearer abc"}) || !slices.Equal(r.DPoP, []string{"a.b.c"}) {
+		t.Fatalf("RequestFromCheck: authorization %q, dpop %q", r.Authorization, r.DPoP)
+	}
+	a0 := testing.AllocsPerRun(100, func() { _ = extauthz.RequestFromCheck(few) })
+	a30 := testing.AllocsPerRun(100, func() { _ = extauthz.RequestFromCheck(many) })
+	if a30 != a0 {
+		t.Errorf("RequestFromCheck makes %.0f allocations with 30 other raw headers, %.0f without", a30, a0)
 	}
 }

@@ -198,6 +198,11 @@ func requestURL(req *Request) string {
 	return scheme + "://" + req.Authority + path
 }
 
+// pemBoundaries undoes an encoder that writes a space as '+': that changes only the PEM boundary
+// lines (base64 holds '+' but no space), and path unescaping keeps '+'. Built once: a Replacer
+// is safe for concurrent use and builds its tables on first use.
+var pemBoundaries = strings.NewReplacer("BEGIN+CERTIFICATE", "BEGIN CERTIFICATE", "END+CERTIFICATE", "END CERTIFICATE")
+
 // checkCertificate compares the client certificate (URL-encoded PEM) with a token's
 // cnf.x5t#S256 (RFC 8705 §3.1); reason is "" when it matches.
 func checkCertificate(escaped, want string) (reason, desc string) {
@@ -208,9 +213,7 @@ func checkCertificate(escaped, want string) (reason, desc string) {
 	if err != nil {
 		return "mtls_bad_certificate", "the client certificate does not parse"
 	}
-	// An encoder that writes a space as '+' changes only the PEM boundary lines (base64 holds
-	// '+' but no space), and path unescaping keeps '+'.
-	text = strings.NewReplacer("BEGIN+CERTIFICATE", "BEGIN CERTIFICATE", "END+CERTIFICATE", "END CERTIFICATE").Replace(text)
+	text = pemBoundaries.Replace(text)
 	got, err := jose.CertificateThumbprint(text)
 	if err != nil {
 		return "mtls_bad_certificate", "the client certificate does not parse"

@@ -73,20 +73,18 @@ func RequestFromCheck(in *authv3.CheckRequest) Request {
 		}
 	}
 	if hm := h.GetHeaderMap(); hm != nil {
+		// Only the headers used are converted: a raw value is bytes, and a request carries
+		// dozens of headers the decision never reads.
 		for _, hv := range hm.GetHeaders() {
-			v := hv.GetValue()
-			if len(hv.GetRawValue()) > 0 {
-				v = string(hv.GetRawValue())
-			}
 			switch strings.ToLower(hv.GetKey()) {
 			case "authorization":
-				req.Authorization = append(req.Authorization, v)
+				req.Authorization = append(req.Authorization, headerValue(hv))
 			case ":authority":
 				if req.Authority == "" {
-					req.Authority = v
+					req.Authority = headerValue(hv)
 				}
 			case "dpop":
-				req.DPoP = append(req.DPoP, v)
+				req.DPoP = append(req.DPoP, headerValue(hv))
 			}
 		}
 	} else {
@@ -102,6 +100,15 @@ func RequestFromCheck(in *authv3.CheckRequest) Request {
 		}
 	}
 	return req
+}
+
+// headerValue is a header_map entry's value: raw_value when Envoy set it (encode_raw_headers),
+// else value.
+func headerValue(hv *corev3.HeaderValue) string {
+	if raw := hv.GetRawValue(); len(raw) > 0 {
+		return string(raw)
+	}
+	return hv.GetValue()
 }
 
 // CheckResponseFor renders a decision as Envoy expects it (docs/decisions.md#the-decision-table,
