@@ -191,8 +191,10 @@ func TestRouteSelection(t *testing.T) {
 	}{
 		{"billing.example.com", "/api/a", "GET", "", "billing"},
 		{"BILLING.example.com:443", "/api/a", "POST", "", "billing"},
-		{"billing.example.com", "/api/a", "DELETE", "", "wild"}, // method does not fit billing
-		{"billing.example.com", "/other", "GET", "", "wild"},    // path does not fit billing
+		{"billing.example.com", "/api/a", "DELETE", "", "wild"},    // method does not fit billing
+		{"billing.example.com", "/api/a", "post", "", "billing"},   // methods compare in ASCII letter case
+		{"billing.example.com", "/api/a", "PO\u017fT", "", "wild"}, // "POſT" is not POST (Unicode folds ſ to s)
+		{"billing.example.com", "/other", "GET", "", "wild"},       // path does not fit billing
 		{"a.b.example.com", "/", "GET", "", "wild"},
 		{"example.com", "/", "GET", "", "jwt"}, // *.example.com does not match example.com
 		{"notexample.com", "/", "GET", "", "jwt"},

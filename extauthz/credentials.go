@@ -62,14 +62,14 @@ func lowerScheme(name string) string {
 	return strings.ToLower(name)
 }
 
-// asciiFold compares s with lower in ASCII letter case only, as strings.ToLower(s) == lower
-// does for an ASCII lower ("baſic" with a long s is not "basic"; strings.EqualFold says it is).
-func asciiFold(s, lower string) bool {
-	if len(s) != len(lower) {
+// asciiFold compares a and b in ASCII letter case only ("baſic" with a long s is not "basic";
+// strings.EqualFold says it is, by Unicode simple folding).
+func asciiFold(a, b string) bool {
+	if len(a) != len(b) {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		if lowerASCII(s[i]) != lower[i] {
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
 			return false
 		}
 	}

@@ -36,7 +36,7 @@ type Decision struct {
 	Allowed bool
 
 	// Denial (Allowed == false).
-	Status          int    // HTTP status for the client: 400, 401, 403 or 503
+	Status          int    // HTTP status for the client: 400, 401, 403, 429 or 503
 	WWWAuthenticate string // challenge, or "" for none
 	Error           string // body "error"
 	Description     string // body "error_description"; fixed texts only, never a token or secret

@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"fmt"
-	"strings"
 	"sync/atomic"
 
 	"github.com/tokengate/tokengate/internal/metrics"
@@ -73,7 +72,7 @@ type routeTable struct {
 }
 
 // compiledRoute is a route with what every Check of it needs computed once: its match in normal
-// form (normalize.go), its metric series, its constant metadata and its last upstream header.
+// form (normalize.go), its metric series, its binding settings and its last upstream header.
 type compiledRoute struct {
 	*Route
 	authority string // normalizeAuthorityPattern(Authority)
@@ -143,7 +142,7 @@ func (c *compiledRoute) matches(host, path, method string) bool {
 	if len(c.Methods) > 0 {
 		ok := false
 		for _, m := range c.Methods {
-			if strings.EqualFold(m, method) {
+			if asciiFold(method, m) { // ASCII only: "POſT" is not POST (strings.EqualFold says it is)
 				ok = true
 				break
 			}
