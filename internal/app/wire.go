@@ -287,7 +287,7 @@ func (a *App) route(r config.Route, iss *issuer.Issuer, allowHTTP bool) (extauth
 func (a *App) newTokenCache(cfg *config.Config) (*upstream.Cache, error) {
 	opts := upstream.Options{
 		Size: cfg.Cache.UpstreamTokens, HTTPClient: a.opts.HTTPClient, Logger: a.logger,
-		Metrics: a.metrics, Now: a.opts.Now, AllowHTTP: cfg.Server.AllowHTTPURLs,
+		Metrics: a.metrics, Now: a.opts.Now, // each route's source takes its generation's URL policy
 	}
 	if cfg.Cache.Redis != nil {
 		store, err := a.newRedisStore(cfg.Cache.Redis)

@@ -42,7 +42,7 @@ type Options struct {
 	// the cache in-process only. It is consulted only on a local miss or refresh.
 	Store Store
 
-	AllowHTTP         bool          // http:// token URLs for non-loopback hosts (server.allow_http_urls)
+	AllowHTTP         bool          // http:// token URLs for non-loopback hosts in Fetch and Exchange (sources take AllowHTTP)
 	NegativeTTL       time.Duration // how long rejected exchange credentials are remembered; default 30 s
 	BackoffBase       time.Duration // first retry delay after a failure; default 1 s
 	BackoffMax        time.Duration // retry delay cap; default 1 min

@@ -66,16 +66,16 @@ type SourceOption func(*sourceOptions)
 type sourceOptions struct{ allowHTTP bool }
 
 // AllowHTTP sets the token URL policy of the configuration the source belongs to
-// (server.allow_http_urls: http:// for non-loopback hosts). The Cache outlives configurations
-// while a reload may change the flag, so an application passes each configuration's own value
-// (docs/configuration.md#server); without this option a source takes the Cache's
-// Options.AllowHTTP.
+// (server.allow_http_urls: http:// for non-loopback hosts); without it a source allows https,
+// and http to loopback hosts only. The policy is the source's alone, never the Cache's: the
+// Cache outlives configurations while a reload may change the flag
+// (docs/configuration.md#server).
 func AllowHTTP(allow bool) SourceOption {
 	return func(o *sourceOptions) { o.allowHTTP = allow }
 }
 
 func (c *Cache) sourceOptions(opts []SourceOption) sourceOptions {
-	o := sourceOptions{allowHTTP: c.allowHTTP}
+	var o sourceOptions
 	for _, f := range opts {
 		f(&o)
 	}
